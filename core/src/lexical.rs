@@ -1,0 +1,275 @@
+//! Lexical rules shared by Tony text and kinded paths: which characters a
+//! literal (unquoted string) may hold, when a string must be quoted, how to
+//! quote it, and how to read a quoted string back.
+//!
+//! It owns exactly these character-level decisions so that the text printer,
+//! the text parser and the kpath printer/parser can never disagree. It never
+//! builds nodes or paths.
+
+/// ASCII punctuation a literal may contain (besides letters and digits).
+const LITERAL_PUNCT: &str = "()[]{}$~@:/._+-\\*%!=";
+
+/// Whether `c` may appear inside a literal.
+pub fn is_literal_char(c: char) -> bool {
+    if c.is_ascii() {
+        c.is_ascii_alphanumeric() || LITERAL_PUNCT.contains(c)
+    } else {
+        !c.is_whitespace() && !c.is_control()
+    }
+}
+
+/// Whether `c` may start a literal.
+pub fn is_literal_start(c: char) -> bool {
+    is_literal_char(c) && !c.is_ascii_digit() && !"[]{}:-!".contains(c)
+}
+
+/// Whether `s` would be read as a number by the text parser (so it must be
+/// quoted to stay a string). Literals never start with a digit or `-`, so this
+/// only needs to reject what [`is_literal_start`] lets through.
+fn looks_reserved(s: &str) -> bool {
+    matches!(s, "true" | "false" | "null")
+}
+
+/// Whether brackets in `s` are balanced (every closer closes an opener of the
+/// same kind, every opener is closed), so a literal reads back whole.
+fn brackets_balanced(s: &str) -> bool {
+    let mut stack = Vec::new();
+    for c in s.chars() {
+        match c {
+            '[' | '{' | '(' => stack.push(c),
+            ']' => {
+                if stack.pop() != Some('[') {
+                    return false;
+                }
+            }
+            '}' => {
+                if stack.pop() != Some('{') {
+                    return false;
+                }
+            }
+            ')' => {
+                if stack.pop() != Some('(') {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    stack.is_empty()
+}
+
+/// Whether the text printer may print `s` unquoted and read it back as the same string.
+pub fn can_be_literal(s: &str) -> bool {
+    let mut chars = s.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    is_literal_start(first)
+        && chars.all(is_literal_char)
+        && !s.ends_with(':')
+        && !looks_reserved(s)
+        && brackets_balanced(s)
+}
+
+/// Whether a kpath field can be printed unquoted.
+pub fn can_be_path_field(s: &str) -> bool {
+    can_be_literal(s) && !s.contains(['.', '[', ']', '{', '}'])
+}
+
+/// Appends `s` quoted: with `'` when that needs fewer escapes than `"`, else
+/// with `"`. JSON's escape grammar; inside single quotes `\'` replaces `\"`.
+pub fn write_quoted(out: &mut String, s: &str) {
+    let doubles = s.bytes().filter(|&b| b == b'"').count();
+    let singles = s.bytes().filter(|&b| b == b'\'').count();
+    let q = if doubles > singles { '\'' } else { '"' };
+    out.push(q);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if c == q => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(q);
+}
+
+/// Appends `s` as a literal when it can be one, else quoted.
+pub fn write_string(out: &mut String, s: &str) {
+    if can_be_literal(s) {
+        out.push_str(s);
+    } else {
+        write_quoted(out, s);
+    }
+}
+
+/// A quoted string could not be read: the byte offset and what was wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuoteError {
+    /// Byte offset in the input where the problem is.
+    pub offset: usize,
+    /// What was wrong.
+    pub message: &'static str,
+}
+
+/// Reads the quoted string that starts at byte `start` of `input` (which must
+/// hold `"` or `'`). Returns the string and the byte offset just past the
+/// closing quote.
+pub fn read_quoted(input: &str, start: usize) -> Result<(String, usize), QuoteError> {
+    let bytes = input.as_bytes();
+    let q = match bytes.get(start) {
+        Some(&b'"') => '"',
+        Some(&b'\'') => '\'',
+        _ => {
+            return Err(QuoteError {
+                offset: start,
+                message: "expected a quote",
+            });
+        }
+    };
+    let mut out = String::new();
+    let mut iter = input[start + 1..].char_indices();
+    while let Some((i, c)) = iter.next() {
+        let at = start + 1 + i;
+        match c {
+            c if c == q => return Ok((out, at + 1)),
+            '\\' => {
+                let Some((_, e)) = iter.next() else {
+                    return Err(QuoteError {
+                        offset: at,
+                        message: "unterminated escape",
+                    });
+                };
+                match e {
+                    '"' if q == '"' => out.push('"'),
+                    '\'' if q == '\'' => out.push('\''),
+                    '\\' => out.push('\\'),
+                    '/' => out.push('/'),
+                    'b' => out.push('\u{8}'),
+                    'f' => out.push('\u{c}'),
+                    'n' => out.push('\n'),
+                    'r' => out.push('\r'),
+                    't' => out.push('\t'),
+                    'u' => {
+                        let hi = read_hex4(input, &mut iter, at)?;
+                        if (0xD800..0xDC00).contains(&hi) {
+                            // A surrogate pair: the low half must follow as `\uXXXX`.
+                            let (Some((_, '\\')), Some((_, 'u'))) = (iter.next(), iter.next())
+                            else {
+                                return Err(QuoteError {
+                                    offset: at,
+                                    message: "unpaired surrogate in \\u escape",
+                                });
+                            };
+                            let lo = read_hex4(input, &mut iter, at)?;
+                            if !(0xDC00..0xE000).contains(&lo) {
+                                return Err(QuoteError {
+                                    offset: at,
+                                    message: "invalid low surrogate in \\u escape",
+                                });
+                            }
+                            let cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+                            match char::from_u32(cp) {
+                                Some(c) => out.push(c),
+                                None => {
+                                    return Err(QuoteError {
+                                        offset: at,
+                                        message: "invalid \\u escape",
+                                    });
+                                }
+                            }
+                        } else {
+                            match char::from_u32(hi) {
+                                Some(c) => out.push(c),
+                                None => {
+                                    return Err(QuoteError {
+                                        offset: at,
+                                        message: "unpaired surrogate in \\u escape",
+                                    });
+                                }
+                            }
+                        }
+                    }
+                    _ => {
+                        return Err(QuoteError {
+                            offset: at,
+                            message: "unknown escape",
+                        });
+                    }
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    Err(QuoteError {
+        offset: start,
+        message: "unterminated string",
+    })
+}
+
+fn read_hex4(
+    _input: &str,
+    iter: &mut std::str::CharIndices<'_>,
+    at: usize,
+) -> Result<u32, QuoteError> {
+    let mut v = 0u32;
+    for _ in 0..4 {
+        let d = iter
+            .next()
+            .and_then(|(_, c)| c.to_digit(16))
+            .ok_or(QuoteError {
+                offset: at,
+                message: "\\u escape needs four hex digits",
+            })?;
+        v = v * 16 + d;
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_rules() {
+        assert!(can_be_literal("hello"));
+        assert!(can_be_literal("a/b"));
+        assert!(can_be_literal("a:b"));
+        assert!(!can_be_literal("a:"));
+        assert!(!can_be_literal("1a"));
+        assert!(!can_be_literal("-a"));
+        assert!(!can_be_literal("true"));
+        assert!(!can_be_literal("x y"));
+        assert!(!can_be_literal("a]"));
+        assert!(!can_be_literal(""));
+        assert!(can_be_path_field("user_1"));
+        assert!(!can_be_path_field("a.b"));
+    }
+
+    #[test]
+    fn quoting_round_trips() {
+        for s in ["a'b", "a\"b", "x\ny", "\u{1}", "'\"'\"'", "é😀", "\\"] {
+            let mut out = String::new();
+            write_quoted(&mut out, s);
+            let (back, end) = read_quoted(&out, 0).expect("read back");
+            assert_eq!(back, s);
+            assert_eq!(end, out.len());
+        }
+        assert_eq!(
+            read_quoted("\"\\ud83d\\ude00\"", 0).map(|r| r.0),
+            Ok("😀".into())
+        );
+        assert!(read_quoted("\"abc", 0).is_err());
+        assert!(read_quoted("'a\\\"'", 0).is_err());
+    }
+}

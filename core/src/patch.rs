@@ -1,0 +1,1 @@
+//! The patch engine: `apply`, `matches`, `trim` and `merge`.

@@ -1,0 +1,1 @@
+//! Log record and segment formats.

@@ -1,0 +1,2 @@
+//! The `logd` command.
+fn main() {}

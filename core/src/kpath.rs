@@ -105,6 +105,11 @@ impl KPath {
         self.segs.push(seg);
     }
 
+    /// Removes and returns the last segment (`None` for the root).
+    pub fn pop(&mut self) -> Option<Segment> {
+        self.segs.pop()
+    }
+
     /// Whether `self` is `other` or an ancestor of it.
     pub fn is_prefix_of(&self, other: &KPath) -> bool {
         other.segs.starts_with(&self.segs)
@@ -118,9 +123,9 @@ impl KPath {
     /// The path of `self` relative to its ancestor-or-self `base`, or `None`
     /// when `base` is not a prefix of `self`.
     pub fn strip_prefix(&self, base: &KPath) -> Option<KPath> {
-        self.segs.strip_prefix(base.segs.as_slice()).map(|s| KPath {
-            segs: s.to_vec(),
-        })
+        self.segs
+            .strip_prefix(base.segs.as_slice())
+            .map(|s| KPath { segs: s.to_vec() })
     }
 
     /// Parses a path (same as `str::parse`).
@@ -182,9 +187,7 @@ impl Parser<'_> {
             }
             Some(_) => {
                 let rest = &self.text[start..];
-                let len = rest
-                    .find(|c: char| matches!(c, '.' | '[' | '{'))
-                    .unwrap_or(rest.len());
+                let len = rest.find(['.', '[', '{']).unwrap_or(rest.len());
                 let name = &rest[..len];
                 if name.is_empty() {
                     return Err(self.err(start, "expected a field name"));

@@ -35,24 +35,18 @@ fn looks_reserved(s: &str) -> bool {
 fn brackets_balanced(s: &str) -> bool {
     let mut stack = Vec::new();
     for c in s.chars() {
-        match c {
-            '[' | '{' | '(' => stack.push(c),
-            ']' => {
-                if stack.pop() != Some('[') {
-                    return false;
-                }
+        let opener = match c {
+            '[' | '{' | '(' => {
+                stack.push(c);
+                continue;
             }
-            '}' => {
-                if stack.pop() != Some('{') {
-                    return false;
-                }
-            }
-            ')' => {
-                if stack.pop() != Some('(') {
-                    return false;
-                }
-            }
-            _ => {}
+            ']' => '[',
+            '}' => '{',
+            ')' => '(',
+            _ => continue,
+        };
+        if stack.pop() != Some(opener) {
+            return false;
         }
     }
     stack.is_empty()

@@ -453,7 +453,10 @@ mod tests {
     #[test]
     fn serde_rmp_round_trip() {
         let n = Node::object([
-            ("a", Node::tagged("key(id)", Value::Array(vec![Node::int(3)]))),
+            (
+                "a",
+                Node::tagged("key(id)", Value::Array(vec![Node::int(3)])),
+            ),
             ("b", Node::new(Value::Float(2.5))),
         ]);
         let bytes = rmp_serde::to_vec(&n).expect("encode");

@@ -104,15 +104,15 @@ fn walk(node: &Node, path: &mut KPath, out: &mut Vec<KPath>) {
     }
 }
 
-/// An `!arraydiff` whose entries are all int-keyed and neither insert nor
-/// delete: slot `i` is then doc element `i`, so the walk can go down.
+/// An `!arraydiff` that keeps every element in its place: all entries are
+/// int-keyed and either plain (untagged or data-tagged: applying one never
+/// removes the element) or `!replace`. Slot `i` is then doc element `i`, so
+/// the walk can go down. Any other op (`!insert`, `!delete`, `!if` that may
+/// delete, ...) can shift later elements and ends the walk at the array.
 fn in_place_arraydiff(kv: &[(Key, Node)]) -> bool {
     kv.iter().all(|(k, v)| {
-        matches!(k, Key::Index(_))
-            && !matches!(
-                v.tag.as_ref().map(|t| t.first_name()),
-                Some("insert" | "delete")
-            )
+        let op = v.tag.as_ref().map(|t| t.first_name()).filter(|n| is_op(n));
+        matches!(k, Key::Index(_)) && matches!(op, None | Some("replace"))
     })
 }
 

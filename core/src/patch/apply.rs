@@ -15,7 +15,19 @@ use crate::node::{Key, Node, Tag, TagHead, Value};
 /// Applies `patch` to `doc` (`None` = absent); `Ok(None)` means the result is
 /// absent (deleted). Clones `doc` once; see [`apply_owned`] to avoid that.
 pub fn apply(doc: Option<&Node>, patch: &Node) -> Result<Option<Node>, PatchError> {
+    if ignores_doc(patch) {
+        return apply_owned(None, patch);
+    }
     apply_owned(doc.cloned(), patch)
+}
+
+/// Whether the result of `patch` cannot depend on the document (a scalar or
+/// `null` patch, `!delete`, `!nullify`), so [`apply`] need not clone it.
+fn ignores_doc(patch: &Node) -> bool {
+    match split_op(patch.tag.as_ref(), is_patch_op) {
+        Some((head, _)) => matches!(head.name, "delete" | "nullify"),
+        None => !matches!(patch.value, Value::Object(_) | Value::Array(_)),
+    }
 }
 
 /// Applies `patch` to `doc`, consuming it: untouched parts of the document

@@ -224,6 +224,116 @@ fn arb_path() -> impl Strategy<Value = KPath> {
     prop::collection::vec(arb_segment(), 0..4).prop_map(KPath::from_segments)
 }
 
+/// One step of an edit script over document units (characters, lines or
+/// array elements).
+#[derive(Debug, Clone)]
+enum Edit {
+    Keep,
+    /// Delete this many units (arrays: always one).
+    Del(usize),
+    /// Insert these units.
+    Ins(Vec<String>),
+    /// Replace this many units with these units.
+    Rep(usize, Vec<String>),
+}
+
+fn arb_edits(unit: &'static str) -> impl Strategy<Value = Vec<Edit>> {
+    let units = move || prop::collection::vec(unit, 1..3);
+    prop::collection::vec(
+        prop_oneof![
+            3 => Just(Edit::Keep),
+            1 => (1usize..3).prop_map(Edit::Del),
+            1 => units().prop_map(Edit::Ins),
+            1 => (1usize..3, units()).prop_map(|(n, u)| Edit::Rep(n, u)),
+        ],
+        0..12,
+    )
+}
+
+/// Runs an edit script the way `TONY.md` walks slots; returns the diff
+/// entries and the expected output units. `multi` allows multi-unit
+/// deletes/replaces (strings); arrays take one element per entry.
+fn script(doc: &[String], edits: &[Edit], multi: bool) -> (Vec<(u32, Node)>, Vec<String>) {
+    let (mut s, mut d) = (0usize, 0usize);
+    let mut entries = Vec::new();
+    let mut out: Vec<String> = Vec::new();
+    let tagged = |t: &str, v: Node| Node {
+        tag: Some(Tag::new(t)),
+        value: v.value,
+    };
+    let text = |units: &[String]| Node::string(units.concat());
+    for e in edits {
+        let slot = u32::try_from(s).unwrap_or(u32::MAX);
+        match e {
+            Edit::Keep if d < doc.len() => {
+                out.push(doc[d].clone());
+                s += 1;
+                d += 1;
+            }
+            Edit::Del(n) | Edit::Rep(n, _) if d < doc.len() => {
+                let n = if multi { (*n).min(doc.len() - d) } else { 1 };
+                let gone = &doc[d..d + n];
+                match e {
+                    Edit::Rep(_, to) => {
+                        let (from, to_node) = if multi {
+                            (text(gone), text(to))
+                        } else {
+                            (Node::string(gone[0].clone()), Node::string(to[0].clone()))
+                        };
+                        entries.push((
+                            slot,
+                            tagged("replace", Node::object([("from", from), ("to", to_node)])),
+                        ));
+                        if multi {
+                            out.extend(to.iter().cloned());
+                            s += to.len();
+                        } else {
+                            out.push(to[0].clone());
+                            s += 1;
+                        }
+                    }
+                    _ => {
+                        let v = if multi {
+                            text(gone)
+                        } else {
+                            Node::string(gone[0].clone())
+                        };
+                        entries.push((slot, tagged("delete", v)));
+                        s += 1;
+                    }
+                }
+                d += n;
+            }
+            Edit::Ins(units) => {
+                if multi {
+                    entries.push((slot, tagged("insert", text(units))));
+                    out.extend(units.iter().cloned());
+                    s += units.len();
+                } else {
+                    entries.push((slot, tagged("insert", Node::string(units[0].clone()))));
+                    out.push(units[0].clone());
+                    s += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    out.extend(doc[d..].iter().cloned());
+    (entries, out)
+}
+
+fn diff_patch(op: &str, entries: Vec<(u32, Node)>) -> Node {
+    Node {
+        tag: Some(Tag::new(op)),
+        value: Value::Object(
+            entries
+                .into_iter()
+                .map(|(k, v)| (Key::Index(k), v))
+                .collect(),
+        ),
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Mount {
     Leaf(Node),
@@ -365,6 +475,28 @@ proptest! {
             }));
             prop_assert!(nested || mixed, "unexpected merge error for {:?}", paths);
         }
+    }
+
+    #[test]
+    fn strdiff_chars_follow_the_slot_walk(doc in prop::collection::vec("[a-cé]", 0..10), edits in arb_edits("[x-zü]")) {
+        let (entries, want) = script(&doc, &edits, true);
+        let patch = diff_patch("strdiff", entries);
+        prop_assert_eq!(apply(Some(&Node::string(doc.concat())), &patch), Ok(Some(Node::string(want.concat()))));
+    }
+
+    #[test]
+    fn strdiff_lines_follow_the_slot_walk(doc in prop::collection::vec("[a-c]{0,2}\n", 0..8), edits in arb_edits("[x-z]{0,2}\n")) {
+        let (entries, want) = script(&doc, &edits, true);
+        let patch = diff_patch("strdiff(true)", entries);
+        prop_assert_eq!(apply(Some(&Node::string(doc.concat())), &patch), Ok(Some(Node::string(want.concat()))));
+    }
+
+    #[test]
+    fn arraydiff_follows_the_slot_walk(doc in prop::collection::vec("[a-c]", 0..10), edits in arb_edits("[x-z]")) {
+        let (entries, want) = script(&doc, &edits, false);
+        let patch = diff_patch("arraydiff", entries);
+        let arr = |v: &[String]| Node::array(v.iter().map(|s| Node::string(s.clone())));
+        prop_assert_eq!(apply(Some(&arr(&doc)), &patch), Ok(Some(arr(&want))));
     }
 
     #[test]

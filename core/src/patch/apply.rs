@@ -83,47 +83,71 @@ pub(crate) fn apply_view(doc: Option<Node>, p: View<'_>) -> Res {
 /// Merges an object patch into the document's entries (see the module docs of
 /// `patch` for key order). Uses a hash index when linear lookups could add up.
 fn merge_object(
-    entries: Vec<(Key, Node)>,
+    mut entries: Vec<(Key, Node)>,
     pkv: &[(Key, Node)],
 ) -> Result<Vec<(Key, Node)>, PatchError> {
-    let mut slots: Vec<(Key, Option<Node>)> =
-        entries.into_iter().map(|(k, v)| (k, Some(v))).collect();
-    let use_index = pkv.len() > 8 && slots.len() + pkv.len() > 32;
+    let use_index = pkv.len() > 8 && entries.len() + pkv.len() > 32;
     let mut index: HashMap<Key, usize> = HashMap::new();
     if use_index {
-        index.reserve(slots.len() + pkv.len());
-        for (i, (k, _)) in slots.iter().enumerate() {
+        index.reserve(entries.len() + pkv.len());
+        for (i, (k, _)) in entries.iter().enumerate() {
             index.entry(k.clone()).or_insert(i);
         }
     }
+    // Entries are patched in place; removals are marked and swept once at
+    // the end, so a one-key patch costs one scan and no reallocation.
+    let mut removed: Vec<bool> = Vec::new();
+    let is_removed = |removed: &[bool], i: usize| removed.get(i).copied().unwrap_or(false);
     for (k, pv) in pkv {
         let pos = if use_index {
             index.get(k).copied()
         } else {
-            slots.iter().position(|(dk, _)| dk == k)
+            entries.iter().position(|(dk, _)| dk == k)
         };
-        let slot = pos.and_then(|i| slots.get_mut(i));
-        match slot {
-            Some((_, cur)) => {
-                let r =
-                    apply_view(cur.take(), View::of(pv)).map_err(|e| e.under(key_segment(k)))?;
-                *cur = r;
+        let live = pos.filter(|&i| !is_removed(&removed, i));
+        match pos.and_then(|i| entries.get_mut(i).map(|e| (i, e))) {
+            Some((i, (_, cur))) => {
+                let doc = match live {
+                    Some(_) => Some(std::mem::replace(cur, Node::null())),
+                    None => None,
+                };
+                match apply_view(doc, View::of(pv)).map_err(|e| e.under(key_segment(k)))? {
+                    Some(n) => {
+                        *cur = n;
+                        if let Some(r) = removed.get_mut(i) {
+                            *r = false;
+                        }
+                    }
+                    None => {
+                        if removed.len() <= i {
+                            removed.resize(entries.len(), false);
+                        }
+                        if let Some(r) = removed.get_mut(i) {
+                            *r = true;
+                        }
+                    }
+                }
             }
             None => {
                 let r = apply_view(None, View::of(pv)).map_err(|e| e.under(key_segment(k)))?;
                 if let Some(n) = r {
                     if use_index {
-                        index.insert(k.clone(), slots.len());
+                        index.insert(k.clone(), entries.len());
                     }
-                    slots.push((k.clone(), Some(n)));
+                    entries.push((k.clone(), n));
                 }
             }
         }
     }
-    Ok(slots
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect())
+    if removed.contains(&true) {
+        let mut i = 0;
+        entries.retain(|_| {
+            let keep = !is_removed(&removed, i);
+            i += 1;
+            keep
+        });
+    }
+    Ok(entries)
 }
 
 fn apply_op(doc: Option<Node>, head: &TagHead<'_>, rest: Option<&Tag>, value: &Value) -> Res {

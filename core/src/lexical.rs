@@ -27,7 +27,13 @@ pub fn is_literal_start(c: char) -> bool {
 /// quoted to stay a string). Literals never start with a digit or `-`, so this
 /// only needs to reject what [`is_literal_start`] lets through.
 fn looks_reserved(s: &str) -> bool {
-    matches!(s, "true" | "false" | "null")
+    matches!(s, "true" | "false" | "null") || is_float_word(s)
+}
+
+/// Whether `s` is one of the words the text parser reads as a non-finite
+/// float: `.nan`, `.inf`, `-.inf`.
+pub fn is_float_word(s: &str) -> bool {
+    matches!(s, ".nan" | ".inf" | "-.inf")
 }
 
 /// Whether brackets in `s` are balanced (every closer closes an opener of the

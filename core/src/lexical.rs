@@ -18,9 +18,10 @@ pub fn is_literal_char(c: char) -> bool {
     }
 }
 
-/// Whether `c` may start a literal.
+/// Whether `c` may start a literal. A byte-order mark (U+FEFF) may not: the
+/// text parser skips one at the start of its input.
 pub fn is_literal_start(c: char) -> bool {
-    is_literal_char(c) && !c.is_ascii_digit() && !"[]{}:-!".contains(c)
+    is_literal_char(c) && !c.is_ascii_digit() && !"[]{}:-!\u{feff}".contains(c)
 }
 
 /// Whether `s` would be read as a number by the text parser (so it must be

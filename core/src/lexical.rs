@@ -18,16 +18,23 @@ pub fn is_literal_char(c: char) -> bool {
     }
 }
 
-/// Whether `c` may start a literal.
+/// Whether `c` may start a literal. A byte-order mark (U+FEFF) may not: the
+/// text parser skips one at the start of its input.
 pub fn is_literal_start(c: char) -> bool {
-    is_literal_char(c) && !c.is_ascii_digit() && !"[]{}:-!".contains(c)
+    is_literal_char(c) && !c.is_ascii_digit() && !"[]{}:-!\u{feff}".contains(c)
 }
 
 /// Whether `s` would be read as a number by the text parser (so it must be
 /// quoted to stay a string). Literals never start with a digit or `-`, so this
 /// only needs to reject what [`is_literal_start`] lets through.
 fn looks_reserved(s: &str) -> bool {
-    matches!(s, "true" | "false" | "null")
+    matches!(s, "true" | "false" | "null") || is_float_word(s)
+}
+
+/// Whether `s` is one of the words the text parser reads as a non-finite
+/// float: `.nan`, `.inf`, `-.inf`.
+pub fn is_float_word(s: &str) -> bool {
+    matches!(s, ".nan" | ".inf" | "-.inf")
 }
 
 /// Whether brackets in `s` are balanced (every closer closes an opener of the

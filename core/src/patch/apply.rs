@@ -7,7 +7,8 @@
 use std::collections::HashMap;
 
 use super::{
-    PatchError, REFUSED_OPS, View, brief, index_segment, is_patch_op, key_segment, split_op,
+    MAX_DEPTH, PatchError, REFUSED_OPS, View, brief, index_segment, is_patch_op, key_segment,
+    split_op,
 };
 use crate::kpath::KPath;
 use crate::node::{Key, Node, Tag, TagHead, Value};
@@ -33,14 +34,20 @@ fn ignores_doc(patch: &Node) -> bool {
 /// Applies `patch` to `doc`, consuming it: untouched parts of the document
 /// are moved into the result, never deep-cloned. `Ok(None)` = absent.
 pub fn apply_owned(doc: Option<Node>, patch: &Node) -> Result<Option<Node>, PatchError> {
-    apply_view(doc, View::of(patch))
+    apply_view(doc, View::of(patch), 0)
 }
 
 type Res = Result<Option<Node>, PatchError>;
 
-pub(crate) fn apply_view(doc: Option<Node>, p: View<'_>) -> Res {
+pub(crate) fn apply_view(doc: Option<Node>, p: View<'_>, depth: usize) -> Res {
+    if depth > MAX_DEPTH {
+        return Err(PatchError::TooDeep {
+            limit: MAX_DEPTH,
+            at: KPath::root(),
+        });
+    }
     if let Some((head, rest)) = split_op(p.tag, is_patch_op) {
-        return apply_op(doc, &head, rest.as_ref(), p.value);
+        return apply_op(doc, &head, rest.as_ref(), p.value, depth);
     }
     match p.value {
         Value::Object(pkv) => {
@@ -53,7 +60,7 @@ pub(crate) fn apply_view(doc: Option<Node>, p: View<'_>) -> Res {
             };
             Ok(Some(Node {
                 tag: p.tag.cloned().or(doc_tag),
-                value: Value::Object(merge_object(entries, pkv)?),
+                value: Value::Object(merge_object(entries, pkv, depth)?),
             }))
         }
         Value::Array(pitems) => {
@@ -67,7 +74,7 @@ pub(crate) fn apply_view(doc: Option<Node>, p: View<'_>) -> Res {
             let mut out = Vec::with_capacity(pitems.len());
             let mut doc_items = items.into_iter();
             for (i, pe) in pitems.iter().enumerate() {
-                let r = apply_view(doc_items.next(), View::of(pe))
+                let r = apply_view(doc_items.next(), View::of(pe), depth + 1)
                     .map_err(|e| e.under(index_segment(i)))?;
                 out.extend(r);
             }
@@ -85,6 +92,7 @@ pub(crate) fn apply_view(doc: Option<Node>, p: View<'_>) -> Res {
 fn merge_object(
     mut entries: Vec<(Key, Node)>,
     pkv: &[(Key, Node)],
+    depth: usize,
 ) -> Result<Vec<(Key, Node)>, PatchError> {
     let use_index = pkv.len() > 8 && entries.len() + pkv.len() > 32;
     let mut index: HashMap<Key, usize> = HashMap::new();
@@ -111,7 +119,9 @@ fn merge_object(
                     Some(_) => Some(std::mem::replace(cur, Node::null())),
                     None => None,
                 };
-                match apply_view(doc, View::of(pv)).map_err(|e| e.under(key_segment(k)))? {
+                match apply_view(doc, View::of(pv), depth + 1)
+                    .map_err(|e| e.under(key_segment(k)))?
+                {
                     Some(n) => {
                         *cur = n;
                         if let Some(r) = removed.get_mut(i) {
@@ -129,7 +139,8 @@ fn merge_object(
                 }
             }
             None => {
-                let r = apply_view(None, View::of(pv)).map_err(|e| e.under(key_segment(k)))?;
+                let r = apply_view(None, View::of(pv), depth + 1)
+                    .map_err(|e| e.under(key_segment(k)))?;
                 if let Some(n) = r {
                     if use_index {
                         index.insert(k.clone(), entries.len());
@@ -150,7 +161,13 @@ fn merge_object(
     Ok(entries)
 }
 
-fn apply_op(doc: Option<Node>, head: &TagHead<'_>, rest: Option<&Tag>, value: &Value) -> Res {
+fn apply_op(
+    doc: Option<Node>,
+    head: &TagHead<'_>,
+    rest: Option<&Tag>,
+    value: &Value,
+    depth: usize,
+) -> Res {
     let child = View { tag: rest, value };
     match head.name {
         "delete" => Ok(None),
@@ -158,7 +175,7 @@ fn apply_op(doc: Option<Node>, head: &TagHead<'_>, rest: Option<&Tag>, value: &V
         "pass" => Ok(doc),
         "insert" => {
             let tag = opt_arg("insert", head)?;
-            let r = apply_view(doc, child)?;
+            let r = apply_view(doc, child, depth + 1)?;
             Ok(r.map(|n| with_tag_arg(n, tag)))
         }
         "replace" => {
@@ -172,7 +189,7 @@ fn apply_op(doc: Option<Node>, head: &TagHead<'_>, rest: Option<&Tag>, value: &V
         }
         "arraydiff" => {
             no_rest("arraydiff", rest)?;
-            arraydiff(doc, value)
+            arraydiff(doc, value, depth)
         }
         "strdiff" => {
             no_rest("strdiff", rest)?;
@@ -180,22 +197,22 @@ fn apply_op(doc: Option<Node>, head: &TagHead<'_>, rest: Option<&Tag>, value: &V
         }
         "key" => {
             no_rest("key", rest)?;
-            keyed(doc, head, value)
+            keyed(doc, head, value, depth)
         }
-        "all" => all(doc, child),
+        "all" => all(doc, child, depth),
         "if" => {
             no_rest("if", rest)?;
             let body = View { tag: None, value };
             let Some(cond) = body.field("if") else {
                 return Err(PatchError::bad("if", "the value needs an `if` pattern"));
             };
-            let branch = if super::matches::matches(doc.as_ref(), cond)? {
+            let branch = if super::matches::matches_at(doc.as_ref(), cond, depth + 1)? {
                 body.field("then")
             } else {
                 body.field("else")
             };
             match branch {
-                Some(b) => apply_view(doc, View::of(b)),
+                Some(b) => apply_view(doc, View::of(b), depth + 1),
                 None => Ok(doc),
             }
         }
@@ -225,6 +242,7 @@ fn apply_op(doc: Option<Node>, head: &TagHead<'_>, rest: Option<&Tag>, value: &V
                     value: Value::Object(kv),
                 },
                 child,
+                depth,
             )
         }
         "rename" => {
@@ -236,7 +254,7 @@ fn apply_op(doc: Option<Node>, head: &TagHead<'_>, rest: Option<&Tag>, value: &V
             let Some(d) = doc else {
                 return Err(PatchError::mismatch("addtag", "a node", None));
             };
-            Ok(then_child(d, child)?.map(|mut n| {
+            Ok(then_child(d, child, depth)?.map(|mut n| {
                 n.tag = Some(Tag::new(t));
                 n
             }))
@@ -247,7 +265,7 @@ fn apply_op(doc: Option<Node>, head: &TagHead<'_>, rest: Option<&Tag>, value: &V
                 return Err(PatchError::mismatch("rmtag", "a node", None));
             };
             let t = Tag::new(t);
-            Ok(then_child(d, child)?.map(|mut n| {
+            Ok(then_child(d, child, depth)?.map(|mut n| {
                 if n.tag.as_ref() == Some(&t) {
                     n.tag = None;
                 }
@@ -260,7 +278,7 @@ fn apply_op(doc: Option<Node>, head: &TagHead<'_>, rest: Option<&Tag>, value: &V
                 return Err(PatchError::mismatch("retag", "a node", None));
             };
             let (a, b) = (Tag::new(a), Tag::new(b));
-            match then_child(d, child)? {
+            match then_child(d, child, depth)? {
                 Some(mut n) => {
                     if n.tag.as_ref() != Some(&a) {
                         return Err(PatchError::TagMismatch {
@@ -289,11 +307,11 @@ fn apply_op(doc: Option<Node>, head: &TagHead<'_>, rest: Option<&Tag>, value: &V
 }
 
 /// Applies the child of a chain op: an untagged `null` child changes nothing.
-fn then_child(node: Node, child: View<'_>) -> Res {
+fn then_child(node: Node, child: View<'_>, depth: usize) -> Res {
     if child.is_plain_null() {
         Ok(Some(node))
     } else {
-        apply_view(Some(node), child)
+        apply_view(Some(node), child, depth + 1)
     }
 }
 
@@ -440,7 +458,7 @@ fn rename(doc: Option<Node>, value: &Value) -> Res {
     }))
 }
 
-fn all(doc: Option<Node>, child: View<'_>) -> Res {
+fn all(doc: Option<Node>, child: View<'_>, depth: usize) -> Res {
     match doc {
         None => Ok(None),
         Some(Node {
@@ -449,7 +467,10 @@ fn all(doc: Option<Node>, child: View<'_>) -> Res {
         }) => {
             let mut out = Vec::with_capacity(items.len());
             for (i, it) in items.into_iter().enumerate() {
-                out.extend(apply_view(Some(it), child).map_err(|e| e.under(index_segment(i)))?);
+                out.extend(
+                    apply_view(Some(it), child, depth + 1)
+                        .map_err(|e| e.under(index_segment(i)))?,
+                );
             }
             Ok(Some(Node {
                 tag,
@@ -462,7 +483,7 @@ fn all(doc: Option<Node>, child: View<'_>) -> Res {
         }) => {
             let mut out = Vec::with_capacity(kv.len());
             for (k, v) in kv {
-                match apply_view(Some(v), child) {
+                match apply_view(Some(v), child, depth + 1) {
                     Ok(Some(n)) => out.push((k, n)),
                     Ok(None) => {}
                     Err(e) => return Err(e.under(key_segment(&k))),
@@ -473,7 +494,7 @@ fn all(doc: Option<Node>, child: View<'_>) -> Res {
                 value: Value::Object(out),
             }))
         }
-        Some(scalar) => apply_view(Some(scalar), child),
+        Some(scalar) => apply_view(Some(scalar), child, depth + 1),
     }
 }
 
@@ -512,7 +533,7 @@ fn diff_op(entry: &Node) -> Option<(TagHead<'_>, Option<Tag>)> {
     })
 }
 
-fn arraydiff(doc: Option<Node>, value: &Value) -> Res {
+fn arraydiff(doc: Option<Node>, value: &Value, depth: usize) -> Res {
     let entries = diff_entries("arraydiff", value)?;
     let (tag, items) = match doc {
         Some(Node {
@@ -557,6 +578,7 @@ fn arraydiff(doc: Option<Node>, value: &Value) -> Res {
                         tag: rest.as_ref(),
                         value: &entry.value,
                     },
+                    depth + 1,
                 )
                 .map_err(|e| e.under(at))?;
                 out.extend(r.map(|n| with_tag_arg(n, t)));
@@ -593,7 +615,9 @@ fn arraydiff(doc: Option<Node>, value: &Value) -> Res {
                 let Some(n) = src.next() else {
                     return Err(beyond(slot, "no element left to patch"));
                 };
-                out.extend(apply_view(Some(n), View::of(entry)).map_err(|e| e.under(at))?);
+                out.extend(
+                    apply_view(Some(n), View::of(entry), depth + 1).map_err(|e| e.under(at))?,
+                );
                 d += 1;
             }
         }
@@ -771,7 +795,7 @@ fn scalar_key(v: &Value) -> Option<ScalarKey> {
     })
 }
 
-fn keyed(doc: Option<Node>, head: &TagHead<'_>, value: &Value) -> Res {
+fn keyed(doc: Option<Node>, head: &TagHead<'_>, value: &Value, depth: usize) -> Res {
     let field = one_arg("key", head)?;
     let Value::Array(pitems) = value else {
         return Err(PatchError::bad(
@@ -834,12 +858,12 @@ fn keyed(doc: Option<Node>, head: &TagHead<'_>, value: &Value) -> Res {
         let live = found.filter(|&i| slots.get(i).is_some_and(Option::is_some));
         match live.and_then(|i| slots.get_mut(i).map(|s| (i, s))) {
             Some((i, slot)) => {
-                let r =
-                    apply_view(slot.take(), View::of(pi)).map_err(|e| e.under(index_segment(i)))?;
+                let r = apply_view(slot.take(), View::of(pi), depth + 1)
+                    .map_err(|e| e.under(index_segment(i)))?;
                 *slot = r;
             }
             None => {
-                let r = apply_view(None, View::of(pi))
+                let r = apply_view(None, View::of(pi), depth + 1)
                     .map_err(|e| e.under(index_segment(slots.len())))?;
                 if let Some(n) = r {
                     let i = slots.len();

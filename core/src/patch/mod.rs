@@ -21,7 +21,11 @@
 //! moved, never walked), so its stack depth is bounded by the depth of the
 //! patch. `matches` and `trim` recurse along the pattern; `!subtree` walks the
 //! document with an explicit stack. `merge` recurses along the participants'
-//! paths. Object merges switch to a hash index when both sides are large, and
+//! paths. `apply` and `matches` stop with [`PatchError::TooDeep`] past
+//! [`MAX_DEPTH`] levels (measured: about 1,000 levels of apply + match + trim
+//! fit in a 2 MiB stack); `trim` keeps the document node whole past it.
+//! Comparing, cloning and dropping nodes (`!replace`, `!delete v`) recurse
+//! along the document, as `Node`'s derives do. Object merges switch to a hash index when both sides are large, and
 //! `!key(field)` lists look items up through a hash map on scalar keys, so a
 //! 10,000-key patch over a 10,000-key document is linear, not quadratic.
 //! [`apply_owned`] consumes the document and never deep-clones a part the
@@ -184,6 +188,14 @@ pub enum PatchError {
         /// Where in the pattern.
         at: KPath,
     },
+    /// The patch or pattern nests deeper than [`MAX_DEPTH`] levels.
+    #[error("{}: nesting deeper than {limit} levels", place(.at))]
+    TooDeep {
+        /// The limit, [`MAX_DEPTH`].
+        limit: usize,
+        /// Where the limit was reached.
+        at: KPath,
+    },
     /// Merge: two participant paths are equal, or one is a prefix of the other.
     #[error("participant paths {} and {} conflict (equal or nested)", show(.a), show(.b))]
     Conflict {
@@ -199,6 +211,12 @@ pub enum PatchError {
         parent: KPath,
     },
 }
+
+/// How deep `apply` and `matches` recurse (along the patch or pattern, op
+/// chains included) before they stop with [`PatchError::TooDeep`]: text
+/// parsing allows 512 levels and merging mounts data below a path, so 768
+/// leaves room for both while staying well inside a 2 MiB thread stack.
+pub const MAX_DEPTH: usize = 768;
 
 fn place(at: &KPath) -> String {
     if at.is_root() {
@@ -226,7 +244,8 @@ impl PatchError {
             | PatchError::ReplaceMismatch { at, .. }
             | PatchError::BadArgument { at, .. }
             | PatchError::TagMismatch { at, .. }
-            | PatchError::BadPath { at, .. } => at,
+            | PatchError::BadPath { at, .. }
+            | PatchError::TooDeep { at, .. } => at,
             PatchError::Conflict { .. } | PatchError::MixedAccessors { .. } => return self,
         };
         let mut segs = Vec::with_capacity(at.len() + 1);

@@ -51,7 +51,8 @@ fn at(e: &PatchError) -> KPath {
         | PatchError::ReplaceMismatch { at, .. }
         | PatchError::BadArgument { at, .. }
         | PatchError::TagMismatch { at, .. }
-        | PatchError::BadPath { at, .. } => at.clone(),
+        | PatchError::BadPath { at, .. }
+        | PatchError::TooDeep { at, .. } => at.clone(),
         other => panic!("no place in {other:?}"),
     }
 }
@@ -690,4 +691,42 @@ fn brief_cuts_long_values() {
         brief(Some(&t("x", j(json!({"a": [1, "s"]}))))),
         "!x {a: [1, \"s\"]}"
     );
+}
+
+#[test]
+fn too_deep_patches_and_patterns_stop_with_an_error() {
+    let nest = |depth: usize, leaf: Node| {
+        let mut n = leaf;
+        for _ in 0..depth {
+            n = Node::object([("a", n)]);
+        }
+        n
+    };
+    let deep = nest(10_000, i(1));
+    let e = apply(None, &deep).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            PatchError::TooDeep {
+                limit: MAX_DEPTH,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(at(&e).len(), MAX_DEPTH + 1);
+    let e = matches(Some(&deep), &deep).unwrap_err();
+    assert!(matches!(e, PatchError::TooDeep { .. }));
+    // A chain of !not is as deep as its length.
+    let chain = t(&vec!["not"; 2000].join("."), i(1));
+    assert!(matches!(
+        matches(Some(&i(1)), &chain),
+        Err(PatchError::TooDeep { .. })
+    ));
+    let shallow = nest(MAX_DEPTH - 1, i(1));
+    assert!(apply(None, &shallow).is_ok());
+    assert_eq!(trim(&deep, &i(3)), i(3));
+    // Dropping 10,000 levels recursively is `Node`'s business; keep the test
+    // independent of it.
+    std::mem::forget(deep);
 }

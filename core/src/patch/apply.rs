@@ -588,8 +588,10 @@ fn arraydiff(doc: Option<Node>, value: &Value, depth: usize) -> Res {
                 let Some(n) = src.next() else {
                     return Err(beyond(slot, "no element left to delete"));
                 };
+                // The rest of the chain is ignored, as for a top-level `!delete`.
+                let _ = rest;
                 let want = Node {
-                    tag: t.or(rest),
+                    tag: t,
                     value: entry.value.clone(),
                 };
                 if n != want {

@@ -46,7 +46,11 @@
 //!   (`!replace`, `!arraydiff`, `!strdiff`, `!key`, `!if`, `!rename`, and the
 //!   match ops `!and`, `!or`, `!glob`, `!irtype`, `!has-path`, `!key`) is an
 //!   error ([`PatchError::BadArgument`]); after `!delete`, `!nullify` and
-//!   `!pass` it is ignored (the value is ignored too).
+//!   `!pass` it is ignored (the value is ignored too, except as the value an
+//!   `!arraydiff` `!delete` entry compares).
+//! - Keys of a sparse document and field keys of a patch (or the other way
+//!   round) merge like any keys; the result then mixes them (text cannot
+//!   print that; it is the caller's patch that asked for it).
 //! - `!field`, `!addtag`, `!rmtag`, `!retag` with an untagged `null` child
 //!   (the last op of a chain, as in `!addtag(j) null`) change nothing else; any
 //!   other child is applied as a patch. `!field` renames first and then applies
@@ -317,7 +321,8 @@ const REFUSED_OPS: &[&str] = &[
     "eval",
 ];
 
-/// Whether `name` is a patch op (registered or refused); any other tag is data.
+/// Whether `name` is a patch op (registered or refused); any other tag is
+/// data. The single list of patch op names (`index` keeps its own copy today).
 pub fn is_patch_op(name: &str) -> bool {
     PATCH_OPS.contains(&name) || REFUSED_OPS.contains(&name)
 }

@@ -1,4 +1,4 @@
-//! The patch engine: [`apply`] / [`apply_owned`], [`matches`], [`trim`] and
+//! The patch engine: [`apply`] / [`apply_owned`], [`matches()`], [`trim`] and
 //! [`merge`], exactly as `TONY.md` ("Patch", "Match", "Merge of participant
 //! patches") describes them.
 //!

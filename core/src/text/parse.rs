@@ -82,9 +82,46 @@ fn is_tag_name_byte(c: u8) -> bool {
     c.is_ascii_alphanumeric() || b"_-/+~$@%=*".contains(&c)
 }
 
-/// Whether a literal may hold the ASCII byte `c`.
+/// Which ASCII bytes a literal may hold (per [`lexical::is_literal_char`]).
+static LITERAL_ASCII: [bool; 128] = {
+    let mut t = [false; 128];
+    let mut i = 0;
+    while i < 128 {
+        t[i] = lexical_ascii(i as u8);
+        i += 1;
+    }
+    t
+};
+
+const fn lexical_ascii(c: u8) -> bool {
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            b'(' | b')'
+                | b'['
+                | b']'
+                | b'{'
+                | b'}'
+                | b'$'
+                | b'~'
+                | b'@'
+                | b':'
+                | b'/'
+                | b'.'
+                | b'_'
+                | b'+'
+                | b'-'
+                | b'\\'
+                | b'*'
+                | b'%'
+                | b'!'
+                | b'='
+        )
+}
+
+/// Whether a literal may hold the ASCII byte `c` (`c < 0x80`).
 fn is_literal_ascii(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"()[]{}$~@:/._+-\\*%!=".contains(&c)
+    LITERAL_ASCII[usize::from(c & 0x7f)]
 }
 
 impl<'a> Parser<'a> {
@@ -944,5 +981,21 @@ fn check_duplicates(entries: &[(Key, Node)], positions: &[usize]) -> PResult<()>
     match found {
         Some(j) => dup(j),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_table_agrees_with_lexical() {
+        for b in 0u8..0x80 {
+            assert_eq!(
+                is_literal_ascii(b),
+                lexical::is_literal_char(char::from(b)),
+                "{b}"
+            );
+        }
     }
 }

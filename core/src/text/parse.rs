@@ -168,6 +168,14 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// `"{what}, found …"` at `pos`. Kept out of line so that the recursive
+    /// functions' stack frames stay small.
+    #[cold]
+    #[inline(never)]
+    fn expected<T>(&self, what: &str, pos: usize) -> PResult<T> {
+        fail(pos, format!("{what}, found {}", self.found(pos)))
+    }
+
     fn enter(&mut self, pos: usize) -> PResult<()> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
@@ -198,10 +206,7 @@ impl<'a> Parser<'a> {
                     let start = self.pos;
                     let node = self.block_node(indent)?;
                     if self.next_content_line()?.is_some() {
-                        return fail(
-                            self.pos,
-                            format!("expected end of document, found {}", self.found(self.pos)),
-                        );
+                        return self.expected("expected end of document", self.pos);
                     }
                     each(start, node)?;
                 }
@@ -321,10 +326,7 @@ impl<'a> Parser<'a> {
                 self.pos += 2;
                 Ok(())
             }
-            _ => fail(
-                self.pos,
-                format!("expected end of line, found {}", self.found(self.pos)),
-            ),
+            _ => self.expected("expected end of line", self.pos),
         }
     }
 
@@ -440,10 +442,7 @@ impl<'a> Parser<'a> {
                     match self.try_block_key()? {
                         Some((k, _)) => key = k,
                         None => {
-                            return fail(
-                                self.pos,
-                                format!("expected a key, found {}", self.found(self.pos)),
-                            );
+                            return self.expected("expected a key", self.pos);
                         }
                     }
                 }
@@ -674,10 +673,7 @@ impl<'a> Parser<'a> {
             Some(_) => {
                 let end = self.scan_literal(start);
                 if end == start {
-                    return fail(
-                        start,
-                        format!("expected a value, found {}", self.found(start)),
-                    );
+                    return self.expected("expected a value", start);
                 }
                 let end = if self.b[end - 1] == b':' {
                     end - 1
@@ -773,10 +769,7 @@ impl<'a> Parser<'a> {
         };
         let n = digits(p);
         if n == 0 {
-            return fail(
-                start,
-                format!("expected a value, found {}", self.found(start)),
-            );
+            return self.expected("expected a value", start);
         }
         p += n;
         let mut float = false;
@@ -881,10 +874,7 @@ impl<'a> Parser<'a> {
             _ => {
                 let end = self.scan_literal(start);
                 if end == start {
-                    return fail(
-                        start,
-                        format!("expected a key, found {}", self.found(start)),
-                    );
+                    return self.expected("expected a key", start);
                 }
                 let end = if self.b[end - 1] == b':' {
                     end - 1

@@ -42,6 +42,10 @@
 //!   [`Key::Index`]); `true`/`false`/`null` written as keys are field names.
 //!   Mixing integer and string keys in one object, and duplicate keys, are
 //!   errors.
+//! - Tag names are ASCII letters, digits and `_-/+~$@%=*`; arguments are any
+//!   text on one line with balanced parentheses. A tag is followed by a
+//!   blank, a newline or `,` `]` `}`.
+//! - A literal ends at `#` (a comment starts there even without a blank).
 //! - An empty document (only blanks and comments) is an error for [`parse`]
 //!   and is skipped by [`parse_documents`].
 //! - Nesting deeper than [`MAX_DEPTH`] is an error (no stack overflow).

@@ -222,6 +222,23 @@ fn tags() {
 }
 
 #[test]
+fn tagged_sparse_patch() {
+    let n = p("!arraydiff {1: !insert(foo(bar,baz)) c, 3: !delete b}");
+    let want = Node::object([
+        (
+            Key::Index(1),
+            Node::tagged("insert(foo(bar,baz))", Value::String("c".into())),
+        ),
+        (
+            Key::Index(3),
+            Node::tagged("delete", Value::String("b".into())),
+        ),
+    ])
+    .with_tag(Some(logd_core::Tag::new("arraydiff")));
+    assert_eq!(n, want);
+}
+
+#[test]
 fn sparse_and_key_sets() {
     let n = p("{0: a, 42: b}");
     assert_eq!(
@@ -430,4 +447,33 @@ fn block_form() {
     let b = top.to_block_string();
     assert_eq!(b, "!t\n- - 1\n  - 2\n- []\n- !u\n  a: 1\n");
     assert_eq!(p(&b), top);
+}
+
+#[test]
+fn every_conformance_file_parses() {
+    let Ok(dir) = std::fs::read_dir("/work/shared/conformance") else {
+        return; // not available outside the build machine
+    };
+    let mut lines = 0;
+    for entry in dir.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "tony") {
+            continue;
+        }
+        let Ok(file) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        for (i, line) in file.lines().enumerate() {
+            if line.trim().is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let node = text::parse(line)
+                .unwrap_or_else(|e| panic!("{}:{}: {e}\n{line}", path.display(), i + 1));
+            // And what we print reads back the same.
+            assert_eq!(text::parse(&node.to_string()), Ok(node.clone()), "{line}");
+            assert_eq!(text::parse(&node.to_block_string()), Ok(node), "{line}");
+            lines += 1;
+        }
+    }
+    assert!(lines > 0);
 }

@@ -82,9 +82,46 @@ fn is_tag_name_byte(c: u8) -> bool {
     c.is_ascii_alphanumeric() || b"_-/+~$@%=*".contains(&c)
 }
 
-/// Whether a literal may hold the ASCII byte `c`.
+/// Which ASCII bytes a literal may hold (per [`lexical::is_literal_char`]).
+static LITERAL_ASCII: [bool; 128] = {
+    let mut t = [false; 128];
+    let mut i = 0;
+    while i < 128 {
+        t[i] = lexical_ascii(i as u8);
+        i += 1;
+    }
+    t
+};
+
+const fn lexical_ascii(c: u8) -> bool {
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            b'(' | b')'
+                | b'['
+                | b']'
+                | b'{'
+                | b'}'
+                | b'$'
+                | b'~'
+                | b'@'
+                | b':'
+                | b'/'
+                | b'.'
+                | b'_'
+                | b'+'
+                | b'-'
+                | b'\\'
+                | b'*'
+                | b'%'
+                | b'!'
+                | b'='
+        )
+}
+
+/// Whether a literal may hold the ASCII byte `c` (`c < 0x80`).
 fn is_literal_ascii(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"()[]{}$~@:/._+-\\*%!=".contains(&c)
+    LITERAL_ASCII[usize::from(c & 0x7f)]
 }
 
 impl<'a> Parser<'a> {
@@ -131,6 +168,14 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// `"{what}, found …"` at `pos`. Kept out of line so that the recursive
+    /// functions' stack frames stay small.
+    #[cold]
+    #[inline(never)]
+    fn expected<T>(&self, what: &str, pos: usize) -> PResult<T> {
+        fail(pos, format!("{what}, found {}", self.found(pos)))
+    }
+
     fn enter(&mut self, pos: usize) -> PResult<()> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
@@ -161,10 +206,7 @@ impl<'a> Parser<'a> {
                     let start = self.pos;
                     let node = self.block_node(indent)?;
                     if self.next_content_line()?.is_some() {
-                        return fail(
-                            self.pos,
-                            format!("expected end of document, found {}", self.found(self.pos)),
-                        );
+                        return self.expected("expected end of document", self.pos);
                     }
                     each(start, node)?;
                 }
@@ -284,10 +326,7 @@ impl<'a> Parser<'a> {
                 self.pos += 2;
                 Ok(())
             }
-            _ => fail(
-                self.pos,
-                format!("expected end of line, found {}", self.found(self.pos)),
-            ),
+            _ => self.expected("expected end of line", self.pos),
         }
     }
 
@@ -403,10 +442,7 @@ impl<'a> Parser<'a> {
                     match self.try_block_key()? {
                         Some((k, _)) => key = k,
                         None => {
-                            return fail(
-                                self.pos,
-                                format!("expected a key, found {}", self.found(self.pos)),
-                            );
+                            return self.expected("expected a key", self.pos);
                         }
                     }
                 }
@@ -637,10 +673,7 @@ impl<'a> Parser<'a> {
             Some(_) => {
                 let end = self.scan_literal(start);
                 if end == start {
-                    return fail(
-                        start,
-                        format!("expected a value, found {}", self.found(start)),
-                    );
+                    return self.expected("expected a value", start);
                 }
                 let end = if self.b[end - 1] == b':' {
                     end - 1
@@ -736,10 +769,7 @@ impl<'a> Parser<'a> {
         };
         let n = digits(p);
         if n == 0 {
-            return fail(
-                start,
-                format!("expected a value, found {}", self.found(start)),
-            );
+            return self.expected("expected a value", start);
         }
         p += n;
         let mut float = false;
@@ -844,10 +874,7 @@ impl<'a> Parser<'a> {
             _ => {
                 let end = self.scan_literal(start);
                 if end == start {
-                    return fail(
-                        start,
-                        format!("expected a key, found {}", self.found(start)),
-                    );
+                    return self.expected("expected a key", start);
                 }
                 let end = if self.b[end - 1] == b':' {
                     end - 1
@@ -944,5 +971,21 @@ fn check_duplicates(entries: &[(Key, Node)], positions: &[usize]) -> PResult<()>
     match found {
         Some(j) => dup(j),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_table_agrees_with_lexical() {
+        for b in 0u8..0x80 {
+            assert_eq!(
+                is_literal_ascii(b),
+                lexical::is_literal_char(char::from(b)),
+                "{b}"
+            );
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! node at any path can be read by decoding only the blocks that hold it.
 //! This module owns the byte format, its writer ([`SnapshotWriter`],
 //! [`write_node`]), its reader ([`SnapshotReader`]) and the streaming
-//! rewrite of a snapshot under later patches. It never decides *when* a
+//! [`rewrite`] of a snapshot under later patches. It never decides *when* a
 //! snapshot is written or where the file lives (that is the snapshotter
 //! actor), and it never trusts a byte it reads: every length is checked
 //! against the file size before anything is allocated, and every byte of a
@@ -85,6 +85,7 @@
 
 mod codec;
 mod reader;
+mod rewrite;
 mod tree;
 mod writer;
 
@@ -94,6 +95,7 @@ use crate::kpath::KPath;
 use crate::node::{Key, Node, Tag};
 
 pub use reader::{Entries, ReadAt, SeekSource, SnapshotReader};
+pub use rewrite::{rewrite, rewrite_with};
 pub use writer::{SnapshotWriter, WriteOptions, write_node, write_node_with};
 
 /// The format version this build writes and reads.
@@ -141,7 +143,7 @@ pub enum EntryBody {
     },
 }
 
-/// What [`SnapshotWriter::finish`] (and [`write_node`]) wrote.
+/// What [`SnapshotWriter::finish`] (and [`write_node`], [`rewrite`]) wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SnapshotMeta {
     /// The commit the snapshot is at.
@@ -197,6 +199,15 @@ pub enum SnapshotError {
         path: String,
         /// What.
         reason: String,
+    },
+    /// A patch given to [`rewrite`] failed to apply.
+    #[error("patch {index} failed during snapshot rewrite: {source}")]
+    Patch {
+        /// Position of the patch in the sequence given to [`rewrite`].
+        index: usize,
+        /// The patch error.
+        #[source]
+        source: crate::patch::PatchError,
     },
 }
 

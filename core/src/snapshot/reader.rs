@@ -102,6 +102,16 @@ impl<R: Read + Seek> ReadAt for SeekSource<R> {
     }
 }
 
+/// What [`SnapshotReader::lookup`] found.
+pub(crate) enum Lookup {
+    /// The entry at the path.
+    Entry(EntryBody),
+    /// The path lies inside a leaf entry; this is the node there.
+    InLeaf(Node),
+    /// Nothing at the path.
+    Absent,
+}
+
 #[derive(Clone, Debug)]
 struct BlockMeta {
     fence: KPath,
@@ -415,6 +425,33 @@ impl<S: ReadAt> SnapshotReader<S> {
         }
     }
 
+    /// The entry at `path` itself (without assembling its subtree), or the
+    /// node found inside the leaf that contains `path`, or nothing.
+    pub(crate) fn lookup(&self, path: &KPath) -> Result<Lookup, SnapshotError> {
+        let p = path.segments();
+        let first = self.blocks.partition_point(|m| m.fence.segments() <= p);
+        let Some(b) = first.checked_sub(1) else {
+            return Ok(Lookup::Absent);
+        };
+        let block = self.load(b)?;
+        let mut scan = self.scan(b, &block);
+        let mut ancestor: Option<(u64, &[u8], usize)> = None;
+        while let Some((at, body)) = scan.next()? {
+            let here = scan.path.as_slice();
+            if here == p {
+                return Ok(Lookup::Entry(decode_body(body, at)?));
+            }
+            if here > p {
+                break;
+            }
+            ancestor = p.starts_with(here).then_some((at, body, here.len()));
+        }
+        Ok(match self.inside_leaf(ancestor, p)? {
+            Some(node) => Lookup::InLeaf(node),
+            None => Lookup::Absent,
+        })
+    }
+
     /// Resolves `p` inside the leaf entry that is its closest ancestor, if
     /// the greatest entry before `p` was such a leaf.
     fn inside_leaf(
@@ -466,6 +503,22 @@ pub struct Entries<'r, S> {
     next_block: usize,
     pending: std::vec::IntoIter<Entry>,
     failed: bool,
+}
+
+impl<S: ReadAt> Entries<'_, S> {
+    /// Moves forward so that the next entry returned is the first one `>= q`
+    /// (or a little before it), without decoding the blocks in between.
+    pub(crate) fn skip_to(&mut self, q: &KPath) {
+        let blocks = &self.reader.blocks;
+        // The block that would hold q.
+        let b = blocks
+            .partition_point(|m| m.fence.segments() <= q.segments())
+            .saturating_sub(1);
+        if b >= self.next_block {
+            self.next_block = b;
+            self.pending = Vec::new().into_iter();
+        }
+    }
 }
 
 impl<S: ReadAt> Iterator for Entries<'_, S> {

@@ -94,7 +94,8 @@ fn check(doc: &Node, patches: &[Node]) {
             assert!(matches!(r, Err(SnapshotError::Patch { .. })), "{r:?}");
             continue;
         }
-        let meta = r.unwrap();
+        let meta =
+            r.unwrap_or_else(|e| panic!("{e:?}\nDOC {doc:?}\nPATCHES {patches:?}\nOPTS {opts:?}"));
         assert_eq!(meta.bytes, next.len() as u64);
         let next = SnapshotReader::open(next).unwrap();
         assert_eq!(next.commit(), 2);
@@ -126,6 +127,21 @@ fn scenario() -> impl Strategy<Value = (Node, Vec<Node>)> {
         })
 }
 
+/// `(len, crc)` of every block frame of a snapshot file.
+fn frames(bytes: &[u8]) -> Vec<(u32, u32)> {
+    let footer = bytes.len() - 36;
+    let index_offset = u64::from_le_bytes(bytes[footer..footer + 8].try_into().unwrap()) as usize;
+    let mut out = Vec::new();
+    let mut off = 28;
+    while off < index_offset {
+        let len = u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap());
+        let crc = u32::from_le_bytes(bytes[off + 4..off + 8].try_into().unwrap());
+        out.push((len, crc));
+        off += 8 + len as usize;
+    }
+    out
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
     #[test]
@@ -136,7 +152,12 @@ proptest! {
 
 #[test]
 fn rewrite_touches_only_what_it_changes() {
-    let users = Node::object((0..2000).map(|i| {
+    let n_users = if std::env::var_os("LOGD_LONG_TESTS").is_some() {
+        200_000
+    } else {
+        20_000
+    };
+    let users = Node::object((0..n_users).map(|i| {
         (
             format!("u{i}"),
             Node::object([
@@ -150,9 +171,9 @@ fn rewrite_touches_only_what_it_changes() {
         ("users", users),
         ("meta", Node::object([("v", Node::int(1))])),
     ]);
-    let mut prev = Vec::new();
-    write_node(&mut prev, 1, &doc).unwrap();
-    let prev = SnapshotReader::open(prev).unwrap();
+    let mut prev_bytes = Vec::new();
+    write_node(&mut prev_bytes, 1, &doc).unwrap();
+    let prev = SnapshotReader::open(prev_bytes.clone()).unwrap();
     let obj = |k: &str, v: Node| Node::object([(k, v)]);
     let patches: Vec<Node> = vec![
         obj("users", obj("u5", obj("name", Node::string("x")))),
@@ -178,10 +199,46 @@ fn rewrite_touches_only_what_it_changes() {
     for p in &patches {
         expect = apply(expect.as_ref(), p).unwrap();
     }
+    // Untouched blocks were copied verbatim.
+    let before = frames(&prev_bytes);
+    let after = frames(&next);
+    let kept = before.iter().filter(|f| after.contains(f)).count();
+    eprintln!("{kept} of {} blocks copied verbatim", before.len());
+    assert!(
+        kept + 6 >= before.len(),
+        "only {kept} of {} blocks kept",
+        before.len()
+    );
     let next = SnapshotReader::open(next).unwrap();
     assert_eq!(next.read_root().unwrap(), expect);
     let p = KPath::parse("users.u5.name").unwrap();
     assert_eq!(next.read_path(&p).unwrap(), Some(Node::string("x")));
+    // Many small rewrites in a row do not fragment the blocks.
+    let mut cur = {
+        let mut b = Vec::new();
+        rewrite(&next, std::iter::empty(), &mut b, 4).unwrap();
+        b
+    };
+    let base_blocks = SnapshotReader::open(cur.clone()).unwrap().block_count();
+    for k in 0..30 {
+        let r = SnapshotReader::open(cur.clone()).unwrap();
+        let p = obj(
+            "users",
+            obj(&format!("u{}", k * 613 % 20_000), obj("n", Node::int(-1))),
+        );
+        let mut b = Vec::new();
+        rewrite(&r, [&p], &mut b, 10 + k as u64).unwrap();
+        expect = apply(expect.as_ref(), &p).unwrap();
+        cur = b;
+    }
+    let r = SnapshotReader::open(cur).unwrap();
+    assert_eq!(r.read_root().unwrap(), expect);
+    eprintln!(
+        "blocks after 30 rewrites: {} (from {base_blocks})",
+        r.block_count()
+    );
+    assert!(r.block_count() <= base_blocks * 5 / 4 + 4);
+    let next = r;
     // Touching nothing copies the snapshot as it is.
     let mut same = Vec::new();
     rewrite(&next, std::iter::empty(), &mut same, 5).unwrap();

@@ -178,9 +178,14 @@ struct Scan<'a> {
 }
 
 impl<'a> Scan<'a> {
-    fn new(block: &'a Block, meta: &'a BlockMeta, next_fence: Option<&'a KPath>) -> Scan<'a> {
+    fn new(
+        payload: &'a [u8],
+        base: u64,
+        meta: &'a BlockMeta,
+        next_fence: Option<&'a KPath>,
+    ) -> Scan<'a> {
         Scan {
-            c: Cursor::new(&block.payload, block.base),
+            c: Cursor::new(payload, base),
             path: Vec::new(),
             count: 0,
             meta,
@@ -359,10 +364,44 @@ impl<S: ReadAt> SnapshotReader<S> {
 
     fn scan<'a>(&'a self, i: usize, block: &'a Block) -> Scan<'a> {
         Scan::new(
-            block,
+            &block.payload,
+            block.base,
             &self.blocks[i],
             self.blocks.get(i + 1).map(|m| &m.fence),
         )
+    }
+
+    /// Block `i`'s whole frame (verified), its first and last paths, and
+    /// its paths with `depth` segments.
+    pub(crate) fn raw_block(
+        &self,
+        i: usize,
+        depth: usize,
+    ) -> Result<(Vec<u8>, KPath, Vec<KPath>, KPath), SnapshotError> {
+        let meta = self
+            .blocks
+            .get(i)
+            .ok_or_else(|| SnapshotError::corrupt(0, "block index out of range"))?;
+        let mut frame = vec![0u8; FRAME_HEADER_LEN as usize + meta.len as usize];
+        self.src
+            .read_exact_at(&mut frame, meta.offset)
+            .map_err(io_at(meta.offset))?;
+        check_frame(&frame, meta.offset, "block")?;
+        self.decoded.fetch_add(1, Ordering::Relaxed);
+        let mut scan = Scan::new(
+            &frame[FRAME_HEADER_LEN as usize..],
+            meta.offset + FRAME_HEADER_LEN,
+            meta,
+            self.blocks.get(i + 1).map(|m| &m.fence),
+        );
+        let mut heads = Vec::new();
+        while scan.next()?.is_some() {
+            if scan.path.len() == depth {
+                heads.push(KPath::from_segments(scan.path.clone()));
+            }
+        }
+        let last = KPath::from_segments(scan.path);
+        Ok((frame, meta.fence.clone(), heads, last))
     }
 
     /// The whole document (`None` for the snapshot of the absent document).
@@ -518,6 +557,39 @@ impl<S: ReadAt> Entries<'_, S> {
             self.next_block = b;
             self.pending = Vec::new().into_iter();
         }
+    }
+
+    /// When the iterator stands at a block boundary and the next block lies
+    /// entirely inside `in_range` (checked on its fence and on the fence of
+    /// the block after it: entries between them are in between) and holds at
+    /// least `min_len` payload bytes: that block's number.
+    pub(crate) fn whole_block_in(
+        &self,
+        in_range: impl Fn(&KPath) -> bool,
+        min_len: usize,
+    ) -> Option<usize> {
+        if self.failed || self.pending.len() > 0 {
+            return None;
+        }
+        let blocks = &self.reader.blocks;
+        let i = self.next_block;
+        let (this, next) = (blocks.get(i)?, blocks.get(i + 1)?);
+        (this.len as usize >= min_len && in_range(&this.fence) && in_range(&next.fence))
+            .then_some(i)
+    }
+
+    /// Reads block `i` (from [`Entries::whole_block_in`]) raw and moves past
+    /// it: its frame, entry count, first path, paths of `depth` segments,
+    /// last path.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn take_raw_block(
+        &mut self,
+        i: usize,
+        depth: usize,
+    ) -> Result<(Vec<u8>, u32, KPath, Vec<KPath>, KPath), SnapshotError> {
+        let (frame, first, heads, last) = self.reader.raw_block(i, depth)?;
+        self.next_block = i + 1;
+        Ok((frame, self.reader.blocks[i].entries, first, heads, last))
     }
 }
 

@@ -12,7 +12,10 @@
 //! not name, so every placeholder comes out where it went in, unless its
 //! container was replaced, in which case it is gone. The result is written
 //! in path order, and each surviving placeholder is replaced by the previous
-//! snapshot's run of entries for that path, copied through entry by entry.
+//! snapshot's run of entries for that path, copied through: a block that
+//! lies wholly inside the run (and is at least half the target block size)
+//! is copied verbatim, frame and CRC, without decoding its entries; the
+//! entries at the run's ragged ends are copied one by one.
 //!
 //! Memory: the skeleton (the direct children of each rewritten container,
 //! as placeholders) plus the touched subtrees, plus one block of the previous
@@ -62,18 +65,29 @@ pub fn rewrite_with<'p, S: ReadAt, W: Write>(
     let patches: Vec<&Node> = patches.into_iter().collect();
     let ends = ends_of(&patches);
     let mut w = SnapshotWriter::with_options(out, commit, opts)?;
+    let min_raw = opts.block_target_bytes / 2;
     if patches.is_empty() {
-        // Nothing changes: copy every entry.
-        for e in prev.entries() {
-            let e = e?;
-            w.push_ref(&e.path, e.body.as_ref())?;
+        // Nothing changes: copy the whole run of the root.
+        if prev.entry_count() > 0 {
+            let mut copier = Copier {
+                entries: prev.entries(),
+                peeked: None,
+            };
+            copier.copy_range(&KPath::root(), &KPath::root(), &mut w, min_raw)?;
         }
         return w.finish();
+    }
+    let mut ends = ends;
+    if ends.is_empty() {
+        // Cannot happen for a non-empty patch list (every walk ends somewhere
+        // or passes an empty `!arraydiff`), but never emit a placeholder as data.
+        ends.push(KPath::root());
     }
     let mut rw = Rewrite {
         prev,
         ends,
         placeholders: Vec::new(),
+        min_raw,
     };
     let mut doc = rw.skeleton(&KPath::root())?;
     for (index, patch) in patches.iter().enumerate() {
@@ -142,6 +156,9 @@ struct Rewrite<'r, S> {
     ends: Vec<KPath>,
     /// Path of each placeholder, by id.
     placeholders: Vec<KPath>,
+    /// Untouched blocks of at least this many payload bytes are copied
+    /// verbatim; smaller ones are re-encoded (so blocks never fragment).
+    min_raw: usize,
 }
 
 /// Where a path stands relative to the ends.
@@ -244,7 +261,7 @@ impl<S: ReadAt> Rewrite<'_, S> {
         leaf_max: usize,
     ) -> Result<(), SnapshotError> {
         if self.placeholder_id(node, path)?.is_some() {
-            return copier.copy_run(path, w);
+            return copier.copy_range(path, path, w, self.min_raw);
         }
         if !matches!(self.place(path), Place::Above) {
             // A touched or new subtree: no placeholders inside.
@@ -263,13 +280,11 @@ impl<S: ReadAt> Rewrite<'_, S> {
                         len,
                     },
                 )?;
-                for (i, item) in items.iter().enumerate() {
-                    path.push(Segment::Index(i as u32));
-                    let r = self.emit(item, path, w, copier, leaf_max);
-                    path.pop();
-                    r?;
-                }
-                Ok(())
+                let children = items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| (Segment::Index(i as u32), item));
+                self.emit_children(children, path, w, copier, leaf_max)
             }
             Value::Object(kv) => {
                 w.push_ref(
@@ -285,16 +300,54 @@ impl<S: ReadAt> Rewrite<'_, S> {
                     .map(|(i, (k, _))| (key_segment(k), i))
                     .collect();
                 order.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                for (seg, i) in order {
-                    path.push(seg);
-                    let r = self.emit(&kv[i].1, path, w, copier, leaf_max);
-                    path.pop();
-                    r?;
-                }
-                Ok(())
+                let children = order.into_iter().map(|(seg, i)| (seg, &kv[i].1));
+                self.emit_children(children, path, w, copier, leaf_max)
             }
             _ => flatten(node, path, leaf_max, &mut |p, b| w.push_ref(p, b)),
         }
+    }
+
+    /// Emits the children of a rewritten container in path order; runs of
+    /// consecutive placeholders with no end between them are copied from the
+    /// previous snapshot as one range.
+    fn emit_children<'n, W: Write>(
+        &self,
+        children: impl Iterator<Item = (Segment, &'n Node)>,
+        path: &KPath,
+        w: &mut SnapshotWriter<W>,
+        copier: &mut Copier<'_, S>,
+        leaf_max: usize,
+    ) -> Result<(), SnapshotError> {
+        let mut group: Option<(KPath, KPath)> = None;
+        for (seg, child) in children {
+            let mut cp = path.child(seg);
+            if self.placeholder_id(child, &cp)?.is_some() {
+                match &mut group {
+                    Some((_, last)) if !self.end_between(last, &cp) => *last = cp,
+                    _ => {
+                        if let Some((a, b)) = group.take() {
+                            copier.copy_range(&a, &b, w, self.min_raw)?;
+                        }
+                        group = Some((cp.clone(), cp));
+                    }
+                }
+                continue;
+            }
+            if let Some((a, b)) = group.take() {
+                copier.copy_range(&a, &b, w, self.min_raw)?;
+            }
+            self.emit(child, &mut cp, w, copier, leaf_max)?;
+        }
+        if let Some((a, b)) = group.take() {
+            copier.copy_range(&a, &b, w, self.min_raw)?;
+        }
+        Ok(())
+    }
+
+    /// Whether some end lies strictly between `a` and `b`.
+    fn end_between(&self, a: &KPath, b: &KPath) -> bool {
+        let i = self.ends.partition_point(|e| e <= a);
+        self.ends.get(i).is_some_and(|e| e < b)
     }
 }
 
@@ -305,42 +358,65 @@ struct Copier<'r, S> {
 }
 
 impl<S: ReadAt> Copier<'_, S> {
-    /// Copies the previous entries at and below `q` (skipping everything
-    /// before `q`).
-    fn copy_run<W: Write>(
+    /// Copies the previous snapshot's entries from `first` through the end
+    /// of `last`'s subtree (`first <= last` are siblings, or both the root),
+    /// skipping everything before `first`. Whole blocks inside the range are
+    /// copied verbatim when at least `min_raw` bytes.
+    fn copy_range<W: Write>(
         &mut self,
-        q: &KPath,
+        first: &KPath,
+        last: &KPath,
         w: &mut SnapshotWriter<W>,
+        min_raw: usize,
     ) -> Result<(), SnapshotError> {
-        let mut copied = false;
-        if self.peeked.as_ref().is_none_or(|e| e.path < *q) {
+        let in_range = |x: &KPath| x >= first && (x < last || last.is_prefix_of(x));
+        if self.peeked.as_ref().is_none_or(|e| e.path < *first) {
             self.peeked = None;
-            self.entries.skip_to(q);
+            self.entries.skip_to(first);
         }
-        loop {
+        let head = loop {
             let e = match self.peeked.take() {
                 Some(e) => e,
                 None => match self.entries.next() {
                     Some(r) => r?,
-                    None => break,
+                    None => break None,
                 },
             };
-            if e.path < *q {
+            if e.path >= *first {
+                break Some(e);
+            }
+        };
+        let head = match head {
+            Some(e) if e.path == *first => e,
+            other => {
+                self.peeked = other;
+                return Err(SnapshotError::corrupt(
+                    0,
+                    format!("no entry for {first}, which its container names"),
+                ));
+            }
+        };
+        let depth = first.len();
+        w.push_opaque(&head.path, head.body.as_ref())?;
+        loop {
+            if let Some(i) = self.entries.whole_block_in(in_range, min_raw) {
+                let (frame, n, bfirst, heads, blast) = self.entries.take_raw_block(i, depth)?;
+                w.push_raw_block(&frame, n, &bfirst, &heads, &blast)?;
                 continue;
             }
-            if q.is_prefix_of(&e.path) {
+            let e = match self.entries.next() {
+                Some(r) => r?,
+                None => break,
+            };
+            if !in_range(&e.path) {
+                self.peeked = Some(e);
+                break;
+            }
+            if e.path.len() == depth {
+                w.push_opaque(&e.path, e.body.as_ref())?;
+            } else {
                 w.push_ref(&e.path, e.body.as_ref())?;
-                copied = true;
-                continue;
             }
-            self.peeked = Some(e);
-            break;
-        }
-        if !copied {
-            return Err(SnapshotError::corrupt(
-                0,
-                format!("no entries for {q}, which its container names"),
-            ));
         }
         Ok(())
     }

@@ -221,6 +221,9 @@ struct VFrame {
 pub(crate) struct Validator {
     frames: Vec<VFrame>,
     prev: Option<KPath>,
+    /// A run copied from a verified snapshot: entries below this path are
+    /// only checked for order (their structure was checked when written).
+    opaque: Option<KPath>,
 }
 
 impl Validator {
@@ -255,7 +258,26 @@ impl Validator {
         Ok(())
     }
 
-    pub(crate) fn push(&mut self, path: &KPath, body: &BodyRef<'_>) -> Result<(), SnapshotError> {
+    /// Checks the order of an entry inside the current opaque run; `false`
+    /// when `path` is not inside one (which ends it).
+    fn push_in_opaque(&mut self, path: &KPath) -> Result<bool, SnapshotError> {
+        let Some(o) = &self.opaque else {
+            return Ok(false);
+        };
+        if !o.is_ancestor_of(path) {
+            self.opaque = None;
+            return Ok(false);
+        }
+        if self.prev.as_ref().is_some_and(|prev| path <= prev) {
+            return Err(SnapshotError::invalid(path, "entries out of order"));
+        }
+        self.prev = Some(path.clone());
+        Ok(true)
+    }
+
+    /// Checks that `path` comes next: in order, and the next child of the
+    /// innermost open container (or the root, first).
+    fn check_position(&mut self, path: &KPath) -> Result<(), SnapshotError> {
         match &self.prev {
             None if !path.is_root() => {
                 return Err(SnapshotError::invalid(
@@ -302,6 +324,54 @@ impl Validator {
             }
         }
         self.prev = Some(path.clone());
+        Ok(())
+    }
+
+    /// The first entry of a run copied from a verified snapshot: checked
+    /// like any entry, but the entries below it that follow are only checked
+    /// for order (their structure was checked when they were first written).
+    pub(crate) fn push_opaque(&mut self, path: &KPath) -> Result<(), SnapshotError> {
+        if self.push_in_opaque(path)? {
+            return Err(SnapshotError::invalid(path, "a copied run inside another"));
+        }
+        self.check_position(path)?;
+        self.opaque = Some(path.clone());
+        Ok(())
+    }
+
+    /// Accounts for a whole block copied from a verified snapshot: entries
+    /// `first ..= last`, of which `heads` start copied runs (siblings, each
+    /// the next child of the innermost open container); every other entry
+    /// lies below the run before it.
+    pub(crate) fn push_raw(
+        &mut self,
+        first: &KPath,
+        heads: &[KPath],
+        last: &KPath,
+    ) -> Result<(), SnapshotError> {
+        if heads.first() != Some(first) && !self.push_in_opaque(first)? {
+            return Err(SnapshotError::invalid(
+                first,
+                "a copied block does not start inside a copied run",
+            ));
+        }
+        for h in heads {
+            self.push_opaque(h)?;
+        }
+        if self.prev.as_ref() != Some(last) && !self.push_in_opaque(last)? {
+            return Err(SnapshotError::invalid(
+                last,
+                "a copied block does not end inside a copied run",
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn push(&mut self, path: &KPath, body: &BodyRef<'_>) -> Result<(), SnapshotError> {
+        if self.push_in_opaque(path)? {
+            return Ok(());
+        }
+        self.check_position(path)?;
         let expect = match body {
             BodyRef::Leaf(_) => None,
             BodyRef::Array { len, .. } => Some(Expect::Array { len: *len, next: 0 }),

@@ -131,8 +131,75 @@ impl<W: Write> SnapshotWriter<W> {
         r
     }
 
+    /// Appends the first entry of a run copied from a verified snapshot;
+    /// the entries below it that follow are only checked for order.
+    pub(crate) fn push_opaque(
+        &mut self,
+        path: &KPath,
+        body: BodyRef<'_>,
+    ) -> Result<(), SnapshotError> {
+        if self.poisoned {
+            return Err(SnapshotError::invalid(path, "the writer failed earlier"));
+        }
+        let r = self
+            .validator
+            .push_opaque(path)
+            .and_then(|()| self.encode(path, body));
+        if r.is_err() {
+            self.poisoned = true;
+        }
+        r
+    }
+
+    /// Appends a whole block frame (header and payload, verified) copied
+    /// from another snapshot. The block's entries run from `first` to
+    /// `last`; `heads` are those that start copied runs (see
+    /// `Validator::push_raw`).
+    pub(crate) fn push_raw_block(
+        &mut self,
+        frame: &[u8],
+        entries: u32,
+        first: &KPath,
+        heads: &[KPath],
+        last: &KPath,
+    ) -> Result<(), SnapshotError> {
+        if self.poisoned {
+            return Err(SnapshotError::invalid(first, "the writer failed earlier"));
+        }
+        let r = self.raw_inner(frame, entries, first, heads, last);
+        if r.is_err() {
+            self.poisoned = true;
+        }
+        r
+    }
+
+    fn raw_inner(
+        &mut self,
+        frame: &[u8],
+        entries: u32,
+        first: &KPath,
+        heads: &[KPath],
+        last: &KPath,
+    ) -> Result<(), SnapshotError> {
+        self.validator.push_raw(first, heads, last)?;
+        self.flush_block()?;
+        let len = frame
+            .len()
+            .checked_sub(8)
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| SnapshotError::invalid(first, "bad raw block frame"))?;
+        self.write(frame)?;
+        self.index.push((len, entries, first.clone()));
+        self.entries += u64::from(entries);
+        Ok(())
+    }
+
     fn push_inner(&mut self, path: &KPath, body: BodyRef<'_>) -> Result<(), SnapshotError> {
         self.validator.push(path, &body)?;
+        self.encode(path, body)
+    }
+
+    fn encode(&mut self, path: &KPath, body: BodyRef<'_>) -> Result<(), SnapshotError> {
         self.scratch.clear();
         rmp_serde::encode::write(&mut self.scratch, &body).map_err(|e| {
             SnapshotError::InvalidEntry {

@@ -144,7 +144,8 @@ impl<'a> Cursor<'a> {
             .map_err(|_| SnapshotError::corrupt(start, format!("index {v} exceeds u32")))
     }
 
-    fn segment(&mut self) -> Result<Segment, SnapshotError> {
+    /// One segment, borrowing a field name from the data.
+    fn segment(&mut self) -> Result<SegRef<'a>, SnapshotError> {
         let start = self.offset();
         match self.byte()? {
             SEG_FIELD => {
@@ -152,10 +153,10 @@ impl<'a> Cursor<'a> {
                 let bytes = self.bytes(n)?;
                 let s = std::str::from_utf8(bytes)
                     .map_err(|_| SnapshotError::corrupt(start, "field name is not UTF-8"))?;
-                Ok(Segment::Field(s.to_owned()))
+                Ok(SegRef::Field(s))
             }
-            SEG_INDEX => Ok(Segment::Index(self.u32_varint()?)),
-            SEG_SPARSE => Ok(Segment::Sparse(self.u32_varint()?)),
+            SEG_INDEX => Ok(SegRef::Index(self.u32_varint()?)),
+            SEG_SPARSE => Ok(SegRef::Sparse(self.u32_varint()?)),
             other => Err(SnapshotError::corrupt(
                 start,
                 format!("unknown path segment type {other}"),
@@ -164,8 +165,9 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads a path delta, replacing `path` (the previous path of the
-    /// sequence, empty at its start) with the next one. Checks that the new
-    /// path is strictly greater than the previous one when `has_prev`.
+    /// sequence, empty at its start) with the next one, reusing its
+    /// allocations. Checks that the new path is strictly greater than the
+    /// previous one when `has_prev`.
     pub(crate) fn path_delta(
         &mut self,
         path: &mut Vec<Segment>,
@@ -187,28 +189,79 @@ impl<'a> Cursor<'a> {
                 format!("{n} path segments cannot fit in {} bytes", self.remaining()),
             ));
         }
-        if has_prev {
-            if n == 0 {
-                return Err(SnapshotError::corrupt(start, "path does not increase"));
-            }
-            let first = self.segment()?;
-            if let Some(old) = path.get(shared) {
-                if first <= *old {
-                    return Err(SnapshotError::corrupt(start, "path does not increase"));
+        let n = n as usize;
+        if has_prev && n == 0 {
+            return Err(SnapshotError::corrupt(start, "path does not increase"));
+        }
+        for k in 0..n {
+            let seg = self.segment()?;
+            let at = shared + k;
+            if k == 0 && has_prev {
+                if let Some(old) = path.get(at) {
+                    if seg.cmp_owned(old) != std::cmp::Ordering::Greater {
+                        return Err(SnapshotError::corrupt(start, "path does not increase"));
+                    }
                 }
             }
-            path.truncate(shared);
-            path.push(first);
-            for _ in 1..n {
-                path.push(self.segment()?);
-            }
-        } else {
-            path.clear();
-            for _ in 0..n {
-                path.push(self.segment()?);
+            match path.get_mut(at) {
+                Some(slot) => seg.assign(slot),
+                None => path.push(seg.to_owned()),
             }
         }
+        path.truncate(shared + n);
         Ok(())
+    }
+}
+
+/// A decoded path segment that borrows its field name.
+#[derive(Clone, Copy)]
+enum SegRef<'a> {
+    Field(&'a str),
+    Index(u32),
+    Sparse(u32),
+}
+
+impl SegRef<'_> {
+    fn to_owned(self) -> Segment {
+        match self {
+            SegRef::Field(f) => Segment::Field(f.to_owned()),
+            SegRef::Index(i) => Segment::Index(i),
+            SegRef::Sparse(i) => Segment::Sparse(i),
+        }
+    }
+
+    /// Overwrites `slot`, reusing its string buffer when both are fields.
+    fn assign(self, slot: &mut Segment) {
+        match (slot, self) {
+            (Segment::Field(s), SegRef::Field(f)) => {
+                s.clear();
+                s.push_str(f);
+            }
+            (slot, seg) => *slot = seg.to_owned(),
+        }
+    }
+
+    /// The same order as `Segment`'s: fields (bytewise) < `[i]` < `{i}`.
+    fn cmp_owned(self, other: &Segment) -> std::cmp::Ordering {
+        match (self, other) {
+            (SegRef::Field(a), Segment::Field(b)) => a.cmp(b.as_str()),
+            (SegRef::Index(a), Segment::Index(b)) | (SegRef::Sparse(a), Segment::Sparse(b)) => {
+                a.cmp(b)
+            }
+            (a, b) => {
+                let ra = match a {
+                    SegRef::Field(_) => 0,
+                    SegRef::Index(_) => 1,
+                    SegRef::Sparse(_) => 2,
+                };
+                let rb = match b {
+                    Segment::Field(_) => 0,
+                    Segment::Index(_) => 1,
+                    Segment::Sparse(_) => 2,
+                };
+                ra.cmp(&rb)
+            }
+        }
     }
 }
 
@@ -427,6 +480,35 @@ mod tests {
         let mut b = vec![0xff; 9];
         b.push(0x02);
         assert!(Cursor::new(&b, 0).varint().is_err());
+    }
+
+    #[test]
+    fn borrowed_segment_order_matches_segment_order() {
+        let segs = [
+            Segment::Field(String::new()),
+            Segment::Field("a".into()),
+            Segment::Field("ab".into()),
+            Segment::Field("b".into()),
+            Segment::Field("é".into()),
+            Segment::Index(0),
+            Segment::Index(7),
+            Segment::Index(u32::MAX),
+            Segment::Sparse(0),
+            Segment::Sparse(3),
+        ];
+        for a in &segs {
+            let mut buf = Vec::new();
+            put_segment(&mut buf, a);
+            let r = Cursor::new(&buf, 0).segment().ok();
+            for b in &segs {
+                assert_eq!(r.map(|r| r.cmp_owned(b)), Some(a.cmp(b)), "{a:?} vs {b:?}");
+            }
+            let mut slot = Segment::Field("zzz".into());
+            if let Some(r) = r {
+                r.assign(&mut slot);
+            }
+            assert_eq!(&slot, a);
+        }
     }
 
     #[test]

@@ -162,10 +162,16 @@ fn decode_body(bytes: &[u8], at: u64) -> Result<EntryBody, SnapshotError> {
         .map_err(|e| SnapshotError::corrupt(at, format!("undecodable entry body: {e}")))
 }
 
-/// A block's payload, read and checksum-verified.
+/// A block's frame, read and checksum-verified.
 struct Block {
-    payload: Vec<u8>,
+    frame: Vec<u8>,
     base: u64,
+}
+
+impl Block {
+    fn payload(&self) -> &[u8] {
+        self.frame.get(FRAME_HEADER_LEN as usize..).unwrap_or(&[])
+    }
 }
 
 /// Walks the entries of one block, checking order, fence and count.
@@ -355,16 +361,15 @@ impl<S: ReadAt> SnapshotReader<S> {
             .map_err(io_at(meta.offset))?;
         check_frame(&frame, meta.offset, "block")?;
         self.decoded.fetch_add(1, Ordering::Relaxed);
-        frame.drain(..FRAME_HEADER_LEN as usize);
         Ok(Block {
-            payload: frame,
+            frame,
             base: meta.offset + FRAME_HEADER_LEN,
         })
     }
 
     fn scan<'a>(&'a self, i: usize, block: &'a Block) -> Scan<'a> {
         Scan::new(
-            &block.payload,
+            block.payload(),
             block.base,
             &self.blocks[i],
             self.blocks.get(i + 1).map(|m| &m.fence),
@@ -447,7 +452,7 @@ impl<S: ReadAt> SnapshotReader<S> {
                     asm.push(&scan.path, decode_body(body, at)?, at)?;
                 }
                 None => {
-                    let end = block.base + block.payload.len() as u64;
+                    let end = block.base + block.payload().len() as u64;
                     let more = self
                         .blocks
                         .get(b + 1)

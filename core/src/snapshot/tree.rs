@@ -220,7 +220,9 @@ struct VFrame {
 #[derive(Default)]
 pub(crate) struct Validator {
     frames: Vec<VFrame>,
-    prev: Option<KPath>,
+    /// The last entry's path (meaningful once `started`); reused buffer.
+    prev: Vec<Segment>,
+    started: bool,
     /// A run copied from a verified snapshot: entries below this path are
     /// only checked for order (their structure was checked when written).
     opaque: Option<KPath>,
@@ -268,32 +270,32 @@ impl Validator {
             self.opaque = None;
             return Ok(false);
         }
-        if self.prev.as_ref().is_some_and(|prev| path <= prev) {
+        if self.started && path.segments() <= self.prev.as_slice() {
             return Err(SnapshotError::invalid(path, "entries out of order"));
         }
-        self.prev = Some(path.clone());
+        self.set_prev(path);
         Ok(true)
     }
 
     /// Checks that `path` comes next: in order, and the next child of the
     /// innermost open container (or the root, first).
     fn check_position(&mut self, path: &KPath) -> Result<(), SnapshotError> {
-        match &self.prev {
-            None if !path.is_root() => {
-                return Err(SnapshotError::invalid(
-                    path,
-                    "the first entry must be the root",
-                ));
-            }
-            Some(prev) if path <= prev => {
-                return Err(SnapshotError::invalid(
-                    path,
-                    format!("entries out of order: comes after {prev:?}"),
-                ));
-            }
-            _ => {}
+        if !self.started && !path.is_root() {
+            return Err(SnapshotError::invalid(
+                path,
+                "the first entry must be the root",
+            ));
         }
-        if self.prev.is_some() {
+        if self.started && path.segments() <= self.prev.as_slice() {
+            return Err(SnapshotError::invalid(
+                path,
+                format!(
+                    "entries out of order: comes after {}",
+                    KPath::from_segments(self.prev.clone())
+                ),
+            ));
+        }
+        if self.started {
             self.close(path.segments())?;
             let Some(top) = self.frames.last_mut() else {
                 return Err(SnapshotError::invalid(
@@ -323,8 +325,13 @@ impl Validator {
                 ));
             }
         }
-        self.prev = Some(path.clone());
+        self.set_prev(path);
         Ok(())
+    }
+
+    fn set_prev(&mut self, path: &KPath) {
+        path.segments().clone_into(&mut self.prev);
+        self.started = true;
     }
 
     /// The first entry of a run copied from a verified snapshot: checked
@@ -358,7 +365,7 @@ impl Validator {
         for h in heads {
             self.push_opaque(h)?;
         }
-        if self.prev.as_ref() != Some(last) && !self.push_in_opaque(last)? {
+        if self.prev.as_slice() != last.segments() && !self.push_in_opaque(last)? {
             return Err(SnapshotError::invalid(
                 last,
                 "a copied block does not end inside a copied run",

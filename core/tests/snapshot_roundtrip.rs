@@ -202,3 +202,28 @@ fn writer_refuses_invalid_streams() {
     let r = SnapshotReader::open(bytes).unwrap();
     assert_eq!(r.read_root().unwrap(), Some(deep));
 }
+
+#[test]
+fn deepest_leaves_decode() {
+    // Nested as deep as a leaf may be, in objects, arrays and sparse arrays,
+    // and deeper (split into container entries).
+    for depth in [31, 32, 33, 100] {
+        let mut obj = Node::int(1);
+        let mut arr = Node::int(1);
+        let mut sparse = Node::int(1);
+        for i in 0..depth {
+            obj = Node::tagged("t", Value::Object(vec![(Key::Field(format!("k{i}")), obj)]));
+            arr = Node::array([arr]);
+            sparse = Node::object([(Key::Index(i), sparse)]);
+        }
+        for doc in [obj, arr, sparse] {
+            let mut bytes = Vec::new();
+            write_node(&mut bytes, 1, &doc).unwrap();
+            let r = SnapshotReader::open(bytes).unwrap();
+            assert_eq!(r.read_root().unwrap().as_ref(), Some(&doc), "depth {depth}");
+            let paths = common_snapshot::all_paths(&doc);
+            let deepest = paths.last().unwrap();
+            assert_eq!(r.read_path(deepest).unwrap(), Some(Node::int(1)));
+        }
+    }
+}

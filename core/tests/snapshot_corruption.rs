@@ -4,7 +4,7 @@
 mod common_snapshot;
 
 use common_snapshot::{all_paths, doc};
-use logd_core::snapshot::{SnapshotError, SnapshotReader, WriteOptions, write_node_with};
+use logd_core::snapshot::{SnapshotError, SnapshotReader, WriteOptions, rewrite, write_node_with};
 use logd_core::{KPath, Node, Value};
 use proptest::prelude::*;
 
@@ -160,6 +160,15 @@ proptest! {
             }
         });
         // Whatever comes back, it comes back without a panic or a huge allocation.
-        let _ = read_all(bad, &paths);
+        let _ = read_all(bad.clone(), &paths);
+        // The rewrite reads the damaged file too.
+        if let Ok(r) = SnapshotReader::open(bad) {
+            let patches = [
+                Node::object([("a", Node::int(1))]),
+                Node::object([("b", Node::object([("c", Node::null())]))]),
+            ];
+            let _ = rewrite(&r, patches.iter(), Vec::new(), 2);
+            let _ = rewrite(&r, std::iter::empty(), Vec::new(), 2);
+        }
     }
 }

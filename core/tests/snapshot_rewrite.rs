@@ -247,3 +247,46 @@ fn rewrite_touches_only_what_it_changes() {
         expect
     );
 }
+
+#[test]
+fn rewrite_from_and_to_the_absent_document() {
+    // From nothing.
+    let mut empty = Vec::new();
+    logd_core::snapshot::SnapshotWriter::new(&mut empty, 0)
+        .unwrap()
+        .finish()
+        .unwrap();
+    let prev = SnapshotReader::open(empty).unwrap();
+    let p1 = Node::object([("a", Node::object([("b", Node::int(1))]))]);
+    let p2 = Node::object([("a", Node::object([("c", Node::int(2))]))]);
+    let mut next = Vec::new();
+    rewrite(&prev, [&p1, &p2], &mut next, 2).unwrap();
+    let next = SnapshotReader::open(next).unwrap();
+    let want = Node::object([(
+        "a",
+        Node::object([("b", Node::int(1)), ("c", Node::int(2))]),
+    )]);
+    assert_eq!(next.read_root().unwrap(), Some(want));
+    // To nothing: the root deleted.
+    let del = Node::tagged("delete", Value::Null);
+    let mut gone = Vec::new();
+    let meta = rewrite(&next, [&del], &mut gone, 3).unwrap();
+    assert_eq!(meta.entries, 0);
+    assert_eq!(
+        SnapshotReader::open(gone).unwrap().read_root().unwrap(),
+        None
+    );
+    // A failing patch names its position.
+    let bad = Node::object([(
+        "a",
+        Node::tagged(
+            "arraydiff",
+            Value::Object(vec![(Key::Index(0), Node::int(1))]),
+        ),
+    )]);
+    let r = rewrite(&next, [&p1, &bad], Vec::new(), 4);
+    assert!(
+        matches!(r, Err(SnapshotError::Patch { index: 1, .. })),
+        "{r:?}"
+    );
+}

@@ -529,7 +529,9 @@ impl<S: ReadAt> SnapshotReader<S> {
     fn block_entries(&self, i: usize) -> Result<Vec<Entry>, SnapshotError> {
         let block = self.load(i)?;
         let mut scan = self.scan(i, &block);
-        let mut out = Vec::with_capacity(self.blocks[i].entries.min(65536) as usize);
+        // Every entry takes at least three bytes.
+        let cap = (self.blocks[i].entries as usize).min(block.payload().len() / 3);
+        let mut out = Vec::with_capacity(cap);
         while let Some((at, body)) = scan.next()? {
             out.push(Entry {
                 path: KPath::from_segments(scan.path.clone()),

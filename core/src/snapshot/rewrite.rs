@@ -201,7 +201,15 @@ impl<S: ReadAt> Rewrite<'_, S> {
             Lookup::Absent => None,
             Lookup::InLeaf(n) | Lookup::Entry(EntryBody::Leaf(n)) => Some(n),
             Lookup::Entry(EntryBody::Array { tag, len }) => {
-                let mut items = Vec::with_capacity((len as usize).min(1 << 16));
+                // Each element has an entry: a length beyond the entry count is corrupt
+                // (and must not make us build that many placeholders).
+                if u64::from(len) >= self.prev.entry_count() {
+                    return Err(SnapshotError::corrupt(
+                        0,
+                        format!("array {p} claims {len} elements, more than the file's entries"),
+                    ));
+                }
+                let mut items = Vec::with_capacity(len as usize);
                 for i in 0..len {
                     let c = p.child(Segment::Index(i));
                     items.push(self.child(c)?);

@@ -59,11 +59,28 @@ fn check_offset(e: &SnapshotError, len: usize) {
 
 #[test]
 fn every_single_byte_flip_is_reported() {
+    // Many small blocks, and one block with restart points.
+    flips(small_opts(), 5);
+    flips(
+        WriteOptions {
+            block_target_bytes: 1 << 20,
+            leaf_max_bytes: 0,
+        },
+        1,
+    );
+}
+
+fn flips(opts: WriteOptions, min_blocks: u64) {
     let doc = sample();
     let paths = all_paths(&doc);
     let mut bytes = Vec::new();
-    let meta = write_node_with(&mut bytes, 5, &doc, small_opts()).unwrap();
-    assert!(meta.blocks > 5, "want several blocks, got {}", meta.blocks);
+    let meta = write_node_with(&mut bytes, 5, &doc, opts).unwrap();
+    assert!(
+        meta.blocks >= min_blocks,
+        "want several blocks, got {}",
+        meta.blocks
+    );
+    assert!(meta.entries > 16);
     eprintln!(
         "{} bytes, {} blocks, {} paths",
         bytes.len(),
@@ -149,9 +166,15 @@ proptest! {
     fn forged_checksums_never_panic(
         doc in doc(),
         edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+        big_blocks in any::<bool>(),
     ) {
+        let opts = if big_blocks {
+            WriteOptions { block_target_bytes: 1 << 20, leaf_max_bytes: 0 }
+        } else {
+            small_opts()
+        };
         let mut bytes = Vec::new();
-        write_node_with(&mut bytes, 1, &doc, small_opts()).unwrap();
+        write_node_with(&mut bytes, 1, &doc, opts).unwrap();
         let paths: Vec<KPath> = all_paths(&doc).into_iter().take(30).collect();
         let bad = forge(bytes, |b| {
             for (i, v) in &edits {

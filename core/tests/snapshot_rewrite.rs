@@ -57,8 +57,12 @@ fn patch_at(path: &KPath, op: &Op) -> Node {
     node
 }
 
-fn opts_list() -> [WriteOptions; 3] {
+fn opts_list() -> [WriteOptions; 4] {
     [
+        WriteOptions {
+            block_target_bytes: 4096,
+            leaf_max_bytes: 0,
+        },
         WriteOptions::default(),
         WriteOptions {
             block_target_bytes: 64,

@@ -10,8 +10,13 @@ use logd_core::snapshot::{
 use logd_core::{KPath, Key, Node, Segment, Value};
 use proptest::prelude::*;
 
-fn layouts() -> [WriteOptions; 3] {
+fn layouts() -> [WriteOptions; 4] {
     [
+        // Many entries per block: exercises the restart points.
+        WriteOptions {
+            block_target_bytes: 4096,
+            leaf_max_bytes: 0,
+        },
         WriteOptions::default(),
         WriteOptions {
             block_target_bytes: 64,

@@ -68,6 +68,28 @@ impl<'a> Cursor<'a> {
         Cursor { data, pos: 0, base }
     }
 
+    /// A cursor over the same data, at its start.
+    pub(crate) fn clone_at_start(&self) -> Cursor<'a> {
+        Cursor {
+            data: self.data,
+            pos: 0,
+            base: self.base,
+        }
+    }
+
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// Moves to `pos`, which must lie within the data.
+    pub(crate) fn set_pos(&mut self, pos: usize) -> Result<(), SnapshotError> {
+        if pos >= self.data.len() {
+            return Err(self.corrupt(format!("offset {pos} lies outside its block")));
+        }
+        self.pos = pos;
+        Ok(())
+    }
+
     pub(crate) fn at_end(&self) -> bool {
         self.pos >= self.data.len()
     }
@@ -190,23 +212,31 @@ impl<'a> Cursor<'a> {
             ));
         }
         let n = n as usize;
-        if has_prev && n == 0 {
-            return Err(SnapshotError::corrupt(start, "path does not increase"));
-        }
+        // How the new path compares with the previous one so far (the
+        // shared prefix is equal; a restart entry may share more than it says).
+        let mut ord = if has_prev {
+            std::cmp::Ordering::Equal
+        } else {
+            std::cmp::Ordering::Greater
+        };
         for k in 0..n {
             let seg = self.segment()?;
             let at = shared + k;
-            if k == 0 && has_prev {
-                if let Some(old) = path.get(at) {
-                    if seg.cmp_owned(old) != std::cmp::Ordering::Greater {
-                        return Err(SnapshotError::corrupt(start, "path does not increase"));
-                    }
-                }
+            if ord == std::cmp::Ordering::Equal {
+                ord = path
+                    .get(at)
+                    .map_or(std::cmp::Ordering::Greater, |old| seg.cmp_owned(old));
+            }
+            if ord == std::cmp::Ordering::Less {
+                return Err(SnapshotError::corrupt(start, "path does not increase"));
             }
             match path.get_mut(at) {
                 Some(slot) => seg.assign(slot),
                 None => path.push(seg.to_owned()),
             }
+        }
+        if ord != std::cmp::Ordering::Greater {
+            return Err(SnapshotError::corrupt(start, "path does not increase"));
         }
         path.truncate(shared + n);
         Ok(())
@@ -389,7 +419,7 @@ pub(crate) fn check_frame(frame: &[u8], at: u64, what: &str) -> Result<(), Snaps
     Ok(())
 }
 
-fn le_u32(b: &[u8]) -> u32 {
+pub(crate) fn le_u32(b: &[u8]) -> u32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(&b[..4]);
     u32::from_le_bytes(a)

@@ -48,12 +48,15 @@
 //!                 | crc u32 (of the 24 bytes before) | magic "LOGDSNPF"
 //!
 //! frame           len u32 | crc u32 (of the 4 len bytes, then the payload) | payload (len bytes)
-//! block payload   entry+            (at least one)
+//! block payload   entry+ | restart u32 * r | r u32
+//!                 (at least one entry; restart k = offset, from the payload
+//!                 start, of entry k * RESTART_INTERVAL; r = ceil(entries / 16))
 //! entry           path-delta | body_len varint | body (rmp-serde of EntryBody)
 //! path-delta      shared varint | n varint | segment*n
 //!                 (the path is the first `shared` segments of the previous
-//!                 entry's path in the same block, then the n segments; the
-//!                 first entry of a block has shared = 0; n >= 1 except for the root)
+//!                 entry's path in the same block, then the n segments; a
+//!                 restart entry (the first of a block, and every 16th) has
+//!                 shared = 0; n >= 1 except for the root)
 //! segment         0x00 len varint utf8-bytes (field) | 0x01 varint (index [i]) | 0x02 varint (sparse {i})
 //! index payload   block_count varint | (block_len varint | entry_count varint | fence path-delta)*
 //!                 (fence = the block's first path, delta against the previous fence)
@@ -75,8 +78,9 @@
 //! # Reading a sub-path
 //!
 //! The reader keeps the fence index (one path per block) in memory. To read
-//! `p` it binary-searches the last block whose fence is `<= p`, scans that
-//! block's paths (bodies are skipped) for the greatest entry `<= p`: if that
+//! `p` it binary-searches the last block whose fence is `<= p`, then that
+//! block's restart points, and scans from there (at most 16 paths; bodies
+//! are skipped) for the greatest entry `<= p`: if that
 //! entry is `p`, the run of entries under `p` is assembled (continuing into
 //! following blocks only while their fence is still under `p`); if it is a
 //! leaf that is an ancestor of `p`, `p` is looked up inside the leaf;
@@ -103,6 +107,10 @@ pub const FORMAT_VERSION: u32 = 1;
 /// A block is closed once its payload reaches this many bytes (a single
 /// larger entry makes one larger block).
 pub const BLOCK_TARGET_BYTES: usize = 32 * 1024;
+/// Every this many entries a block restarts its path compression and
+/// records the entry's offset, so a reader binary-searches a block instead
+/// of scanning it.
+pub const RESTART_INTERVAL: usize = 16;
 /// A container whose estimated encoded size is at most this is stored whole,
 /// as one leaf entry.
 pub const LEAF_MAX_BYTES: usize = 512;

@@ -12,9 +12,10 @@ use crate::node::Node;
 
 use super::codec::{
     Cursor, FOOTER_LEN, FRAME_HEADER_LEN, Footer, HEADER_LEN, Header, check_frame, decode_index,
+    le_u32,
 };
 use super::tree::Assembler;
-use super::{Entry, EntryBody, LEAF_MAX_DEPTH, SnapshotError};
+use super::{Entry, EntryBody, LEAF_MAX_DEPTH, RESTART_INTERVAL, SnapshotError};
 
 /// Positional reads from a snapshot's bytes.
 pub trait ReadAt {
@@ -177,7 +178,11 @@ impl Block {
 /// Walks the entries of one block, checking order, fence and count.
 struct Scan<'a> {
     c: Cursor<'a>,
+    /// The restart table: offsets (into the entries) of every
+    /// `RESTART_INTERVAL`-th entry, u32 little-endian each.
+    restarts: &'a [u8],
     path: Vec<Segment>,
+    /// Index in the block of the next entry.
     count: u32,
     meta: &'a BlockMeta,
     next_fence: Option<&'a KPath>,
@@ -189,14 +194,64 @@ impl<'a> Scan<'a> {
         base: u64,
         meta: &'a BlockMeta,
         next_fence: Option<&'a KPath>,
-    ) -> Scan<'a> {
-        Scan {
-            c: Cursor::new(payload, base),
+    ) -> Result<Scan<'a>, SnapshotError> {
+        let len = payload.len();
+        let trailer = len
+            .checked_sub(4)
+            .ok_or_else(|| SnapshotError::corrupt(base, "block too short for its restart table"))?;
+        let r = le_u32(&payload[trailer..]) as usize;
+        let want = (meta.entries as usize).div_ceil(RESTART_INTERVAL);
+        if r != want {
+            return Err(SnapshotError::corrupt(
+                base + trailer as u64,
+                format!(
+                    "block has {r} restart points, its {} entries need {want}",
+                    meta.entries
+                ),
+            ));
+        }
+        let table = trailer.checked_sub(r * 4).ok_or_else(|| {
+            SnapshotError::corrupt(base + trailer as u64, "restart table larger than its block")
+        })?;
+        Ok(Scan {
+            c: Cursor::new(&payload[..table], base),
+            restarts: &payload[table..trailer],
             path: Vec::new(),
             count: 0,
             meta,
             next_fence,
+        })
+    }
+
+    fn restart(&self, k: usize) -> usize {
+        self.restarts
+            .get(k * 4..k * 4 + 4)
+            .map_or(usize::MAX, |b| le_u32(b) as usize)
+    }
+
+    /// Positions the scan at the last restart point whose path is `<= p`
+    /// (binary search; decodes only the restart entries' paths).
+    fn seek(&mut self, p: &[Segment]) -> Result<(), SnapshotError> {
+        let (mut lo, mut hi) = (0usize, self.restarts.len() / 4);
+        let mut probe = self.c.clone_at_start();
+        let mut tmp = Vec::new();
+        // Invariant: restart `lo` is <= p (restart 0 is the fence), `hi` is > p.
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            probe.set_pos(self.restart(mid))?;
+            probe.path_delta(&mut tmp, false)?;
+            if tmp.as_slice() <= p {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
         }
+        if lo > 0 {
+            self.c.set_pos(self.restart(lo))?;
+            self.path.clear();
+            self.count = (lo * RESTART_INTERVAL) as u32;
+        }
+        Ok(())
     }
 
     /// The next entry's file offset and body bytes; its path is `self.path`.
@@ -218,17 +273,24 @@ impl<'a> Scan<'a> {
             return Ok(None);
         }
         let at = self.c.offset();
+        if self.count >= self.meta.entries {
+            return Err(SnapshotError::corrupt(
+                at,
+                "more entries than the index says",
+            ));
+        }
+        let i = self.count as usize;
+        if i % RESTART_INTERVAL == 0 && self.restart(i / RESTART_INTERVAL) != self.c.pos() {
+            return Err(SnapshotError::corrupt(
+                at,
+                "restart table does not point at this entry",
+            ));
+        }
         self.c.path_delta(&mut self.path, self.count > 0)?;
         if self.count == 0 && self.path.as_slice() != self.meta.fence.segments() {
             return Err(SnapshotError::corrupt(
                 at,
                 "block's first path differs from its fence",
-            ));
-        }
-        if self.count >= self.meta.entries {
-            return Err(SnapshotError::corrupt(
-                at,
-                "more entries than the index says",
             ));
         }
         self.count += 1;
@@ -367,7 +429,7 @@ impl<S: ReadAt> SnapshotReader<S> {
         })
     }
 
-    fn scan<'a>(&'a self, i: usize, block: &'a Block) -> Scan<'a> {
+    fn scan<'a>(&'a self, i: usize, block: &'a Block) -> Result<Scan<'a>, SnapshotError> {
         Scan::new(
             block.payload(),
             block.base,
@@ -398,7 +460,7 @@ impl<S: ReadAt> SnapshotReader<S> {
             meta.offset + FRAME_HEADER_LEN,
             meta,
             self.blocks.get(i + 1).map(|m| &m.fence),
-        );
+        )?;
         let mut heads = Vec::new();
         while scan.next()?.is_some() {
             if scan.path.len() == depth {
@@ -424,7 +486,8 @@ impl<S: ReadAt> SnapshotReader<S> {
             return Ok(None);
         };
         let mut block = self.load(b)?;
-        let mut scan = self.scan(b, &block);
+        let mut scan = self.scan(b, &block)?;
+        scan.seek(p)?;
         // The greatest entry <= p when it is a strict ancestor of p.
         let mut ancestor: Option<(u64, &[u8], usize)> = None;
         let (at, body) = loop {
@@ -463,7 +526,7 @@ impl<S: ReadAt> SnapshotReader<S> {
                     b += 1;
                     drop(scan);
                     block = self.load(b)?;
-                    scan = self.scan(b, &block);
+                    scan = self.scan(b, &block)?;
                 }
             }
         }
@@ -478,7 +541,8 @@ impl<S: ReadAt> SnapshotReader<S> {
             return Ok(Lookup::Absent);
         };
         let block = self.load(b)?;
-        let mut scan = self.scan(b, &block);
+        let mut scan = self.scan(b, &block)?;
+        scan.seek(p)?;
         let mut ancestor: Option<(u64, &[u8], usize)> = None;
         while let Some((at, body)) = scan.next()? {
             let here = scan.path.as_slice();
@@ -528,7 +592,7 @@ impl<S: ReadAt> SnapshotReader<S> {
     /// Decodes all entries of block `i`.
     fn block_entries(&self, i: usize) -> Result<Vec<Entry>, SnapshotError> {
         let block = self.load(i)?;
-        let mut scan = self.scan(i, &block);
+        let mut scan = self.scan(i, &block)?;
         // Every entry takes at least three bytes.
         let cap = (self.blocks[i].entries as usize).min(block.payload().len() / 3);
         let mut out = Vec::with_capacity(cap);

@@ -12,7 +12,8 @@ use super::codec::{
 };
 use super::tree::{BodyRef, Validator, depth_within, flatten};
 use super::{
-    BLOCK_TARGET_BYTES, EntryBody, LEAF_MAX_BYTES, LEAF_MAX_DEPTH, SnapshotError, SnapshotMeta,
+    BLOCK_TARGET_BYTES, EntryBody, LEAF_MAX_BYTES, LEAF_MAX_DEPTH, RESTART_INTERVAL, SnapshotError,
+    SnapshotMeta,
 };
 
 /// Tuning of the writer. Readers need no options: any values give a valid file.
@@ -49,6 +50,7 @@ pub struct SnapshotWriter<W: Write> {
     offset: u64,
     block: Vec<u8>,
     block_entries: u32,
+    restarts: Vec<u32>,
     block_first: Option<KPath>,
     last_path: Vec<Segment>,
     scratch: Vec<u8>,
@@ -79,6 +81,7 @@ impl<W: Write> SnapshotWriter<W> {
             offset: HEADER_LEN,
             block: Vec::with_capacity(opts.block_target_bytes.min(1 << 20) + 1024),
             block_entries: 0,
+            restarts: Vec::new(),
             block_first: None,
             last_path: Vec::new(),
             scratch: Vec::new(),
@@ -210,6 +213,13 @@ impl<W: Write> SnapshotWriter<W> {
         let segs = path.segments();
         if self.block_first.is_none() {
             self.block_first = Some(path.clone());
+        }
+        if self.block_entries as usize % RESTART_INTERVAL == 0 {
+            let at = u32::try_from(self.block.len()).map_err(|_| SnapshotError::TooLarge {
+                path: path.to_string(),
+                reason: "a block over 4 GiB".into(),
+            })?;
+            self.restarts.push(at);
             self.last_path.clear();
         }
         put_path_delta(&mut self.block, &self.last_path, segs);
@@ -246,6 +256,12 @@ impl<W: Write> SnapshotWriter<W> {
         let Some(first) = self.block_first.take() else {
             return Ok(());
         };
+        for r in &self.restarts {
+            self.block.extend_from_slice(&r.to_le_bytes());
+        }
+        self.block
+            .extend_from_slice(&(self.restarts.len() as u32).to_le_bytes());
+        self.restarts.clear();
         let head = frame_header(&self.block).map_err(|len| SnapshotError::TooLarge {
             path: first.to_string(),
             reason: format!("a block of {len} bytes (a single entry over 4 GiB?)"),

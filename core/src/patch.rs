@@ -1,1 +1,0 @@
-//! The patch engine: `apply`, `matches`, `trim` and `merge`.

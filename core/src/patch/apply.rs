@@ -1,0 +1,825 @@
+//! `apply` / `apply_owned`: object, array and scalar merge rules and every
+//! patch op of `TONY.md`.
+//!
+//! Owns the patch side of op tags. Never clones a document part the patch
+//! does not replace, never recurses deeper than the patch, never panics.
+
+use std::collections::HashMap;
+
+use super::{
+    PatchError, REFUSED_OPS, View, brief, index_segment, is_patch_op, key_segment, split_op,
+};
+use crate::kpath::KPath;
+use crate::node::{Key, Node, Tag, TagHead, Value};
+
+/// Applies `patch` to `doc` (`None` = absent); `Ok(None)` means the result is
+/// absent (deleted). Clones `doc` once; see [`apply_owned`] to avoid that.
+pub fn apply(doc: Option<&Node>, patch: &Node) -> Result<Option<Node>, PatchError> {
+    apply_owned(doc.cloned(), patch)
+}
+
+/// Applies `patch` to `doc`, consuming it: untouched parts of the document
+/// are moved into the result, never deep-cloned. `Ok(None)` = absent.
+pub fn apply_owned(doc: Option<Node>, patch: &Node) -> Result<Option<Node>, PatchError> {
+    apply_view(doc, View::of(patch))
+}
+
+type Res = Result<Option<Node>, PatchError>;
+
+pub(crate) fn apply_view(doc: Option<Node>, p: View<'_>) -> Res {
+    if let Some((head, rest)) = split_op(p.tag, is_patch_op) {
+        return apply_op(doc, &head, rest.as_ref(), p.value);
+    }
+    match p.value {
+        Value::Object(pkv) => {
+            let (doc_tag, entries) = match doc {
+                Some(Node {
+                    tag,
+                    value: Value::Object(kv),
+                }) => (tag, kv),
+                _ => (None, Vec::new()),
+            };
+            Ok(Some(Node {
+                tag: p.tag.cloned().or(doc_tag),
+                value: Value::Object(merge_object(entries, pkv)?),
+            }))
+        }
+        Value::Array(pitems) => {
+            let (doc_tag, items) = match doc {
+                Some(Node {
+                    tag,
+                    value: Value::Array(items),
+                }) => (tag, items),
+                _ => (None, Vec::new()),
+            };
+            let mut out = Vec::with_capacity(pitems.len());
+            let mut doc_items = items.into_iter();
+            for (i, pe) in pitems.iter().enumerate() {
+                let r = apply_view(doc_items.next(), View::of(pe))
+                    .map_err(|e| e.under(index_segment(i)))?;
+                out.extend(r);
+            }
+            Ok(Some(Node {
+                tag: p.tag.cloned().or(doc_tag),
+                value: Value::Array(out),
+            }))
+        }
+        _ => Ok(Some(p.to_node())),
+    }
+}
+
+/// Merges an object patch into the document's entries (see the module docs of
+/// `patch` for key order). Uses a hash index when linear lookups could add up.
+fn merge_object(
+    entries: Vec<(Key, Node)>,
+    pkv: &[(Key, Node)],
+) -> Result<Vec<(Key, Node)>, PatchError> {
+    let mut slots: Vec<(Key, Option<Node>)> =
+        entries.into_iter().map(|(k, v)| (k, Some(v))).collect();
+    let use_index = pkv.len() > 8 && slots.len() + pkv.len() > 32;
+    let mut index: HashMap<Key, usize> = HashMap::new();
+    if use_index {
+        index.reserve(slots.len() + pkv.len());
+        for (i, (k, _)) in slots.iter().enumerate() {
+            index.entry(k.clone()).or_insert(i);
+        }
+    }
+    for (k, pv) in pkv {
+        let pos = if use_index {
+            index.get(k).copied()
+        } else {
+            slots.iter().position(|(dk, _)| dk == k)
+        };
+        let slot = pos.and_then(|i| slots.get_mut(i));
+        match slot {
+            Some((_, cur)) => {
+                let r =
+                    apply_view(cur.take(), View::of(pv)).map_err(|e| e.under(key_segment(k)))?;
+                *cur = r;
+            }
+            None => {
+                let r = apply_view(None, View::of(pv)).map_err(|e| e.under(key_segment(k)))?;
+                if let Some(n) = r {
+                    if use_index {
+                        index.insert(k.clone(), slots.len());
+                    }
+                    slots.push((k.clone(), Some(n)));
+                }
+            }
+        }
+    }
+    Ok(slots
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect())
+}
+
+fn apply_op(doc: Option<Node>, head: &TagHead<'_>, rest: Option<&Tag>, value: &Value) -> Res {
+    let child = View { tag: rest, value };
+    match head.name {
+        "delete" => Ok(None),
+        "nullify" => Ok(Some(Node::null())),
+        "pass" => Ok(doc),
+        "insert" => {
+            let tag = opt_arg("insert", head)?;
+            let r = apply_view(doc, child)?;
+            Ok(r.map(|n| with_tag_arg(n, tag)))
+        }
+        "replace" => {
+            no_rest("replace", rest)?;
+            let tag = opt_arg("replace", head)?;
+            let (from, to) = replace_body("replace", value)?;
+            match &doc {
+                Some(d) if same(d, tag.as_ref(), from) => Ok(Some(with_tag_arg(to.clone(), tag))),
+                _ => Err(replace_mismatch("replace", from, tag, doc.as_ref())),
+            }
+        }
+        "arraydiff" => {
+            no_rest("arraydiff", rest)?;
+            arraydiff(doc, value)
+        }
+        "strdiff" => {
+            no_rest("strdiff", rest)?;
+            strdiff(doc, head, value)
+        }
+        "key" => {
+            no_rest("key", rest)?;
+            keyed(doc, head, value)
+        }
+        "all" => all(doc, child),
+        "if" => {
+            no_rest("if", rest)?;
+            let body = View { tag: None, value };
+            let Some(cond) = body.field("if") else {
+                return Err(PatchError::bad("if", "the value needs an `if` pattern"));
+            };
+            let branch = if super::matches::matches(doc.as_ref(), cond)? {
+                body.field("then")
+            } else {
+                body.field("else")
+            };
+            match branch {
+                Some(b) => apply_view(doc, View::of(b)),
+                None => Ok(doc),
+            }
+        }
+        "field" => {
+            let [from, to] = two_args("field", head)?;
+            let (tag, mut kv) = object_doc("field", doc)?;
+            let sparse = is_sparse(&kv);
+            let from_key = key_for(from, sparse);
+            let to_key = key_for(to, sparse);
+            if from_key != to_key
+                && let Some(i) = kv.iter().position(|(k, _)| *k == from_key)
+            {
+                let mut i = i;
+                if let Some(j) = kv.iter().position(|(k, _)| *k == to_key) {
+                    kv.remove(j);
+                    if j < i {
+                        i -= 1;
+                    }
+                }
+                if let Some(entry) = kv.get_mut(i) {
+                    entry.0 = to_key;
+                }
+            }
+            then_child(
+                Node {
+                    tag,
+                    value: Value::Object(kv),
+                },
+                child,
+            )
+        }
+        "rename" => {
+            no_rest("rename", rest)?;
+            rename(doc, value)
+        }
+        "addtag" => {
+            let t = one_arg("addtag", head)?;
+            let Some(d) = doc else {
+                return Err(PatchError::mismatch("addtag", "a node", None));
+            };
+            Ok(then_child(d, child)?.map(|mut n| {
+                n.tag = Some(Tag::new(t));
+                n
+            }))
+        }
+        "rmtag" => {
+            let t = one_arg("rmtag", head)?;
+            let Some(d) = doc else {
+                return Err(PatchError::mismatch("rmtag", "a node", None));
+            };
+            let t = Tag::new(t);
+            Ok(then_child(d, child)?.map(|mut n| {
+                if n.tag.as_ref() == Some(&t) {
+                    n.tag = None;
+                }
+                n
+            }))
+        }
+        "retag" => {
+            let [a, b] = two_args("retag", head)?;
+            let Some(d) = doc else {
+                return Err(PatchError::mismatch("retag", "a node", None));
+            };
+            let (a, b) = (Tag::new(a), Tag::new(b));
+            match then_child(d, child)? {
+                Some(mut n) => {
+                    if n.tag.as_ref() != Some(&a) {
+                        return Err(PatchError::TagMismatch {
+                            expected: a.as_str().to_owned(),
+                            found: n
+                                .tag
+                                .as_ref()
+                                .map_or_else(|| "no tag".to_owned(), Tag::to_string),
+                            at: KPath::root(),
+                        });
+                    }
+                    n.tag = Some(b);
+                    Ok(Some(n))
+                }
+                None => Ok(None),
+            }
+        }
+        name if REFUSED_OPS.contains(&name) => Err(PatchError::Refused {
+            op: name.to_owned(),
+            at: KPath::root(),
+        }),
+        // `is_patch_op` admitted it, so this is unreachable in practice; treat
+        // it as an unknown op rather than panic.
+        other => Err(PatchError::bad(other, "unknown op")),
+    }
+}
+
+/// Applies the child of a chain op: an untagged `null` child changes nothing.
+fn then_child(node: Node, child: View<'_>) -> Res {
+    if child.is_plain_null() {
+        Ok(Some(node))
+    } else {
+        apply_view(Some(node), child)
+    }
+}
+
+fn no_rest(op: &str, rest: Option<&Tag>) -> Result<(), PatchError> {
+    match rest {
+        None => Ok(()),
+        Some(r) => Err(PatchError::bad(
+            op,
+            format!("nothing may be chained after !{op} (found {r})"),
+        )),
+    }
+}
+
+/// The optional single tag argument of `!insert(t)`, `!delete(t)`, `!replace(t)`.
+fn opt_arg(op: &str, head: &TagHead<'_>) -> Result<Option<Tag>, PatchError> {
+    match head.args.as_slice() {
+        [] => Ok(None),
+        [t] if !t.is_empty() => Ok(Some(Tag::new(*t))),
+        _ => Err(PatchError::bad(op, "takes at most one tag argument")),
+    }
+}
+
+fn one_arg<'a>(op: &str, head: &TagHead<'a>) -> Result<&'a str, PatchError> {
+    match head.args.as_slice() {
+        [t] if !t.is_empty() => Ok(t),
+        _ => Err(PatchError::bad(op, "takes exactly one argument")),
+    }
+}
+
+fn two_args<'a>(op: &str, head: &TagHead<'a>) -> Result<[&'a str; 2], PatchError> {
+    match head.args.as_slice() {
+        [a, b] if !a.is_empty() && !b.is_empty() => Ok([a, b]),
+        _ => Err(PatchError::bad(op, "takes exactly two arguments")),
+    }
+}
+
+fn with_tag_arg(mut n: Node, tag: Option<Tag>) -> Node {
+    if let Some(t) = tag {
+        n.tag = Some(t);
+    }
+    n
+}
+
+/// Whether `doc` equals `want`, with `want`'s tag replaced by `tag` when given.
+fn same(doc: &Node, tag: Option<&Tag>, want: &Node) -> bool {
+    match tag {
+        Some(t) => doc.tag.as_ref() == Some(t) && doc.value == want.value,
+        None => doc == want,
+    }
+}
+
+fn replace_mismatch(op: &str, want: &Node, tag: Option<Tag>, found: Option<&Node>) -> PatchError {
+    let expected = match tag {
+        Some(t) => brief(Some(&Node {
+            tag: Some(t),
+            value: want.value.clone(),
+        })),
+        None => brief(Some(want)),
+    };
+    PatchError::ReplaceMismatch {
+        op: op.to_owned(),
+        expected,
+        found: brief(found),
+        at: KPath::root(),
+    }
+}
+
+fn replace_body<'a>(op: &str, value: &'a Value) -> Result<(&'a Node, &'a Node), PatchError> {
+    let body = View { tag: None, value };
+    match (body.field("from"), body.field("to")) {
+        (Some(f), Some(t)) => Ok((f, t)),
+        _ => Err(PatchError::bad(op, "the value must be {from: .., to: ..}")),
+    }
+}
+
+/// A document object taken apart: its tag and entries.
+type ObjectParts = (Option<Tag>, Vec<(Key, Node)>);
+
+fn object_doc(op: &str, doc: Option<Node>) -> Result<ObjectParts, PatchError> {
+    match doc {
+        Some(Node {
+            tag,
+            value: Value::Object(kv),
+        }) => Ok((tag, kv)),
+        other => Err(PatchError::mismatch(op, "an object", other.as_ref())),
+    }
+}
+
+fn is_sparse(kv: &[(Key, Node)]) -> bool {
+    !kv.is_empty() && kv.iter().all(|(k, _)| matches!(k, Key::Index(_)))
+}
+
+/// The key a `!field`/`!rename` argument names: an int key on a sparse array
+/// when it is a decimal number, else a field.
+fn key_for(name: &str, sparse: bool) -> Key {
+    if sparse
+        && !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(i) = name.parse::<u32>()
+    {
+        return Key::Index(i);
+    }
+    Key::Field(name.to_owned())
+}
+
+fn rename(doc: Option<Node>, value: &Value) -> Res {
+    let Value::Array(pairs) = value else {
+        return Err(PatchError::bad(
+            "rename",
+            "the value must be a list of {from, to}",
+        ));
+    };
+    let (tag, mut kv) = object_doc("rename", doc)?;
+    let sparse = is_sparse(&kv);
+    for (i, pair) in pairs.iter().enumerate() {
+        let view = View::of(pair);
+        let key_of = |n: Option<&Node>| -> Option<Key> {
+            match n.map(|n| &n.value) {
+                Some(Value::String(s)) => Some(key_for(s, sparse)),
+                Some(Value::Int(i)) => u32::try_from(*i).ok().map(Key::Index),
+                _ => None,
+            }
+        };
+        let (Some(from), Some(to)) = (key_of(view.field("from")), key_of(view.field("to"))) else {
+            return Err(PatchError::bad(
+                "rename",
+                format!("item {i} must be {{from: key, to: key}}"),
+            ));
+        };
+        if from == to {
+            continue;
+        }
+        if let Some(p) = kv.iter().position(|(k, _)| *k == from) {
+            let (_, v) = kv.remove(p);
+            match kv.iter_mut().find(|(k, _)| *k == to) {
+                Some(slot) => slot.1 = v,
+                None => kv.push((to, v)),
+            }
+        }
+    }
+    Ok(Some(Node {
+        tag,
+        value: Value::Object(kv),
+    }))
+}
+
+fn all(doc: Option<Node>, child: View<'_>) -> Res {
+    match doc {
+        None => Ok(None),
+        Some(Node {
+            tag,
+            value: Value::Array(items),
+        }) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, it) in items.into_iter().enumerate() {
+                out.extend(apply_view(Some(it), child).map_err(|e| e.under(index_segment(i)))?);
+            }
+            Ok(Some(Node {
+                tag,
+                value: Value::Array(out),
+            }))
+        }
+        Some(Node {
+            tag,
+            value: Value::Object(kv),
+        }) => {
+            let mut out = Vec::with_capacity(kv.len());
+            for (k, v) in kv {
+                match apply_view(Some(v), child) {
+                    Ok(Some(n)) => out.push((k, n)),
+                    Ok(None) => {}
+                    Err(e) => return Err(e.under(key_segment(&k))),
+                }
+            }
+            Ok(Some(Node {
+                tag,
+                value: Value::Object(out),
+            }))
+        }
+        Some(scalar) => apply_view(Some(scalar), child),
+    }
+}
+
+/// The entries of an `!arraydiff`/`!strdiff` body, in slot order.
+fn diff_entries<'a>(op: &str, value: &'a Value) -> Result<Vec<(u32, &'a Node)>, PatchError> {
+    let Value::Object(kv) = value else {
+        return Err(PatchError::bad(
+            op,
+            "the value must be an int-keyed object {i: op}",
+        ));
+    };
+    let mut out = Vec::with_capacity(kv.len());
+    for (k, v) in kv {
+        match k {
+            Key::Index(i) => out.push((*i, v)),
+            Key::Field(f) => {
+                return Err(PatchError::bad(op, format!("key {f:?} is not an int slot")));
+            }
+        }
+    }
+    out.sort_by_key(|(i, _)| *i);
+    if let Some(w) = out.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(PatchError::bad(
+            op,
+            format!("slot {} appears twice", w[0].0),
+        ));
+    }
+    Ok(out)
+}
+
+/// The diff op of an `!arraydiff`/`!strdiff` entry (`delete`, `insert`,
+/// `replace`), with its head and the rest of the chain.
+fn diff_op(entry: &Node) -> Option<(TagHead<'_>, Option<Tag>)> {
+    split_op(entry.tag.as_ref(), |n| {
+        matches!(n, "delete" | "insert" | "replace")
+    })
+}
+
+fn arraydiff(doc: Option<Node>, value: &Value) -> Res {
+    let entries = diff_entries("arraydiff", value)?;
+    let (tag, items) = match doc {
+        Some(Node {
+            tag,
+            value: Value::Array(items),
+        }) => (tag, items),
+        other => {
+            return Err(PatchError::mismatch(
+                "arraydiff",
+                "an array",
+                other.as_ref(),
+            ));
+        }
+    };
+    let len = items.len();
+    let mut src = items.into_iter();
+    let mut d = 0usize; // doc cursor
+    let mut s = 0u64; // slot
+    let mut out = Vec::with_capacity(len + entries.len());
+    let beyond = |slot: u32, what: &str| {
+        PatchError::bad(
+            "arraydiff",
+            format!("slot {slot}: {what} (the array has {len} elements)"),
+        )
+    };
+    for (slot, entry) in entries {
+        while s < u64::from(slot) {
+            let Some(n) = src.next() else {
+                return Err(beyond(slot, "lies beyond the end of the array"));
+            };
+            out.push(n);
+            d += 1;
+            s += 1;
+        }
+        let at = index_segment(d);
+        match diff_op(entry) {
+            Some((head, rest)) if head.name == "insert" => {
+                let t = opt_arg("insert", &head)?;
+                let r = apply_view(
+                    None,
+                    View {
+                        tag: rest.as_ref(),
+                        value: &entry.value,
+                    },
+                )
+                .map_err(|e| e.under(at))?;
+                out.extend(r.map(|n| with_tag_arg(n, t)));
+            }
+            Some((head, rest)) if head.name == "delete" => {
+                let t = opt_arg("delete", &head)?;
+                let Some(n) = src.next() else {
+                    return Err(beyond(slot, "no element left to delete"));
+                };
+                let want = Node {
+                    tag: t.or(rest),
+                    value: entry.value.clone(),
+                };
+                if n != want {
+                    return Err(replace_mismatch("delete", &want, None, Some(&n)).under(at));
+                }
+                d += 1;
+            }
+            Some((head, rest)) => {
+                // replace
+                no_rest("replace", rest.as_ref())?;
+                let t = opt_arg("replace", &head)?;
+                let (from, to) = replace_body("replace", &entry.value)?;
+                let Some(n) = src.next() else {
+                    return Err(beyond(slot, "no element left to replace"));
+                };
+                if !same(&n, t.as_ref(), from) {
+                    return Err(replace_mismatch("replace", from, t, Some(&n)).under(at));
+                }
+                out.push(with_tag_arg(to.clone(), t));
+                d += 1;
+            }
+            None => {
+                let Some(n) = src.next() else {
+                    return Err(beyond(slot, "no element left to patch"));
+                };
+                out.extend(apply_view(Some(n), View::of(entry)).map_err(|e| e.under(at))?);
+                d += 1;
+            }
+        }
+        s += 1;
+    }
+    out.extend(src);
+    Ok(Some(Node {
+        tag,
+        value: Value::Array(out),
+    }))
+}
+
+/// Byte ranges of the units of `s`: characters, or lines with their `\n`.
+fn units(s: &str, lines: bool) -> Vec<(usize, usize)> {
+    if lines {
+        let mut out = Vec::new();
+        let mut start = 0;
+        for line in s.split_inclusive('\n') {
+            out.push((start, start + line.len()));
+            start += line.len();
+        }
+        out
+    } else {
+        s.char_indices()
+            .map(|(i, c)| (i, i + c.len_utf8()))
+            .collect()
+    }
+}
+
+fn unit_count(s: &str, lines: bool) -> usize {
+    if lines {
+        s.split_inclusive('\n').count()
+    } else {
+        s.chars().count()
+    }
+}
+
+fn strdiff(doc: Option<Node>, head: &TagHead<'_>, value: &Value) -> Res {
+    let lines = match head.args.as_slice() {
+        [] | ["false"] => false,
+        ["true"] => true,
+        _ => {
+            return Err(PatchError::bad(
+                "strdiff",
+                "the argument must be true (lines) or false (characters)",
+            ));
+        }
+    };
+    let entries = diff_entries("strdiff", value)?;
+    let (tag, text) = match doc {
+        Some(Node {
+            tag,
+            value: Value::String(s),
+        }) => (tag, s),
+        other => return Err(PatchError::mismatch("strdiff", "a string", other.as_ref())),
+    };
+    let doc_units = units(&text, lines);
+    let n_units = doc_units.len();
+    // Bytes of doc units [a, b).
+    let span = |a: usize, b: usize| -> Option<&str> {
+        if a == b {
+            return Some("");
+        }
+        let start = doc_units.get(a)?.0;
+        let end = doc_units.get(b.checked_sub(1)?)?.1;
+        text.get(start..end)
+    };
+    let bad = |slot: u32, what: &str| {
+        PatchError::bad("strdiff", format!("slot {slot}: {what} ({n_units} units)"))
+    };
+    let string_of = |n: &Node, slot: u32| -> Result<String, PatchError> {
+        match &n.value {
+            Value::String(s) => Ok(s.clone()),
+            _ => Err(bad(slot, "the value must be a string")),
+        }
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut d = 0usize;
+    let mut s = 0u64;
+    for (slot, entry) in entries {
+        if u64::from(slot) < s {
+            return Err(bad(slot, "overlaps the text of an earlier entry"));
+        }
+        while s < u64::from(slot) {
+            let Some(u) = span(d, d + 1).filter(|_| d < n_units) else {
+                return Err(bad(slot, "lies beyond the end of the string"));
+            };
+            out.push_str(u);
+            d += 1;
+            s += 1;
+        }
+        let Some((head, rest)) = diff_op(entry) else {
+            return Err(bad(slot, "entries must be !delete, !insert or !replace"));
+        };
+        if !head.args.is_empty() {
+            return Err(bad(slot, "string ops take no arguments"));
+        }
+        match head.name {
+            "insert" => {
+                no_rest("insert", rest.as_ref())?;
+                let ins = string_of(entry, slot)?;
+                out.push_str(&ins);
+                s += unit_count(&ins, lines) as u64;
+            }
+            "delete" => {
+                no_rest("delete", rest.as_ref())?;
+                let del = string_of(entry, slot)?;
+                let n = unit_count(&del, lines);
+                let Some(have) = span(d, d + n).filter(|_| d + n <= n_units) else {
+                    return Err(bad(slot, "deletes past the end of the string"));
+                };
+                if have != del {
+                    return Err(PatchError::ReplaceMismatch {
+                        op: "delete".to_owned(),
+                        expected: format!("{del:?}"),
+                        found: format!("{have:?}"),
+                        at: KPath::root(),
+                    });
+                }
+                d += n;
+                s += 1;
+            }
+            _ => {
+                no_rest("replace", rest.as_ref())?;
+                let (from, to) = replace_body("replace", &entry.value)?;
+                let (from, to) = (string_of(from, slot)?, string_of(to, slot)?);
+                let n = unit_count(&from, lines);
+                let Some(have) = span(d, d + n).filter(|_| d + n <= n_units) else {
+                    return Err(bad(slot, "replaces past the end of the string"));
+                };
+                if have != from {
+                    return Err(PatchError::ReplaceMismatch {
+                        op: "replace".to_owned(),
+                        expected: format!("{from:?}"),
+                        found: format!("{have:?}"),
+                        at: KPath::root(),
+                    });
+                }
+                out.push_str(&to);
+                d += n;
+                s += unit_count(&to, lines) as u64;
+            }
+        }
+    }
+    if let Some(rest) = span(d, n_units).filter(|_| d <= n_units) {
+        out.push_str(rest);
+    }
+    Ok(Some(Node {
+        tag,
+        value: Value::String(out),
+    }))
+}
+
+/// A hashable identity for scalar `!key` values (tags ignored).
+#[derive(PartialEq, Eq, Hash)]
+enum ScalarKey {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(u64),
+    Str(String),
+}
+
+fn scalar_key(v: &Value) -> Option<ScalarKey> {
+    Some(match v {
+        Value::Null => ScalarKey::Null,
+        Value::Bool(b) => ScalarKey::Bool(*b),
+        Value::Int(i) => ScalarKey::Int(*i),
+        // NaN equals nothing, so it gets no identity; -0.0 == 0.0.
+        Value::Float(f) if f.is_nan() => return None,
+        Value::Float(f) if *f == 0.0 => ScalarKey::Float(0),
+        Value::Float(f) => ScalarKey::Float(f.to_bits()),
+        Value::String(s) => ScalarKey::Str(s.clone()),
+        Value::Array(_) | Value::Object(_) => return None,
+    })
+}
+
+fn keyed(doc: Option<Node>, head: &TagHead<'_>, value: &Value) -> Res {
+    let field = one_arg("key", head)?;
+    let Value::Array(pitems) = value else {
+        return Err(PatchError::bad(
+            "key",
+            "the value must be an array of items",
+        ));
+    };
+    let (tag, items) = match doc {
+        None => (None, Vec::new()),
+        Some(Node {
+            tag,
+            value: Value::Array(items),
+        }) => (tag, items),
+        Some(other) => {
+            return Err(PatchError::mismatch(
+                "key",
+                "an array of objects",
+                Some(&other),
+            ));
+        }
+    };
+    let mut slots: Vec<Option<Node>> = Vec::with_capacity(items.len() + pitems.len());
+    let mut map: HashMap<ScalarKey, usize> = HashMap::new();
+    let mut compound: Vec<usize> = Vec::new();
+    for (i, it) in items.into_iter().enumerate() {
+        if !matches!(it.value, Value::Object(_)) {
+            return Err(
+                PatchError::mismatch("key", "an array of objects", Some(&it))
+                    .under(index_segment(i)),
+            );
+        }
+        if let Some(k) = it.field(field) {
+            match scalar_key(&k.value) {
+                Some(sk) => {
+                    map.entry(sk).or_insert(i);
+                }
+                None => compound.push(i),
+            }
+        }
+        slots.push(Some(it));
+    }
+    for (j, pi) in pitems.iter().enumerate() {
+        let Some(kn) = View::of(pi).field(field) else {
+            return Err(PatchError::bad(
+                "key",
+                format!("patch item {j} has no field {field:?}"),
+            ));
+        };
+        let sk = scalar_key(&kn.value);
+        let found = match &sk {
+            Some(sk) => map.get(sk).copied(),
+            None => compound.iter().copied().find(|&i| {
+                slots
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .and_then(|n| n.field(field))
+                    .is_some_and(|k| k.value == kn.value)
+            }),
+        };
+        let live = found.filter(|&i| slots.get(i).is_some_and(Option::is_some));
+        match live.and_then(|i| slots.get_mut(i).map(|s| (i, s))) {
+            Some((i, slot)) => {
+                let r =
+                    apply_view(slot.take(), View::of(pi)).map_err(|e| e.under(index_segment(i)))?;
+                *slot = r;
+            }
+            None => {
+                let r = apply_view(None, View::of(pi))
+                    .map_err(|e| e.under(index_segment(slots.len())))?;
+                if let Some(n) = r {
+                    let i = slots.len();
+                    match sk {
+                        Some(sk) => {
+                            map.insert(sk, i);
+                        }
+                        None => compound.push(i),
+                    }
+                    slots.push(Some(n));
+                }
+            }
+        }
+    }
+    Ok(Some(Node {
+        tag,
+        value: Value::Array(slots.into_iter().flatten().collect()),
+    }))
+}

@@ -1,0 +1,101 @@
+//! `merge`: participant patches `(path, data)` into one root patch.
+//!
+//! Owns the mounting rules of `TONY.md` ("Merge of participant patches").
+//! Never applies a patch, never panics; recursion depth is the length of the
+//! longest participant path.
+
+use super::PatchError;
+use crate::kpath::{KPath, Segment};
+use crate::node::{Key, Node, Tag, Value};
+
+/// Mounts every participant's data at its path: fields build objects, `[i]`
+/// children become `!arraydiff {i: data}`, `{i}` children an int-keyed object;
+/// the root path alone gives the data itself. Equal or nested paths
+/// ([`PatchError::Conflict`]) and mixed accessors under one parent
+/// ([`PatchError::MixedAccessors`]) are errors. No participants gives
+/// `!pass null`.
+pub fn merge(parts: &[(KPath, Node)]) -> Result<Node, PatchError> {
+    if parts.is_empty() {
+        return Ok(Node::tagged("pass", Value::Null));
+    }
+    let mut order: Vec<&(KPath, Node)> = parts.iter().collect();
+    order.sort_by(|a, b| a.0.cmp(&b.0));
+    // In path order, a path that is a prefix of another is a prefix of the
+    // one right after it.
+    for w in order.windows(2) {
+        if let [a, b] = w
+            && a.0.is_prefix_of(&b.0)
+        {
+            return Err(PatchError::Conflict {
+                a: a.0.clone(),
+                b: b.0.clone(),
+            });
+        }
+    }
+    build(&order, 0, &KPath::root())
+}
+
+#[derive(PartialEq)]
+enum Accessor {
+    Field,
+    Index,
+    Sparse,
+}
+
+fn accessor(s: &Segment) -> Accessor {
+    match s {
+        Segment::Field(_) => Accessor::Field,
+        Segment::Index(_) => Accessor::Index,
+        Segment::Sparse(_) => Accessor::Sparse,
+    }
+}
+
+/// Builds the patch for `parts` (sorted, conflict-free, all under `prefix`,
+/// which has `depth` segments).
+fn build(parts: &[&(KPath, Node)], depth: usize, prefix: &KPath) -> Result<Node, PatchError> {
+    let seg_at = |p: &(KPath, Node)| p.0.segments().get(depth).cloned();
+    match parts {
+        [] => return Ok(Node::tagged("pass", Value::Null)),
+        [only] if only.0.len() == depth => return Ok(only.1.clone()),
+        _ => {}
+    }
+    // Every part continues below `prefix` (no conflicts); group by next segment.
+    let mut groups: Vec<(Segment, Vec<&(KPath, Node)>)> = Vec::new();
+    for p in parts {
+        let Some(seg) = seg_at(p) else {
+            // A part ending here next to others: a conflict `merge` reports
+            // before building; kept as an error rather than a panic.
+            return Err(PatchError::Conflict {
+                a: p.0.clone(),
+                b: prefix.clone(),
+            });
+        };
+        match groups.last_mut() {
+            Some((s, g)) if *s == seg => g.push(p),
+            _ => groups.push((seg, vec![p])),
+        }
+    }
+    let kind = groups.first().map(|(s, _)| accessor(s));
+    if groups.iter().any(|(s, _)| Some(accessor(s)) != kind) {
+        return Err(PatchError::MixedAccessors {
+            parent: prefix.clone(),
+        });
+    }
+    let mut entries = Vec::with_capacity(groups.len());
+    for (seg, group) in groups {
+        let child = build(&group, depth + 1, &prefix.child(seg.clone()))?;
+        let key = match seg {
+            Segment::Field(f) => Key::Field(f),
+            Segment::Index(i) | Segment::Sparse(i) => Key::Index(i),
+        };
+        entries.push((key, child));
+    }
+    let value = Value::Object(entries);
+    Ok(match kind {
+        Some(Accessor::Index) => Node {
+            tag: Some(Tag::new("arraydiff")),
+            value,
+        },
+        _ => Node::new(value),
+    })
+}

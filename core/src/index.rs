@@ -157,9 +157,17 @@ fn walk(node: &Node, path: &mut KPath, out: &mut Vec<KPath>) {
 /// removes the element) or `!replace`. Slot `i` is then doc element `i`, so
 /// the walk can go down. Any other op (`!insert`, `!delete`, `!if` that may
 /// delete, ...) can shift later elements and ends the walk at the array.
+///
+/// An empty `!arraydiff {}` is *not* walked through: the walk would record no
+/// end at all, and a data-tagged object above it (`!t {a: !arraydiff {}}`),
+/// which sets its tag, would then change without any end at or below it.
+/// Ending there keeps the invariant that every node the walk passes through
+/// has an end below it (so rule 2 sees every change to it).
 fn in_place_arraydiff(kv: &[(Key, Node)]) -> bool {
-    kv.iter()
-        .all(|(k, v)| matches!(k, Key::Index(_)) && matches!(chain_op(v), None | Some("replace")))
+    !kv.is_empty()
+        && kv.iter().all(|(k, v)| {
+            matches!(k, Key::Index(_)) && matches!(chain_op(v), None | Some("replace"))
+        })
 }
 
 /// Whether a commit whose patch ends at `end` can change the node at `path`
@@ -476,23 +484,20 @@ impl PathIndex {
     /// commit in range). Costs O(depth + size of the read root's subtree +
     /// records), independent of the total number of commits.
     pub fn plan(&self, path: &KPath, base: u64, commit: u64) -> Result<ReadPlan, IndexError> {
-        let last = self.last_commit().unwrap_or(0);
+        // The newest commit ever indexed (still 'known' after forgetting).
+        let last = self.next_commit().map_or(0, |n| n - 1);
         if commit > last {
             return Err(IndexError::FutureCommit { commit, last });
         }
         if base > commit {
             return Err(IndexError::BaseAfterCommit { base, commit });
         }
-        if base < commit {
-            match self.first_commit() {
-                Some(oldest) if base + 1 >= oldest => {}
-                oldest => {
-                    return Err(IndexError::Compacted {
-                        base,
-                        oldest: oldest.unwrap_or(last + 1),
-                    });
-                }
-            }
+        // `self.base` is the oldest commit held (or the next one when none is).
+        if base < commit && base + 1 < self.base {
+            return Err(IndexError::Compacted {
+                base,
+                oldest: self.base,
+            });
         }
         let mut plan = ReadPlan {
             path: path.clone(),
@@ -857,5 +862,14 @@ mod tests {
             )]),
         };
         assert_eq!(touched_paths(&obj(vec![("x", replacing)])), vec![p("x[2]")]);
+    }
+
+    #[test]
+    fn empty_arraydiff_ends_the_walk() {
+        // `!t {a: !arraydiff {}}` sets the tag at the top: the walk must end
+        // somewhere at or below it, or no read of that node would see it.
+        let empty = Node::tagged("arraydiff", Value::Object(vec![]));
+        let tagged = Node::tagged("t", Value::Object(vec![(Key::from("a"), empty)]));
+        assert_eq!(touched_paths(&obj(vec![("c", tagged)])), vec![p("c.a")]);
     }
 }

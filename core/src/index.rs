@@ -458,8 +458,7 @@ impl PathIndex {
                     push_range(&mut out, &self.nodes[c as usize].ends, lo, hi);
                 }
                 None => {
-                    out.sort_unstable();
-                    out.dedup();
+                    sort_dedup(&mut out, lo, hi);
                     return out;
                 }
             }
@@ -468,8 +467,7 @@ impl PathIndex {
         for &c in &self.nodes[node as usize].children {
             self.collect_subtree(c, lo, hi, &mut out);
         }
-        out.sort_unstable();
-        out.dedup();
+        sort_dedup(&mut out, lo, hi);
         out
     }
 
@@ -537,8 +535,7 @@ impl PathIndex {
         } else {
             let mut out = Vec::new();
             self.collect_subtree(root_node, lo, hi, &mut out);
-            out.sort_unstable();
-            out.dedup();
+            sort_dedup(&mut out, lo, hi);
             out
         };
         plan.records = commits
@@ -738,6 +735,42 @@ impl PathIndex {
             stack.extend_from_slice(&n.children);
         }
         false
+    }
+}
+
+/// Sorts and deduplicates commits that all lie in `[lo, hi]`. Many commits
+/// over a short range (a wide subtree) go through a bitmap of the range
+/// instead of a comparison sort.
+fn sort_dedup(out: &mut Vec<u64>, lo: u64, hi: u64) {
+    let span = hi.saturating_sub(lo).saturating_add(1);
+    let dense = out.len() >= 256 && span <= 16 * out.len() as u64;
+    let Ok(span) = usize::try_from(span) else {
+        out.sort_unstable();
+        out.dedup();
+        return;
+    };
+    if !dense {
+        out.sort_unstable();
+        out.dedup();
+        return;
+    }
+    let mut bits = vec![0u64; span.div_ceil(64)];
+    for &c in out.iter() {
+        let Some(i) = c.checked_sub(lo).and_then(|i| usize::try_from(i).ok()) else {
+            continue;
+        };
+        if let Some(w) = bits.get_mut(i / 64) {
+            *w |= 1 << (i % 64);
+        }
+    }
+    out.clear();
+    for (wi, &w) in bits.iter().enumerate() {
+        let mut w = w;
+        while w != 0 {
+            let b = w.trailing_zeros() as u64;
+            out.push(lo + wi as u64 * 64 + b);
+            w &= w - 1;
+        }
     }
 }
 

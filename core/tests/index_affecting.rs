@@ -113,6 +113,26 @@ proptest! {
     }
 
     #[test]
+    fn affecting_equals_brute_force_on_long_histories(
+        hist in prop::collection::vec(prop::collection::vec(path(), 1..5), 300..700),
+        probes in prop::collection::vec(probe(), 1..6),
+        from in 0u64..100,
+    ) {
+        // Long histories over few paths: wide subtrees collect many commits
+        // over a short range (the bitmap path of the merge).
+        let idx = build(1, &hist);
+        let last = hist.len() as u64;
+        for p in probes.iter().chain([&KPath::parse("a").unwrap(), &KPath::parse("b[0]").unwrap()]) {
+            prop_assert_eq!(idx.affecting(p, from, last), brute_affecting(1, &hist, p, from, last));
+            let plan = idx.plan(p, from, last).unwrap();
+            let root = brute_root(1, &hist, p, from, last);
+            let got: Vec<u64> = plan.records.iter().map(|(c, _)| *c).collect();
+            prop_assert_eq!(got, brute_affecting(1, &hist, &root, from, last));
+            prop_assert_eq!(plan.root, root);
+        }
+    }
+
+    #[test]
     fn plan_equals_brute_force(
         hist in history(),
         probes in prop::collection::vec(probe(), 1..12),

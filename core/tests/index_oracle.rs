@@ -17,7 +17,7 @@ use logd_core::index::{PathIndex, touched_paths};
 use logd_core::kpath::{KPath, Segment};
 use logd_core::node::{Key, Node, Tag, Value};
 use logd_core::patch;
-use logd_core::read::{execute, read_state_at};
+use logd_core::read::{apply_in_place, execute, read_state_at};
 use logd_core::wal::Location;
 use proptest::prelude::*;
 
@@ -427,6 +427,41 @@ proptest! {
                 let got = execute(&plan, base_node, fetch).unwrap();
                 let want = doc.and_then(|d| d.get_path(p));
                 prop_assert_eq!(got.as_ref(), want, "path {} at {} from base {}", p, c, base);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+    /// The fold's in-place merge is `patch::apply`, errors included, also for
+    /// patches that repeat a key.
+    #[test]
+    fn apply_in_place_equals_apply(seed in any::<u64>(), len in 1usize..16) {
+        let mut rng = Rng(seed ^ 0x5EED);
+        let mut cur: Option<Node> = None;
+        for _ in 0..len {
+            let mut p = root_patch(&mut rng, cur.as_ref());
+            if rng.chance(25) {
+                // Repeat a key: `{k: p1, k: p2}` at the top.
+                let second = root_patch(&mut rng, cur.as_ref());
+                if let (Value::Object(a), Value::Object(b)) = (&mut p.value, &second.value) {
+                    if let (Some((k, _)), Some((_, v))) = (a.first().cloned(), b.first()) {
+                        a.push((k, v.clone()));
+                    }
+                }
+            }
+            let want = patch::apply(cur.as_ref(), &p);
+            let mut slot = cur.clone();
+            let got = apply_in_place(&mut slot, &p);
+            match want {
+                Ok(next) => {
+                    prop_assert!(got.is_ok(), "in place failed: {:?}", got);
+                    prop_assert_eq!(&slot, &next);
+                    cur = next;
+                }
+                Err(_) => prop_assert!(got.is_err(), "in place accepted a failing patch"),
             }
         }
     }

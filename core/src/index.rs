@@ -7,13 +7,15 @@
 //! # Touched paths ("ends")
 //!
 //! A merged root patch is walked from the root. The walk goes *down* through
-//! plain (untagged, or tagged with a non-op tag) non-empty objects — field keys
-//! become `.field` segments, int keys `{i}` segments — and through `!arraydiff`
-//! entries that edit an element in place. It *ends* (the path is recorded, and
-//! the whole subtree below it counts as changed) at everything else: a scalar
-//! or `null`, a plain array, an empty object, any op tag (`!delete`,
-//! `!replace`, `!insert`, `!key(..)`, `!all`, ...), and an `!arraydiff` that
-//! inserts or deletes elements.
+//! plain (untagged, or tagged with data tags only) non-empty objects — field
+//! keys become `.field` segments, int keys `{i}` segments — and through the
+//! entries of a non-empty `!arraydiff` that edits elements in place. It *ends*
+//! (the path is recorded, and the whole subtree below it counts as changed) at
+//! everything else: a scalar or `null`, a plain array, an empty object, a node
+//! with an op anywhere in its tag chain (`!delete`, `!replace`, `!insert`,
+//! `!key(..)`, `!all`, `!t.delete`, ...), an empty `!arraydiff {}`, and an
+//! `!arraydiff` that inserts or deletes elements. Every node the walk passes
+//! through therefore has at least one end below it.
 //!
 //! # The affects relation
 //!
@@ -28,6 +30,25 @@
 //! Rule 3 is why the walk never needs to record the objects it passes through:
 //! memory per commit grows with the number of ends, not with the depth of the
 //! document.
+//!
+//! # The index
+//!
+//! [`PathIndex`] interns path segments into a trie (field names numbered once;
+//! one hash map of `(parent, segment) → node`); each node keeps the ascending
+//! commits whose walk ends exactly there, and the newest commit at or below it
+//! (to skip quiet subtrees). Commit locations live in one vector indexed by
+//! `commit - first`. [`PathIndex::affecting`] answers the three rules by
+//! walking `p`'s ancestors (rule 1, and rule 3 at each dense-index step), then
+//! `p`'s subtree (rule 2).
+//!
+//! # Read plans
+//!
+//! [`PathIndex::plan`] picks the read root `R` for a read of `p` at `c` from
+//! base `b`: the shallowest strict ancestor `a` of `p` where a commit in
+//! `(b, c]` ends, or (rule 3) below which one ends through a field or sparse
+//! child while `p` continues with `[i]`; `p` itself if there is none. No
+//! replayed commit then rewrites anything above `R`, so the node at `R` is the
+//! fold of the commits ending at or below `R` ([`crate::read`] executes it).
 
 use std::collections::HashMap;
 

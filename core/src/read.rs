@@ -4,7 +4,8 @@
 //! from [`PathIndex::plan`] (read root `R`, the records to replay), it fetches
 //! each record through a caller-supplied closure, cuts the part of the merged
 //! root patch that lies at `R` ([`sub_patches`]), applies it to the state at
-//! `R` with [`patch::apply_owned`](crate::patch::apply_owned), and finally
+//! `R` ([`apply_in_place`]: `patch::apply_owned` semantics, merging plain
+//! objects in place), and finally
 //! takes the node at `p` below `R`. It never reads files itself (the closure
 //! does), never decides which commits matter (the index does), and never
 //! panics on any record.
@@ -146,7 +147,7 @@ fn collect<'a>(
 /// `*slot = patch::apply_owned(slot, patch)`, without rebuilding the objects
 /// the patch passes through.
 ///
-/// Plain object patches (the walk's [`Shape::Object`] with no repeated key)
+/// Plain object patches (the walk's `Shape::Object` with no repeated key)
 /// are merged in place, exactly as `patch::apply` merges them: a non-object
 /// document counts as an untagged `{}`, the patch's data tag (if any)
 /// replaces the document's, an existing key is patched where it stands and

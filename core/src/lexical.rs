@@ -6,28 +6,60 @@
 //! the text parser and the kpath printer/parser can never disagree. It never
 //! builds nodes or paths.
 
-/// ASCII punctuation a literal may contain (besides letters and digits).
+/// ASCII punctuation a literal may contain (besides letters and digits);
+/// [`is_literal_char`] spells it out as a `match` for speed.
+#[cfg(test)]
 const LITERAL_PUNCT: &str = "()[]{}$~@:/._+-\\*%!=";
 
 /// Whether `c` may appear inside a literal.
 pub fn is_literal_char(c: char) -> bool {
     if c.is_ascii() {
-        c.is_ascii_alphanumeric() || LITERAL_PUNCT.contains(c)
+        // Kept in step with LITERAL_PUNCT (checked by a test).
+        c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                '(' | ')'
+                    | '['
+                    | ']'
+                    | '{'
+                    | '}'
+                    | '$'
+                    | '~'
+                    | '@'
+                    | ':'
+                    | '/'
+                    | '.'
+                    | '_'
+                    | '+'
+                    | '-'
+                    | '\\'
+                    | '*'
+                    | '%'
+                    | '!'
+                    | '='
+            )
     } else {
         !c.is_whitespace() && !c.is_control()
     }
 }
 
-/// Whether `c` may start a literal.
+/// Whether `c` may start a literal. A byte-order mark (U+FEFF) may not: the
+/// text parser skips one at the start of its input.
 pub fn is_literal_start(c: char) -> bool {
-    is_literal_char(c) && !c.is_ascii_digit() && !"[]{}:-!".contains(c)
+    is_literal_char(c) && !c.is_ascii_digit() && !"[]{}:-!\u{feff}".contains(c)
 }
 
 /// Whether `s` would be read as a number by the text parser (so it must be
 /// quoted to stay a string). Literals never start with a digit or `-`, so this
 /// only needs to reject what [`is_literal_start`] lets through.
 fn looks_reserved(s: &str) -> bool {
-    matches!(s, "true" | "false" | "null")
+    matches!(s, "true" | "false" | "null") || is_float_word(s)
+}
+
+/// Whether `s` is one of the words the text parser reads as a non-finite
+/// float: `.nan`, `.inf`, `-.inf`.
+pub fn is_float_word(s: &str) -> bool {
+    matches!(s, ".nan" | ".inf" | "-.inf")
 }
 
 /// Whether brackets in `s` are balanced (every closer closes an opener of the
@@ -77,24 +109,34 @@ pub fn write_quoted(out: &mut String, s: &str) {
     let singles = s.bytes().filter(|&b| b == b'\'').count();
     let q = if doubles > singles { '\'' } else { '"' };
     out.push(q);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if c == q => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c => out.push(c),
+    // Copy runs of characters that need no escape in one go.
+    let mut run = 0;
+    for (i, c) in s.char_indices() {
+        let esc: &str = match c {
+            '\\' => "\\\\",
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            '\u{8}' => "\\b",
+            '\u{c}' => "\\f",
+            '"' if q == '"' => "\\\"",
+            '\'' if q == '\'' => "\\'",
+            c if (c as u32) < 0x20 || c == '\u{7f}' => "",
+            _ => continue,
+        };
+        out.push_str(&s[run..i]);
+        run = i + c.len_utf8();
+        if esc.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            let v = c as u32;
+            out.push_str("\\u00");
+            out.push(char::from(HEX[(v >> 4) as usize & 0xf]));
+            out.push(char::from(HEX[v as usize & 0xf]));
+        } else {
+            out.push_str(esc);
         }
     }
+    out.push_str(&s[run..]);
     out.push(q);
 }
 
@@ -131,10 +173,20 @@ pub fn read_quoted(input: &str, start: usize) -> Result<(String, usize), QuoteEr
             });
         }
     };
-    let mut out = String::new();
-    let mut iter = input[start + 1..].char_indices();
+    // Fast path: no escape before the closing quote, one copy.
+    let body = &bytes[start + 1..];
+    let stop = body.iter().position(|&b| b == q as u8 || b == b'\\');
+    if let Some(i) = stop {
+        if body[i] == q as u8 {
+            return Ok((input[start + 1..start + 1 + i].to_owned(), start + 2 + i));
+        }
+    }
+    let base = start + 1 + stop.unwrap_or(body.len());
+    let mut out = String::with_capacity(base - start + 16);
+    out.push_str(&input[start + 1..base]);
+    let mut iter = input[base..].char_indices();
     while let Some((i, c)) = iter.next() {
-        let at = start + 1 + i;
+        let at = base + i;
         match c {
             c if c == q => return Ok((out, at + 1)),
             '\\' => {
@@ -233,6 +285,18 @@ fn read_hex4(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literal_char_table_matches_punctuation_list() {
+        for b in 0u8..0x80 {
+            let c = char::from(b);
+            assert_eq!(
+                is_literal_char(c),
+                c.is_ascii_alphanumeric() || LITERAL_PUNCT.contains(c),
+                "{c:?}"
+            );
+        }
+    }
 
     #[test]
     fn literal_rules() {

@@ -7,114 +7,241 @@
 use std::collections::HashMap;
 
 use super::{
-    PatchError, REFUSED_OPS, View, brief, index_segment, is_patch_op, key_segment, split_op,
+    MAX_DEPTH, PatchError, REFUSED_OPS, View, brief, index_segment, is_patch_op, key_segment,
+    split_op,
 };
-use crate::kpath::KPath;
+use crate::kpath::{KPath, Segment};
 use crate::node::{Key, Node, Tag, TagHead, Value};
 
 /// Applies `patch` to `doc` (`None` = absent); `Ok(None)` means the result is
 /// absent (deleted). Clones `doc` once; see [`apply_owned`] to avoid that.
 pub fn apply(doc: Option<&Node>, patch: &Node) -> Result<Option<Node>, PatchError> {
+    if ignores_doc(patch) {
+        return apply_owned(None, patch);
+    }
     apply_owned(doc.cloned(), patch)
+}
+
+/// Whether the result of `patch` cannot depend on the document (a scalar or
+/// `null` patch, `!delete`, `!nullify`), so [`apply`] need not clone it.
+fn ignores_doc(patch: &Node) -> bool {
+    match split_op(patch.tag.as_ref(), is_patch_op) {
+        Some((head, _)) => matches!(head.name, "delete" | "nullify"),
+        None => !matches!(patch.value, Value::Object(_) | Value::Array(_)),
+    }
 }
 
 /// Applies `patch` to `doc`, consuming it: untouched parts of the document
 /// are moved into the result, never deep-cloned. `Ok(None)` = absent.
 pub fn apply_owned(doc: Option<Node>, patch: &Node) -> Result<Option<Node>, PatchError> {
-    apply_view(doc, View::of(patch))
+    apply_view(doc, View::of(patch), 0).map_err(|e| *e)
 }
 
 type Res = Result<Option<Node>, PatchError>;
 
-pub(crate) fn apply_view(doc: Option<Node>, p: View<'_>) -> Res {
-    if let Some((head, rest)) = split_op(p.tag, is_patch_op) {
-        return apply_op(doc, &head, rest.as_ref(), p.value);
+/// The result type of the per-level recursion (`apply_view` and the plain
+/// object/array merges): the error is boxed so every frame on the recursion
+/// path carries an 8-byte error instead of a ~100-byte one. The depth a
+/// thread stack allows depends directly on these frame sizes.
+type Hot = Result<Option<Node>, Box<PatchError>>;
+
+/// Adds a path segment to a boxed error while it unwinds.
+fn at_box(mut e: Box<PatchError>, seg: Segment) -> Box<PatchError> {
+    e.prepend(seg);
+    e
+}
+
+pub(crate) fn apply_view(doc: Option<Node>, p: View<'_>, depth: usize) -> Hot {
+    // Kept small: this frame is on the stack once per level of the patch.
+    if depth > MAX_DEPTH {
+        return Err(too_deep());
+    }
+    if p.tag.is_some_and(|t| is_patch_op(t.first_name())) {
+        return apply_op_view(doc, p, depth);
     }
     match p.value {
-        Value::Object(pkv) => {
-            let (doc_tag, entries) = match doc {
-                Some(Node {
-                    tag,
-                    value: Value::Object(kv),
-                }) => (tag, kv),
-                _ => (None, Vec::new()),
-            };
-            Ok(Some(Node {
-                tag: p.tag.cloned().or(doc_tag),
-                value: Value::Object(merge_object(entries, pkv)?),
-            }))
-        }
-        Value::Array(pitems) => {
-            let (doc_tag, items) = match doc {
-                Some(Node {
-                    tag,
-                    value: Value::Array(items),
-                }) => (tag, items),
-                _ => (None, Vec::new()),
-            };
-            let mut out = Vec::with_capacity(pitems.len());
-            let mut doc_items = items.into_iter();
-            for (i, pe) in pitems.iter().enumerate() {
-                let r = apply_view(doc_items.next(), View::of(pe))
-                    .map_err(|e| e.under(index_segment(i)))?;
-                out.extend(r);
-            }
-            Ok(Some(Node {
-                tag: p.tag.cloned().or(doc_tag),
-                value: Value::Array(out),
-            }))
-        }
+        Value::Object(pkv) => apply_object(doc, p.tag, pkv, depth),
+        Value::Array(pitems) => apply_array(doc, p.tag, pitems, depth),
         _ => Ok(Some(p.to_node())),
     }
 }
 
+#[cold]
+fn too_deep() -> Box<PatchError> {
+    Box::new(PatchError::TooDeep {
+        limit: MAX_DEPTH,
+        at: KPath::root(),
+    })
+}
+
+fn apply_op_view(doc: Option<Node>, p: View<'_>, depth: usize) -> Hot {
+    match split_op(p.tag, is_patch_op) {
+        Some((head, rest)) => Ok(apply_op(doc, &head, rest.as_ref(), p.value, depth)?),
+        None => Err(Box::new(PatchError::bad("?", "not an op"))),
+    }
+}
+
+fn apply_object(doc: Option<Node>, tag: Option<&Tag>, pkv: &[(Key, Node)], depth: usize) -> Hot {
+    let (doc_tag, entries) = match doc {
+        Some(Node {
+            tag,
+            value: Value::Object(kv),
+        }) => (tag, kv),
+        _ => (None, Vec::new()),
+    };
+    Ok(Some(Node {
+        tag: tag.cloned().or(doc_tag),
+        value: Value::Object(merge_object(entries, pkv, depth)?),
+    }))
+}
+
+fn apply_array(doc: Option<Node>, tag: Option<&Tag>, pitems: &[Node], depth: usize) -> Hot {
+    let (doc_tag, items) = match doc {
+        Some(Node {
+            tag,
+            value: Value::Array(items),
+        }) => (tag, items),
+        _ => (None, Vec::new()),
+    };
+    let mut out = Vec::with_capacity(pitems.len());
+    let mut doc_items = items.into_iter();
+    for (i, pe) in pitems.iter().enumerate() {
+        let r = apply_view(doc_items.next(), View::of(pe), depth + 1)
+            .map_err(|e| at_box(e, index_segment(i)))?;
+        out.extend(r);
+    }
+    Ok(Some(Node {
+        tag: tag.cloned().or(doc_tag),
+        value: Value::Array(out),
+    }))
+}
+
 /// Merges an object patch into the document's entries (see the module docs of
 /// `patch` for key order). Uses a hash index when linear lookups could add up.
+///
+/// Entries are patched in place; removals are marked and swept once at the
+/// end, so a one-key patch costs one scan and no reallocation. The loop keeps
+/// one recursive call site and does its bookkeeping in helpers, so this frame
+/// (on the stack once per patch level) stays small.
 fn merge_object(
     entries: Vec<(Key, Node)>,
     pkv: &[(Key, Node)],
-) -> Result<Vec<(Key, Node)>, PatchError> {
-    let mut slots: Vec<(Key, Option<Node>)> =
-        entries.into_iter().map(|(k, v)| (k, Some(v))).collect();
-    let use_index = pkv.len() > 8 && slots.len() + pkv.len() > 32;
-    let mut index: HashMap<Key, usize> = HashMap::new();
-    if use_index {
-        index.reserve(slots.len() + pkv.len());
-        for (i, (k, _)) in slots.iter().enumerate() {
-            index.entry(k.clone()).or_insert(i);
-        }
-    }
+    depth: usize,
+) -> Result<Vec<(Key, Node)>, Box<PatchError>> {
+    let mut slots = Slots::new(entries, pkv.len());
     for (k, pv) in pkv {
-        let pos = if use_index {
-            index.get(k).copied()
-        } else {
-            slots.iter().position(|(dk, _)| dk == k)
-        };
-        let slot = pos.and_then(|i| slots.get_mut(i));
-        match slot {
-            Some((_, cur)) => {
-                let r =
-                    apply_view(cur.take(), View::of(pv)).map_err(|e| e.under(key_segment(k)))?;
-                *cur = r;
-            }
-            None => {
-                let r = apply_view(None, View::of(pv)).map_err(|e| e.under(key_segment(k)))?;
-                if let Some(n) = r {
-                    if use_index {
-                        index.insert(k.clone(), slots.len());
-                    }
-                    slots.push((k.clone(), Some(n)));
-                }
-            }
-        }
+        let (pos, doc) = slots.take(k);
+        let r = apply_view(doc, View::of(pv), depth + 1);
+        slots.store(pos, k, r)?;
     }
-    Ok(slots
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect())
+    Ok(slots.finish())
 }
 
-fn apply_op(doc: Option<Node>, head: &TagHead<'_>, rest: Option<&Tag>, value: &Value) -> Res {
+/// The document entries of an object merge, with an optional hash index and
+/// removal marks.
+struct Slots {
+    entries: Vec<(Key, Node)>,
+    index: Option<HashMap<Key, usize>>,
+    removed: Vec<bool>,
+}
+
+impl Slots {
+    fn new(entries: Vec<(Key, Node)>, patch_len: usize) -> Slots {
+        let index = (patch_len > 8 && entries.len() + patch_len > 32).then(|| {
+            let mut m = HashMap::with_capacity(entries.len() + patch_len);
+            for (i, (k, _)) in entries.iter().enumerate() {
+                m.entry(k.clone()).or_insert(i);
+            }
+            m
+        });
+        Slots {
+            entries,
+            index,
+            removed: Vec::new(),
+        }
+    }
+
+    fn is_removed(&self, i: usize) -> bool {
+        self.removed.get(i).copied().unwrap_or(false)
+    }
+
+    /// The position of `k` (first occurrence) and its live value, taken out.
+    fn take(&mut self, k: &Key) -> (Option<usize>, Option<Node>) {
+        let pos = match &self.index {
+            Some(m) => m.get(k).copied(),
+            None => self.entries.iter().position(|(dk, _)| dk == k),
+        };
+        let doc = match pos {
+            Some(i) if !self.is_removed(i) => self
+                .entries
+                .get_mut(i)
+                .map(|e| std::mem::replace(&mut e.1, Node::null())),
+            _ => None,
+        };
+        (pos, doc)
+    }
+
+    /// Puts the result for `k` back (or marks it removed, or appends it).
+    fn store(
+        &mut self,
+        pos: Option<usize>,
+        k: &Key,
+        r: Result<Option<Node>, Box<PatchError>>,
+    ) -> Result<(), Box<PatchError>> {
+        let r = r.map_err(|e| at_box(e, key_segment(k)))?;
+        match (pos, r) {
+            (Some(i), Some(n)) => {
+                if let Some(e) = self.entries.get_mut(i) {
+                    e.1 = n;
+                }
+                if let Some(m) = self.removed.get_mut(i) {
+                    *m = false;
+                }
+            }
+            (Some(i), None) => {
+                if self.removed.len() <= i {
+                    self.removed.resize(self.entries.len(), false);
+                }
+                if let Some(m) = self.removed.get_mut(i) {
+                    *m = true;
+                }
+            }
+            (None, Some(n)) => {
+                if let Some(m) = &mut self.index {
+                    m.insert(k.clone(), self.entries.len());
+                }
+                self.entries.push((k.clone(), n));
+            }
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Vec<(Key, Node)> {
+        let Slots {
+            mut entries,
+            removed,
+            ..
+        } = self;
+        if removed.contains(&true) {
+            let mut i = 0;
+            entries.retain(|_| {
+                let keep = !removed.get(i).copied().unwrap_or(false);
+                i += 1;
+                keep
+            });
+        }
+        entries
+    }
+}
+
+fn apply_op(
+    doc: Option<Node>,
+    head: &TagHead<'_>,
+    rest: Option<&Tag>,
+    value: &Value,
+    depth: usize,
+) -> Res {
     let child = View { tag: rest, value };
     match head.name {
         "delete" => Ok(None),
@@ -122,7 +249,7 @@ fn apply_op(doc: Option<Node>, head: &TagHead<'_>, rest: Option<&Tag>, value: &V
         "pass" => Ok(doc),
         "insert" => {
             let tag = opt_arg("insert", head)?;
-            let r = apply_view(doc, child)?;
+            let r = apply_view(doc, child, depth + 1).map_err(|e| *e)?;
             Ok(r.map(|n| with_tag_arg(n, tag)))
         }
         "replace" => {
@@ -136,7 +263,7 @@ fn apply_op(doc: Option<Node>, head: &TagHead<'_>, rest: Option<&Tag>, value: &V
         }
         "arraydiff" => {
             no_rest("arraydiff", rest)?;
-            arraydiff(doc, value)
+            arraydiff(doc, value, depth)
         }
         "strdiff" => {
             no_rest("strdiff", rest)?;
@@ -144,22 +271,22 @@ fn apply_op(doc: Option<Node>, head: &TagHead<'_>, rest: Option<&Tag>, value: &V
         }
         "key" => {
             no_rest("key", rest)?;
-            keyed(doc, head, value)
+            keyed(doc, head, value, depth)
         }
-        "all" => all(doc, child),
+        "all" => all(doc, child, depth),
         "if" => {
             no_rest("if", rest)?;
             let body = View { tag: None, value };
             let Some(cond) = body.field("if") else {
                 return Err(PatchError::bad("if", "the value needs an `if` pattern"));
             };
-            let branch = if super::matches::matches(doc.as_ref(), cond)? {
+            let branch = if super::matches::matches_at(doc.as_ref(), cond, depth + 1)? {
                 body.field("then")
             } else {
                 body.field("else")
             };
             match branch {
-                Some(b) => apply_view(doc, View::of(b)),
+                Some(b) => apply_view(doc, View::of(b), depth + 1).map_err(|e| *e),
                 None => Ok(doc),
             }
         }
@@ -189,6 +316,7 @@ fn apply_op(doc: Option<Node>, head: &TagHead<'_>, rest: Option<&Tag>, value: &V
                     value: Value::Object(kv),
                 },
                 child,
+                depth,
             )
         }
         "rename" => {
@@ -200,7 +328,7 @@ fn apply_op(doc: Option<Node>, head: &TagHead<'_>, rest: Option<&Tag>, value: &V
             let Some(d) = doc else {
                 return Err(PatchError::mismatch("addtag", "a node", None));
             };
-            Ok(then_child(d, child)?.map(|mut n| {
+            Ok(then_child(d, child, depth)?.map(|mut n| {
                 n.tag = Some(Tag::new(t));
                 n
             }))
@@ -211,7 +339,7 @@ fn apply_op(doc: Option<Node>, head: &TagHead<'_>, rest: Option<&Tag>, value: &V
                 return Err(PatchError::mismatch("rmtag", "a node", None));
             };
             let t = Tag::new(t);
-            Ok(then_child(d, child)?.map(|mut n| {
+            Ok(then_child(d, child, depth)?.map(|mut n| {
                 if n.tag.as_ref() == Some(&t) {
                     n.tag = None;
                 }
@@ -224,7 +352,7 @@ fn apply_op(doc: Option<Node>, head: &TagHead<'_>, rest: Option<&Tag>, value: &V
                 return Err(PatchError::mismatch("retag", "a node", None));
             };
             let (a, b) = (Tag::new(a), Tag::new(b));
-            match then_child(d, child)? {
+            match then_child(d, child, depth)? {
                 Some(mut n) => {
                     if n.tag.as_ref() != Some(&a) {
                         return Err(PatchError::TagMismatch {
@@ -253,11 +381,11 @@ fn apply_op(doc: Option<Node>, head: &TagHead<'_>, rest: Option<&Tag>, value: &V
 }
 
 /// Applies the child of a chain op: an untagged `null` child changes nothing.
-fn then_child(node: Node, child: View<'_>) -> Res {
+fn then_child(node: Node, child: View<'_>, depth: usize) -> Res {
     if child.is_plain_null() {
         Ok(Some(node))
     } else {
-        apply_view(Some(node), child)
+        apply_view(Some(node), child, depth + 1).map_err(|e| *e)
     }
 }
 
@@ -404,7 +532,7 @@ fn rename(doc: Option<Node>, value: &Value) -> Res {
     }))
 }
 
-fn all(doc: Option<Node>, child: View<'_>) -> Res {
+fn all(doc: Option<Node>, child: View<'_>, depth: usize) -> Res {
     match doc {
         None => Ok(None),
         Some(Node {
@@ -413,7 +541,10 @@ fn all(doc: Option<Node>, child: View<'_>) -> Res {
         }) => {
             let mut out = Vec::with_capacity(items.len());
             for (i, it) in items.into_iter().enumerate() {
-                out.extend(apply_view(Some(it), child).map_err(|e| e.under(index_segment(i)))?);
+                out.extend(
+                    apply_view(Some(it), child, depth + 1)
+                        .map_err(|e| e.under(index_segment(i)))?,
+                );
             }
             Ok(Some(Node {
                 tag,
@@ -426,7 +557,7 @@ fn all(doc: Option<Node>, child: View<'_>) -> Res {
         }) => {
             let mut out = Vec::with_capacity(kv.len());
             for (k, v) in kv {
-                match apply_view(Some(v), child) {
+                match apply_view(Some(v), child, depth + 1) {
                     Ok(Some(n)) => out.push((k, n)),
                     Ok(None) => {}
                     Err(e) => return Err(e.under(key_segment(&k))),
@@ -437,7 +568,7 @@ fn all(doc: Option<Node>, child: View<'_>) -> Res {
                 value: Value::Object(out),
             }))
         }
-        Some(scalar) => apply_view(Some(scalar), child),
+        Some(scalar) => apply_view(Some(scalar), child, depth + 1).map_err(|e| *e),
     }
 }
 
@@ -476,7 +607,7 @@ fn diff_op(entry: &Node) -> Option<(TagHead<'_>, Option<Tag>)> {
     })
 }
 
-fn arraydiff(doc: Option<Node>, value: &Value) -> Res {
+fn arraydiff(doc: Option<Node>, value: &Value, depth: usize) -> Res {
     let entries = diff_entries("arraydiff", value)?;
     let (tag, items) = match doc {
         Some(Node {
@@ -521,6 +652,7 @@ fn arraydiff(doc: Option<Node>, value: &Value) -> Res {
                         tag: rest.as_ref(),
                         value: &entry.value,
                     },
+                    depth + 1,
                 )
                 .map_err(|e| e.under(at))?;
                 out.extend(r.map(|n| with_tag_arg(n, t)));
@@ -530,8 +662,10 @@ fn arraydiff(doc: Option<Node>, value: &Value) -> Res {
                 let Some(n) = src.next() else {
                     return Err(beyond(slot, "no element left to delete"));
                 };
+                // The rest of the chain is ignored, as for a top-level `!delete`.
+                let _ = rest;
                 let want = Node {
-                    tag: t.or(rest),
+                    tag: t,
                     value: entry.value.clone(),
                 };
                 if n != want {
@@ -557,7 +691,9 @@ fn arraydiff(doc: Option<Node>, value: &Value) -> Res {
                 let Some(n) = src.next() else {
                     return Err(beyond(slot, "no element left to patch"));
                 };
-                out.extend(apply_view(Some(n), View::of(entry)).map_err(|e| e.under(at))?);
+                out.extend(
+                    apply_view(Some(n), View::of(entry), depth + 1).map_err(|e| e.under(at))?,
+                );
                 d += 1;
             }
         }
@@ -735,7 +871,7 @@ fn scalar_key(v: &Value) -> Option<ScalarKey> {
     })
 }
 
-fn keyed(doc: Option<Node>, head: &TagHead<'_>, value: &Value) -> Res {
+fn keyed(doc: Option<Node>, head: &TagHead<'_>, value: &Value, depth: usize) -> Res {
     let field = one_arg("key", head)?;
     let Value::Array(pitems) = value else {
         return Err(PatchError::bad(
@@ -798,12 +934,12 @@ fn keyed(doc: Option<Node>, head: &TagHead<'_>, value: &Value) -> Res {
         let live = found.filter(|&i| slots.get(i).is_some_and(Option::is_some));
         match live.and_then(|i| slots.get_mut(i).map(|s| (i, s))) {
             Some((i, slot)) => {
-                let r =
-                    apply_view(slot.take(), View::of(pi)).map_err(|e| e.under(index_segment(i)))?;
+                let r = apply_view(slot.take(), View::of(pi), depth + 1)
+                    .map_err(|e| e.under(index_segment(i)))?;
                 *slot = r;
             }
             None => {
-                let r = apply_view(None, View::of(pi))
+                let r = apply_view(None, View::of(pi), depth + 1)
                     .map_err(|e| e.under(index_segment(slots.len())))?;
                 if let Some(n) = r {
                     let i = slots.len();

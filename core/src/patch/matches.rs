@@ -7,14 +7,23 @@
 
 use std::collections::HashMap;
 
-use super::{PatchError, View, glob::glob_match, index_segment, key_segment, split_op};
+use super::{MAX_DEPTH, PatchError, View, glob::glob_match, index_segment, key_segment, split_op};
 use crate::kpath::KPath;
 use crate::node::{Key, Kind, Node, Tag, TagHead, Value};
 
 /// Whether `doc` (`None` = absent) matches `pattern` (see `TONY.md`, "Match").
 /// Errors only on a malformed pattern (a bad op body, a bad `!has-path`).
 pub fn matches(doc: Option<&Node>, pattern: &Node) -> Result<bool, PatchError> {
-    match_view(doc, None, View::of(pattern))
+    match_view(doc, None, View::of(pattern), 0)
+}
+
+/// [`matches()`] from inside a walk already `depth` levels deep (`!if`).
+pub(crate) fn matches_at(
+    doc: Option<&Node>,
+    pattern: &Node,
+    depth: usize,
+) -> Result<bool, PatchError> {
+    match_view(doc, None, View::of(pattern), depth)
 }
 
 fn is_match_op(name: &str) -> bool {
@@ -41,14 +50,25 @@ pub(crate) fn has_match_op(pattern: &Node) -> bool {
 }
 
 /// `key` is the node's key in its parent object, for `!field`.
-fn match_view(doc: Option<&Node>, key: Option<&Key>, p: View<'_>) -> Result<bool, PatchError> {
-    if let Some((head, rest)) = split_op(p.tag, is_match_op) {
-        return match_op(doc, key, &head, rest.as_ref(), p.value);
+fn match_view(
+    doc: Option<&Node>,
+    key: Option<&Key>,
+    p: View<'_>,
+    depth: usize,
+) -> Result<bool, PatchError> {
+    if depth > MAX_DEPTH {
+        return Err(PatchError::TooDeep {
+            limit: MAX_DEPTH,
+            at: KPath::root(),
+        });
     }
-    plain(doc, p.value)
+    if let Some((head, rest)) = split_op(p.tag, is_match_op) {
+        return match_op(doc, key, &head, rest.as_ref(), p.value, depth);
+    }
+    plain(doc, p.value, depth)
 }
 
-fn plain(doc: Option<&Node>, pv: &Value) -> Result<bool, PatchError> {
+fn plain(doc: Option<&Node>, pv: &Value, depth: usize) -> Result<bool, PatchError> {
     if matches!(pv, Value::Null) {
         return Ok(true);
     }
@@ -73,7 +93,7 @@ fn plain(doc: Option<&Node>, pv: &Value) -> Result<bool, PatchError> {
                 let Some(d) = d else {
                     return Ok(false);
                 };
-                if !match_view(Some(d), Some(k), View::of(pn))
+                if !match_view(Some(d), Some(k), View::of(pn), depth + 1)
                     .map_err(|e| e.under(key_segment(k)))?
                 {
                     return Ok(false);
@@ -86,7 +106,7 @@ fn plain(doc: Option<&Node>, pv: &Value) -> Result<bool, PatchError> {
                 return Ok(false);
             }
             for (i, (pn, dn)) in pa.iter().zip(da).enumerate() {
-                if !match_view(Some(dn), None, View::of(pn))
+                if !match_view(Some(dn), None, View::of(pn), depth + 1)
                     .map_err(|e| e.under(index_segment(i)))?
                 {
                     return Ok(false);
@@ -126,6 +146,7 @@ fn match_op(
     head: &TagHead<'_>,
     rest: Option<&Tag>,
     value: &Value,
+    depth: usize,
 ) -> Result<bool, PatchError> {
     let child = View { tag: rest, value };
     let op = head.name;
@@ -137,15 +158,15 @@ fn match_op(
                 return Err(PatchError::bad(op, "the value must be a list of patterns"));
             };
             for (i, it) in items.iter().enumerate() {
-                let m =
-                    match_view(doc, key, View::of(it)).map_err(|e| e.under(index_segment(i)))?;
+                let m = match_view(doc, key, View::of(it), depth + 1)
+                    .map_err(|e| e.under(index_segment(i)))?;
                 if m == (op == "or") {
                     return Ok(m);
                 }
             }
             Ok(op == "and")
         }
-        "not" => Ok(!match_view(doc, key, child)?),
+        "not" => Ok(!match_view(doc, key, child, depth + 1)?),
         "glob" => {
             no_rest(op, rest)?;
             let Value::String(pat) = value else {
@@ -172,11 +193,11 @@ fn match_op(
             Ok(doc.is_some_and(|d| d.get_path(&path).is_some()))
         }
         "all" => match doc {
-            None => match_view(None, None, child),
+            None => match_view(None, None, child, depth + 1),
             Some(d) => match &d.value {
                 Value::Array(items) => {
                     for (i, it) in items.iter().enumerate() {
-                        if !match_view(Some(it), None, child)
+                        if !match_view(Some(it), None, child, depth + 1)
                             .map_err(|e| e.under(index_segment(i)))?
                         {
                             return Ok(false);
@@ -186,7 +207,7 @@ fn match_op(
                 }
                 Value::Object(kv) => {
                     for (k, v) in kv {
-                        if !match_view(Some(v), Some(k), child)
+                        if !match_view(Some(v), Some(k), child, depth + 1)
                             .map_err(|e| e.under(key_segment(k)))?
                         {
                             return Ok(false);
@@ -194,7 +215,7 @@ fn match_op(
                     }
                     Ok(true)
                 }
-                _ => match_view(Some(d), key, child),
+                _ => match_view(Some(d), key, child, depth + 1),
             },
         },
         "key" => {
@@ -223,7 +244,7 @@ fn match_op(
                 let Some((i, d)) = hit else {
                     return Ok(false);
                 };
-                if !match_view(Some(d), None, View::of(pi))
+                if !match_view(Some(d), None, View::of(pi), depth + 1)
                     .map_err(|e| e.under(index_segment(i)))?
                 {
                     return Ok(false);
@@ -233,11 +254,11 @@ fn match_op(
         }
         "subtree" => {
             let Some(d) = doc else {
-                return match_view(None, key, child);
+                return match_view(None, key, child, depth + 1);
             };
             let mut stack: Vec<(&Node, Option<&Key>)> = vec![(d, key)];
             while let Some((n, k)) = stack.pop() {
-                if match_view(Some(n), k, child)? {
+                if match_view(Some(n), k, child, depth + 1)? {
                     return Ok(true);
                 }
                 match &n.value {
@@ -249,15 +270,15 @@ fn match_op(
             Ok(false)
         }
         "field" => match key {
-            Some(k) => match_view(Some(&Node::string(k.to_string())), None, child),
-            None => match_view(None, None, child),
+            Some(k) => match_view(Some(&Node::string(k.to_string())), None, child, depth + 1),
+            None => match_view(None, None, child, depth + 1),
         },
         "tag" => match doc {
             Some(d) => {
                 let name = d.tag.as_ref().map_or("", Tag::as_str);
-                match_view(Some(&Node::string(name)), None, child)
+                match_view(Some(&Node::string(name)), None, child, depth + 1)
             }
-            None => match_view(None, None, child),
+            None => match_view(None, None, child, depth + 1),
         },
         other => Err(PatchError::bad(other, "unknown match op")),
     }

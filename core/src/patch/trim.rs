@@ -5,15 +5,21 @@
 
 use std::collections::HashMap;
 
-use super::matches::{has_match_op, matches};
+use super::MAX_DEPTH;
+use super::matches::{has_match_op, matches_at};
 use crate::node::{Key, Node, Value};
 
 /// Keeps what `pattern` names of `doc`: objects keep only the keys the pattern
 /// names (recursively); arrays keep, in pattern order, the first unused doc
 /// element each pattern element matches (trimmed by it); anything else, and
-/// every `null` or op-tagged pattern, keeps the doc node whole.
+/// every `null` or op-tagged pattern, keeps the doc node whole (so does a
+/// pattern nested deeper than [`MAX_DEPTH`](super::MAX_DEPTH)).
 pub fn trim(pattern: &Node, doc: &Node) -> Node {
-    if has_match_op(pattern) {
+    trim_at(pattern, doc, 0)
+}
+
+fn trim_at(pattern: &Node, doc: &Node, depth: usize) -> Node {
+    if has_match_op(pattern) || depth > MAX_DEPTH {
         return doc.clone();
     }
     match (&pattern.value, &doc.value) {
@@ -33,7 +39,7 @@ pub fn trim(pattern: &Node, doc: &Node) -> Node {
             };
             let kept = dkv
                 .iter()
-                .filter_map(|(k, dv)| lookup(k).map(|pv| (k.clone(), trim(pv, dv))))
+                .filter_map(|(k, dv)| lookup(k).map(|pv| (k.clone(), trim_at(pv, dv, depth + 1))))
                 .collect();
             Node {
                 tag: doc.tag.clone(),
@@ -47,10 +53,10 @@ pub fn trim(pattern: &Node, doc: &Node) -> Node {
                 let hit = da
                     .iter()
                     .zip(used.iter_mut())
-                    .find(|(d, u)| !**u && matches(Some(d), pe).unwrap_or(false));
+                    .find(|(d, u)| !**u && matches_at(Some(d), pe, depth + 1).unwrap_or(false));
                 if let Some((d, u)) = hit {
                     *u = true;
-                    kept.push(trim(pe, d));
+                    kept.push(trim_at(pe, d, depth + 1));
                 }
             }
             Node {

@@ -144,32 +144,58 @@ pub fn touched_paths(patch: &Node) -> Vec<KPath> {
     out
 }
 
-fn walk(node: &Node, path: &mut KPath, out: &mut Vec<KPath>) {
-    match shape(node) {
-        Shape::Object(kv) => {
-            for (k, child) in kv {
-                path.push(match k {
-                    Key::Field(f) => Segment::Field(f.clone()),
-                    Key::Index(i) => Segment::Sparse(*i),
-                });
-                walk(child, path, out);
-                path.pop();
-            }
+/// The walk, with an explicit stack: a patch of any depth is safe.
+fn walk(root: &Node, path: &mut KPath, out: &mut Vec<KPath>) {
+    enum Item<'a> {
+        /// Visit `node` at `path[..depth] + seg`.
+        Visit(&'a Node, usize, Option<Segment>),
+        /// Record an end at `path[..depth] + seg`.
+        End(usize, Segment),
+    }
+    let base = path.len();
+    let mut stack = vec![Item::Visit(root, base, None)];
+    while let Some(item) = stack.pop() {
+        let (node, depth, seg) = match item {
+            Item::Visit(node, depth, seg) => (Some(node), depth, Some(seg)),
+            Item::End(depth, seg) => (None, depth, Some(Some(seg))),
+        };
+        while path.len() > depth {
+            path.pop();
         }
-        Shape::InPlaceArrayDiff(kv) => {
-            for (k, child) in kv {
-                if let Key::Index(i) = k {
-                    path.push(Segment::Index(*i));
-                    if is_replace_entry(child) {
-                        out.push(path.clone());
-                    } else {
-                        walk(child, path, out);
-                    }
-                    path.pop();
+        if let Some(Some(seg)) = seg {
+            path.push(seg);
+        }
+        let Some(node) = node else {
+            out.push(path.clone());
+            continue;
+        };
+        let here = path.len();
+        match shape(node) {
+            Shape::Object(kv) => {
+                for (k, child) in kv.iter().rev() {
+                    let seg = match k {
+                        Key::Field(f) => Segment::Field(f.clone()),
+                        Key::Index(i) => Segment::Sparse(*i),
+                    };
+                    stack.push(Item::Visit(child, here, Some(seg)));
                 }
             }
+            Shape::InPlaceArrayDiff(kv) => {
+                for (k, child) in kv.iter().rev() {
+                    if let Key::Index(i) = k {
+                        if is_replace_entry(child) {
+                            stack.push(Item::End(here, Segment::Index(*i)));
+                        } else {
+                            stack.push(Item::Visit(child, here, Some(Segment::Index(*i))));
+                        }
+                    }
+                }
+            }
+            Shape::End => out.push(path.clone()),
         }
-        Shape::End => out.push(path.clone()),
+    }
+    while path.len() > base {
+        path.pop();
     }
 }
 
@@ -916,6 +942,20 @@ mod tests {
             )]),
         };
         assert_eq!(touched_paths(&obj(vec![("x", replacing)])), vec![p("x[2]")]);
+    }
+
+    #[test]
+    fn very_deep_patches_do_not_overflow_the_walk() {
+        let mut patch = Node::int(1);
+        for _ in 0..200_000 {
+            patch = obj(vec![("a", patch)]);
+        }
+        let ends = touched_paths(&patch);
+        assert_eq!(ends.len(), 1);
+        assert_eq!(ends[0].len(), 200_000);
+        // Dropping a deep node recurses in the compiler's drop glue; leak it
+        // in this test rather than depend on the drop's stack use.
+        std::mem::forget(patch);
     }
 
     #[test]

@@ -156,8 +156,16 @@ fn collect<'a>(
 /// the slot may be partly updated (the read fails as a whole). The oracle
 /// test checks this against `patch::apply`.
 pub fn apply_in_place(slot: &mut Option<Node>, patch: &Node) -> Result<(), PatchError> {
+    merge_in_place(slot, patch, 0)
+}
+
+/// Levels merged in place before handing the rest to `patch::apply_owned`
+/// (which guards its own depth): keeps this recursion shallow.
+const IN_PLACE_DEPTH: usize = 32;
+
+fn merge_in_place(slot: &mut Option<Node>, patch: &Node, depth: usize) -> Result<(), PatchError> {
     let kv = match shape(patch) {
-        Shape::Object(kv) if !repeats_a_key(kv) => kv,
+        Shape::Object(kv) if depth < IN_PLACE_DEPTH && !repeats_a_key(kv) => kv,
         _ => {
             *slot = patch::apply_owned(slot.take(), patch)?;
             return Ok(());
@@ -185,7 +193,7 @@ pub fn apply_in_place(slot: &mut Option<Node>, patch: &Node) -> Result<(), Patch
         match entries.iter().position(|(dk, _)| dk == k) {
             Some(i) => {
                 let mut child = Some(std::mem::replace(&mut entries[i].1, Node::null()));
-                apply_in_place(&mut child, pv)?;
+                merge_in_place(&mut child, pv, depth + 1)?;
                 match child {
                     Some(c) => entries[i].1 = c,
                     None => {
@@ -195,7 +203,7 @@ pub fn apply_in_place(slot: &mut Option<Node>, patch: &Node) -> Result<(), Patch
             }
             None => {
                 let mut child = None;
-                apply_in_place(&mut child, pv)?;
+                merge_in_place(&mut child, pv, depth + 1)?;
                 if let Some(c) = child {
                     entries.push((k.clone(), c));
                 }

@@ -613,50 +613,60 @@ impl PathIndex {
         self.started = old.started;
         self.base = old.base;
         self.locations = std::mem::take(&mut old.locations);
-        self.rebuild_from(&old, ROOT, ROOT, cut);
+        self.rebuild_from(&old, cut);
     }
 
-    fn rebuild_from(&mut self, old: &PathIndex, old_id: u32, new_id: u32, cut: u64) {
-        let keep_from = old.nodes[old_id as usize]
-            .ends
-            .partition_point(|&c| c < cut);
-        let ends: Vec<u64> = old.nodes[old_id as usize].ends[keep_from..].to_vec();
-        self.ends_total += ends.len() as u64;
-        let n = &mut self.nodes[new_id as usize];
-        n.subtree_last = ends.last().copied().unwrap_or(0);
-        n.ends = ends;
-        for &c in &old.nodes[old_id as usize].children {
-            if old.nodes[c as usize].subtree_last < cut {
-                continue;
-            }
-            let seg = match old.nodes[c as usize].seg {
-                Seg::Field(name) => match self.intern_name(&old.names[name as usize]) {
-                    Ok(id) => Seg::Field(id),
-                    // Fewer names than before: cannot overflow.
-                    Err(_) => continue,
-                },
-                other => other,
-            };
-            let Ok(child) = self.add_child(new_id, seg) else {
-                continue;
-            };
-            self.rebuild_from(old, c, child, cut);
-            if self.nodes[child as usize].subtree_last == 0 {
-                // Nothing left below: drop the node again (it is the last one).
-                self.remove_last_child(new_id, child, seg);
-            } else {
-                let last = self.nodes[child as usize].subtree_last;
-                let n = &mut self.nodes[new_id as usize];
-                n.subtree_last = n.subtree_last.max(last);
+    /// Copies the nodes of `old` that keep an end `>= cut` at or below them.
+    /// Without recursion: a child's id is always greater than its parent's,
+    /// so one backward pass finds what to keep and one forward pass copies it.
+    fn rebuild_from(&mut self, old: &PathIndex, cut: u64) {
+        let n = old.nodes.len();
+        let mut last = vec![0u64; n];
+        for id in (0..n).rev() {
+            let node = &old.nodes[id];
+            let own = node.ends.last().copied().filter(|&c| c >= cut).unwrap_or(0);
+            let below = last[id].max(own);
+            last[id] = below;
+            if node.parent != NO_PARENT {
+                if let Some(p) = last.get_mut(node.parent as usize) {
+                    *p = (*p).max(below);
+                }
             }
         }
-    }
-
-    fn remove_last_child(&mut self, parent: u32, child: u32, seg: Seg) {
-        if child as usize + 1 == self.nodes.len() {
-            self.nodes.pop();
-            self.nodes[parent as usize].children.pop();
-            self.edges.remove(&(parent, seg));
+        let mut new_id = vec![NO_PARENT; n];
+        new_id[ROOT as usize] = ROOT;
+        for id in 0..n {
+            if last[id] == 0 && id != ROOT as usize {
+                continue;
+            }
+            let node = &old.nodes[id];
+            let this = if id == ROOT as usize {
+                ROOT
+            } else {
+                let Some(&parent) = new_id.get(node.parent as usize) else {
+                    continue;
+                };
+                let seg = match node.seg {
+                    Seg::Field(name) => match self.intern_name(&old.names[name as usize]) {
+                        Ok(id) => Seg::Field(id),
+                        // Fewer names than before: cannot overflow.
+                        Err(_) => continue,
+                    },
+                    other => other,
+                };
+                match self.add_child(parent, seg) {
+                    Ok(child) => child,
+                    // Fewer nodes than before: cannot overflow.
+                    Err(_) => continue,
+                }
+            };
+            new_id[id] = this;
+            let keep_from = node.ends.partition_point(|&c| c < cut);
+            let ends = node.ends[keep_from..].to_vec();
+            self.ends_total += ends.len() as u64;
+            let fresh = &mut self.nodes[this as usize];
+            fresh.ends = ends;
+            fresh.subtree_last = last[id];
         }
     }
 

@@ -179,6 +179,21 @@ proptest! {
         let oldest = cut.clamp(1, last + 1);
         prop_assert_eq!(idx.first_commit(), (oldest <= last).then_some(oldest));
         prop_assert_eq!(idx.next_commit(), Some(last + 1));
+        let kept: u64 = hist
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i as u64 + 1 >= oldest)
+            .map(|(_, ends)| {
+                let mut e = ends.clone();
+                e.sort();
+                e.dedup();
+                e.len() as u64
+            })
+            .sum();
+        prop_assert_eq!(idx.stats().ends, kept);
+        if kept == 0 {
+            prop_assert_eq!(idx.stats().nodes, 1);
+        }
         for (i, ends) in more.iter().enumerate() {
             let c = last + 1 + i as u64;
             idx.insert(c, ends, loc(c)).unwrap();

@@ -14,12 +14,16 @@
 //! | [`wal`] | log record and segment formats, CRCs, scan and recovery |
 //! | [`snapshot`] | snapshot file format: streaming writer, sub-path reader |
 //! | [`index`] | the path index: which commits touch which paths |
+//! | [`conflict`] | sequencing-time checks: did a commit after `r` affect `p` |
+//! | [`meta`] | the `<dir>/meta` file format |
 
 #![warn(missing_docs)]
 
+pub mod conflict;
 pub mod index;
 pub mod kpath;
 pub mod lexical;
+pub mod meta;
 pub mod node;
 pub mod patch;
 pub mod snapshot;

@@ -76,6 +76,29 @@ async fn case(durability: Durability, appenders: u64, secs: f64) -> f64 {
     rate
 }
 
+/// The disk's own rate of 200-byte positional writes each followed by
+/// fdatasync, in a zero-filled file: the ceiling for one durable appender.
+fn raw_fsync_rate(secs: f64) -> f64 {
+    use std::os::unix::fs::FileExt;
+    let dir = match std::env::var_os("LOGD_BENCH_DIR") {
+        Some(p) => tempfile::tempdir_in(p),
+        None => tempfile::tempdir(),
+    }
+    .expect("temp dir");
+    let f = std::fs::File::create(dir.path().join("raw")).expect("create");
+    f.write_all_at(&vec![0u8; 8 << 20], 0).expect("fill");
+    f.sync_all().expect("sync");
+    let rec = [7u8; 200];
+    let t0 = Instant::now();
+    let mut n = 0u64;
+    while t0.elapsed().as_secs_f64() < secs {
+        f.write_all_at(&rec, (n * 200) % (8 << 20)).expect("write");
+        f.sync_data().expect("sync");
+        n += 1;
+    }
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
 fn main() {
     let secs: f64 = std::env::var("LOGD_BENCH_SECS")
         .ok()
@@ -86,6 +109,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    println!(
+        "baseline: raw pwrite+fdatasync  {:>10.0} syncs/s",
+        raw_fsync_rate(secs)
+    );
     for (name, d) in [
         ("immediate", Durability::Immediate),
         (

@@ -230,7 +230,33 @@ struct ActiveSeg {
 /// The open segment file, owned by whoever does I/O.
 #[derive(Debug)]
 struct Io {
-    file: Option<(u64, File)>,
+    file: Option<OpenSeg>,
+}
+
+/// The active segment file: records end at `end`; bytes up to `filled` are
+/// allocated (zeros past `end`), so an fsync after a write inside them
+/// flushes data only, not the file size.
+#[derive(Debug)]
+struct OpenSeg {
+    segment: u64,
+    file: File,
+    end: u64,
+    filled: u64,
+}
+
+/// How far ahead of the last record a segment is zero-filled.
+const PREFILL: u64 = 1 << 20;
+
+impl OpenSeg {
+    /// Cuts the zero fill off and syncs: the segment ends at its last record.
+    fn seal(self, fs: &dyn FileOps, dir: &std::path::Path) -> Result<(), Error> {
+        let p = recovery::segment_path(dir, self.segment);
+        if self.filled > self.end {
+            fs.truncate(&self.file, self.end)
+                .map_err(|e| Error::io("truncate", &p, &e))?;
+        }
+        fs.sync(&self.file).map_err(|e| Error::io("sync", &p, &e))
+    }
 }
 
 /// Bytes for one segment in a batch.
@@ -346,8 +372,18 @@ impl Actor for LogWriter {
                     .fs
                     .open(&path)
                     .map_err(|e| Error::io("open", &path, &e))?;
+                let filled = f
+                    .metadata()
+                    .map_err(|e| Error::io("stat", &path, &e))?
+                    .len()
+                    .max(seg.len);
                 Io {
-                    file: Some((seg.first, f)),
+                    file: Some(OpenSeg {
+                        segment: seg.first,
+                        file: f,
+                        end: seg.len,
+                        filled,
+                    }),
                 }
             }
             None => Io { file: None },
@@ -648,41 +684,52 @@ fn write_batch(
 ) -> Result<(), Error> {
     for ch in chunks {
         if ch.create {
-            if let Some((seg, f)) = io.file.take() {
-                let p = recovery::segment_path(dir, seg);
-                fs.sync(&f).map_err(|e| Error::io("sync", &p, &e))?;
+            if let Some(old) = io.file.take() {
+                old.seal(fs, dir)?;
             }
             let wdir = recovery::wal_dir(dir);
-            let f = recovery::create_file_atomic(
+            let file = recovery::create_file_atomic(
                 fs,
                 &wdir,
                 &wal::segment_file_name(ch.segment),
                 &wal::encode_header(ch.segment),
                 umask,
             )?;
-            io.file = Some((ch.segment, f));
+            io.file = Some(OpenSeg {
+                segment: ch.segment,
+                file,
+                end: HEADER_LEN,
+                filled: HEADER_LEN,
+            });
         }
         let path = recovery::segment_path(dir, ch.segment);
-        match &io.file {
-            Some((seg, f)) if *seg == ch.segment => {
-                fs.write_at(f, &ch.bytes, ch.offset)
-                    .map_err(|e| Error::io("write", &path, &e))?;
-            }
-            _ => {
-                return Err(failed_err(
-                    "internal: batch names a segment that is not open",
-                ));
-            }
+        let Some(seg) = io.file.as_mut().filter(|s| s.segment == ch.segment) else {
+            return Err(failed_err(
+                "internal: batch names a segment that is not open",
+            ));
+        };
+        let end = ch.offset + ch.bytes.len() as u64;
+        if end > seg.filled {
+            // Zero-fill ahead so that most fsyncs need no size update.
+            let target = end + PREFILL;
+            let zeros = vec![0u8; (target - seg.filled) as usize];
+            fs.write_at(&seg.file, &zeros, seg.filled)
+                .map_err(|e| Error::io("write", &path, &e))?;
+            seg.filled = target;
         }
-    }
-    if sync || close_active {
-        if let Some((seg, f)) = &io.file {
-            let p = recovery::segment_path(dir, *seg);
-            fs.sync(f).map_err(|e| Error::io("sync", &p, &e))?;
-        }
+        fs.write_at(&seg.file, &ch.bytes, ch.offset)
+            .map_err(|e| Error::io("write", &path, &e))?;
+        seg.end = seg.end.max(end);
     }
     if close_active {
-        io.file = None;
+        if let Some(old) = io.file.take() {
+            old.seal(fs, dir)?;
+        }
+    } else if sync {
+        if let Some(seg) = &io.file {
+            let p = recovery::segment_path(dir, seg.segment);
+            fs.sync(&seg.file).map_err(|e| Error::io("sync", &p, &e))?;
+        }
     }
     Ok(())
 }

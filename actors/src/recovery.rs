@@ -289,6 +289,8 @@ pub fn recover(dir: &Path, options: &Options, fs_ops: &dyn FileOps) -> Result<Re
         let mut len = bytes.len() as u64;
         match scan.tail {
             TailStatus::Clean => {}
+            // Zero fill ahead of the records (the writer's preallocation).
+            TailStatus::Zeroed { offset } => len = offset,
             TailStatus::Torn { offset, error } if is_last => {
                 tracing::warn!(
                     file = %path.display(),

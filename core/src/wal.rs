@@ -322,6 +322,12 @@ pub enum TailStatus {
         /// Why the frame at `offset` is bad.
         error: WalError,
     },
+    /// From `offset` on there are only zero bytes: space the writer filled
+    /// ahead of its records. Nothing was lost; appends continue at `offset`.
+    Zeroed {
+        /// Where the records end.
+        offset: u64,
+    },
     /// A bad frame at `error.offset` is followed by at least one good record
     /// (found at `next_good`): this is corruption inside the segment, never
     /// a torn tail.
@@ -378,6 +384,9 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, WalError> {
                     entry,
                 });
                 pos += n;
+            }
+            Err(_) if bytes[pos..].iter().all(|&b| b == 0) => {
+                break TailStatus::Zeroed { offset: pos as u64 };
             }
             Err(error) => match find_good_frame(bytes, pos + 1) {
                 Some(next_good) => break TailStatus::Corrupt { error, next_good },
@@ -548,6 +557,22 @@ mod tests {
         assert!(matches!(s.tail, TailStatus::Torn { offset, .. } if offset == HEADER_LEN));
         let e = decode_frame(&bytes[at..], at as u64).unwrap_err();
         assert_eq!(e.kind, WalErrorKind::BadLength { len: u32::MAX });
+    }
+
+    #[test]
+    fn zero_fill_after_records_is_not_damage() {
+        let mut bytes = segment(1, 3);
+        let end = bytes.len() as u64;
+        bytes.extend_from_slice(&[0u8; 4096]);
+        let s = scan(&bytes).unwrap();
+        assert_eq!(s.records.len(), 3);
+        assert_eq!(s.good_len, end);
+        assert_eq!(s.tail, TailStatus::Zeroed { offset: end });
+        // A torn record followed by zeros is still a torn tail.
+        bytes[end as usize] = 7;
+        assert!(
+            matches!(scan(&bytes).unwrap().tail, TailStatus::Torn { offset, .. } if offset == end)
+        );
     }
 
     #[test]

@@ -4,6 +4,12 @@
 //! temporary stores (default: the system temp dir).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use kameo::Actor;
+use kameo::actor::{ActorRef, Spawn};
+use kameo::message::{Context, Message};
+use logd_actors::log_writer::Committed;
 use std::time::{Duration, Instant};
 
 use logd_actors::RealFs;
@@ -14,6 +20,26 @@ use logd_actors::recovery::{DirLock, recover};
 use logd_actors::supervisor::start;
 use logd_core::Node;
 use logd_core::wal::EntryMeta;
+
+/// Counts batches and records, standing in for the index.
+struct Counter {
+    batches: Arc<AtomicU64>,
+}
+
+impl Actor for Counter {
+    type Args = Arc<AtomicU64>;
+    type Error = kameo::error::Infallible;
+    async fn on_start(batches: Self::Args, _: ActorRef<Self>) -> Result<Self, Self::Error> {
+        Ok(Counter { batches })
+    }
+}
+
+impl Message<Committed> for Counter {
+    type Reply = ();
+    async fn handle(&mut self, _: Committed, _: &mut Context<Self, ()>) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 fn record(i: u64) -> Append {
     let user = Node::object([
@@ -32,7 +58,7 @@ fn record(i: u64) -> Append {
     }
 }
 
-async fn case(durability: Durability, appenders: u64, secs: f64) -> f64 {
+async fn case(durability: Durability, appenders: u64, secs: f64) -> (f64, f64) {
     let parent = std::env::var_os("LOGD_BENCH_DIR").map(std::path::PathBuf::from);
     let dir = match parent {
         Some(p) => tempfile::tempdir_in(p),
@@ -43,11 +69,14 @@ async fn case(durability: Durability, appenders: u64, secs: f64) -> f64 {
     options.durability = durability;
     let _lock = DirLock::acquire(dir.path(), &options).expect("lock");
     let recovered = recover(dir.path(), &options, &RealFs).expect("recover");
+    let batches = Arc::new(AtomicU64::new(0));
+    let counter = Counter::spawn(batches.clone());
+    let observer = Some(counter.reply_recipient::<Committed>());
     let args = WriterArgs::new(
         dir.path().into(),
         options,
         Arc::new(RealFs),
-        None,
+        observer,
         &recovered,
     );
     let started = start(args).await.expect("start");
@@ -73,7 +102,8 @@ async fn case(durability: Durability, appenders: u64, secs: f64) -> f64 {
     }
     let rate = total as f64 / t0.elapsed().as_secs_f64();
     started.stop().await.expect("stop");
-    rate
+    let per_batch = total as f64 / batches.load(Ordering::Relaxed).max(1) as f64;
+    (rate, per_batch)
 }
 
 /// The disk's own rate of 200-byte positional writes each followed by
@@ -123,8 +153,10 @@ fn main() {
         ),
     ] {
         for n in [1, 64] {
-            let rate = rt.block_on(case(d, n, secs));
-            println!("append {name:>15} {n:>3} appenders: {rate:>10.0} appends/s");
+            let (rate, per_batch) = rt.block_on(case(d, n, secs));
+            println!(
+                "append {name:>15} {n:>3} appenders: {rate:>10.0} appends/s ({per_batch:.1} per batch)"
+            );
         }
     }
 }

@@ -123,6 +123,15 @@ struct FlushDone {
     result: Result<bool, FlushFailure>,
 }
 
+/// How many times a small batch goes round the mailbox waiting for more.
+const MAX_KICK_ROUNDS: u8 = 8;
+
+/// Internal: start a flush once the appends already queued in the mailbox
+/// have joined the batch.
+struct Kick {
+    generation: u64,
+}
+
 /// Internal: periodic sync in buffered mode. Replies whether to keep ticking.
 struct SyncTick {
     generation: u64,
@@ -329,6 +338,14 @@ pub struct LogWriter {
     failed: Option<String>,
     /// Written but not yet fsynced (buffered mode).
     dirty: bool,
+    /// A [`Kick`] is queued.
+    kick_pending: bool,
+    /// Records in the last batch flushed, and how often the current batch
+    /// was sent round the mailbox again to wait for them.
+    last_batch: usize,
+    kick_rounds: u8,
+    /// The batch size a queued [`Kick`] waits for.
+    kick_target: usize,
     scratch: Vec<u8>,
 }
 
@@ -400,6 +417,10 @@ impl Actor for LogWriter {
             io: Some(io),
             failed: None,
             dirty: false,
+            kick_pending: false,
+            last_batch: 0,
+            kick_rounds: 0,
+            kick_target: 0,
             scratch: Vec::new(),
             args,
         })
@@ -578,6 +599,9 @@ impl LogWriter {
         let Some(io) = self.io.take() else { return };
         let me = me.clone();
         let batch = std::mem::take(&mut self.batch);
+        if !batch.records.is_empty() {
+            self.last_batch = batch.records.len();
+        }
         let durability = self.args.options.durability;
         let sync = batch.sync || matches!(durability, Durability::Immediate);
         let needs_sync_later = !sync && !batch.chunks.is_empty();
@@ -592,6 +616,21 @@ impl LogWriter {
             };
             let _ = me.tell(msg).await;
         });
+    }
+
+    /// Queues a [`Kick`] that flushes once the batch has `target` records
+    /// (or after a few rounds); flushes now if the mailbox is full.
+    fn kick(&mut self, me: &ActorRef<LogWriter>, target: usize) {
+        let kick = Kick {
+            generation: self.generation,
+        };
+        if me.tell(kick).try_send().is_ok() {
+            self.kick_pending = true;
+            self.kick_rounds = 0;
+            self.kick_target = target;
+        } else {
+            self.maybe_flush(me);
+        }
     }
 
     fn fail_pending(&mut self, reason: &str) {
@@ -748,7 +787,11 @@ impl Message<Append> for LogWriter {
             Sequenced::Pending(appended, record) => {
                 self.batch.acks.push(Ack::Append(sender, appended));
                 self.batch.records.push(record);
-                self.maybe_flush(ctx.actor_ref());
+                // Let appends that are already queued join this batch: the
+                // flush starts when the kick comes round the mailbox.
+                if self.io.is_some() && !self.kick_pending {
+                    self.kick(ctx.actor_ref(), self.last_batch);
+                }
             }
         }
         reply
@@ -825,7 +868,14 @@ impl Message<FlushDone> for LogWriter {
             Ok(needs_sync) => {
                 // Flushes are serial: a synced flush covers every earlier write.
                 self.dirty = needs_sync;
-                self.maybe_flush(ctx.actor_ref());
+                // The appenders just acknowledged will likely append again:
+                // let them join the waiting batch (one fsync for both groups).
+                let waiting = self.batch.records.len();
+                if waiting > 0 && !self.kick_pending {
+                    self.kick(ctx.actor_ref(), waiting + self.last_batch);
+                } else if !self.kick_pending {
+                    self.maybe_flush(ctx.actor_ref());
+                }
                 Ok(())
             }
             Err(FlushFailure::Failed(reason)) => {
@@ -840,6 +890,34 @@ impl Message<FlushDone> for LogWriter {
                 Err(failed_err(&reason))
             }
         }
+    }
+}
+
+impl Message<Kick> for LogWriter {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: Kick, ctx: &mut Context<Self, Self::Reply>) {
+        if msg.generation != self.generation {
+            return;
+        }
+        // The appenders acknowledged by the last batch are likely still on
+        // their way back: go round the mailbox a few more times while the
+        // batch is much smaller than the last one (bounded, so a lone
+        // appender never waits).
+        if self.batch.records.len() < self.kick_target && self.kick_rounds < MAX_KICK_ROUNDS {
+            let kick = Kick {
+                generation: self.generation,
+            };
+            if ctx.actor_ref().tell(kick).try_send().is_ok() {
+                self.kick_rounds += 1;
+                // Give the woken appenders a turn on this worker thread.
+                tokio::task::yield_now().await;
+                return;
+            }
+        }
+        self.kick_pending = false;
+        self.kick_rounds = 0;
+        self.maybe_flush(ctx.actor_ref());
     }
 }
 

@@ -580,7 +580,10 @@ async fn writer_is_restarted_after_a_panic() {
         .await
         .expect("a panic must not hang the caller");
     assert!(matches!(e, Err(Error::WriterFailed { .. })), "{e:?}");
-    assert_eq!(store.started.last_acked.load(Ordering::SeqCst), 3);
+    // 3, or 4 once the restart has found the written record and shown it
+    // to the observer.
+    let acked = store.started.last_acked.load(Ordering::SeqCst);
+    assert!((3..=4).contains(&acked), "{acked}");
     // The restarted writer serves appends again; the record whose sync
     // panicked was written, so the restart found it and showed it to the
     // observer before taking new work.

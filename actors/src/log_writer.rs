@@ -790,7 +790,12 @@ impl Message<Append> for LogWriter {
                 // Let appends that are already queued join this batch: the
                 // flush starts when the kick comes round the mailbox.
                 if self.io.is_some() && !self.kick_pending {
-                    self.kick(ctx.actor_ref(), self.last_batch);
+                    if self.batch.records.len() >= self.last_batch {
+                        // A lone appender: nobody to wait for.
+                        self.maybe_flush(ctx.actor_ref());
+                    } else {
+                        self.kick(ctx.actor_ref(), self.last_batch);
+                    }
                 }
             }
         }

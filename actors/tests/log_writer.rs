@@ -608,3 +608,26 @@ async fn writer_is_restarted_after_a_panic() {
     assert_eq!(store.recovered.last_commit, 5);
     store.started.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn directories_honour_the_umask_option() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let mut o = Options::default();
+    o.umask = 0o077;
+    let store = open_with(&store_dir, o, Arc::new(RealFs), None)
+        .await
+        .unwrap();
+    append_ok(&store.started.writer, append_msg("a", 1)).await;
+    for d in [store_dir.clone(), store_dir.join("wal")] {
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", d.display());
+    }
+    let seg = last_segment(&store_dir);
+    let mode = std::fs::metadata(&seg).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode & 0o077, 0, "{mode:o}");
+    let meta = logd_actors::recovery::read_meta(&store_dir).unwrap();
+    assert_eq!(meta.wal_format, wal::FORMAT_VERSION);
+    store.started.stop().await.unwrap();
+}

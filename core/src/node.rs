@@ -9,15 +9,45 @@
 //! (what the log and snapshots store, through rmp-serde) and JSON interop. It
 //! never parses or prints Tony text (that is [`crate::text`]) and never
 //! interprets tags as operations (that is [`crate::patch`]).
+//!
+//! # Depth
+//!
+//! A node may be nested arbitrarily deep when built in code, so nothing here
+//! recurses without bound: dropping, cloning and comparing nodes walk the
+//! tree with an explicit heap stack; `Debug` prints at most
+//! [`MAX_DEBUG_DEPTH`] levels (deeper nodes show as `Node { .. }`);
+//! serde encoding and decoding, and [`Node::to_json`], stop with an error
+//! past [`MAX_SERDE_DEPTH`] levels. Text printing (in [`crate::text`]) is
+//! iterative too.
 
+use std::cell::Cell;
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::kpath::{KPath, Segment};
 
+/// The deepest nesting of nodes that serde encodes or decodes (and that
+/// [`Node::to_json`] converts); deeper is an error from the serializer or
+/// deserializer, never a stack overflow.
+///
+/// It is chosen so that anything encoded also decodes: rmp-serde's default
+/// decoder stops at 1024 nested MessagePack containers and an object level
+/// costs three of them (the node, the value variant, the entry list), so
+/// 320 levels plus the few containers a log record or snapshot entry wraps
+/// around a node stay inside it. Text parsing stops earlier
+/// ([`crate::text::MAX_DEPTH`]).
+pub const MAX_SERDE_DEPTH: usize = 320;
+
+/// How many levels `Debug` prints before abbreviating a node as `Node { .. }`.
+pub const MAX_DEBUG_DEPTH: usize = 128;
+
 /// One node of a Tony document: an optional tag and a value.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// `Drop`, `Clone` and `PartialEq` do not recurse (see the module docs), so
+/// a node of any depth can be handled on a small thread stack. Because `Node`
+/// implements `Drop`, its fields cannot be moved out by a pattern; use
+/// [`Node::into_parts`].
 pub struct Node {
     /// The tag written before the value, e.g. `!delete` or `!key(id)`; `None` when untagged.
     pub tag: Option<Tag>,
@@ -245,6 +275,14 @@ impl Value {
 }
 
 impl Node {
+    /// Takes the node apart into its tag and value (the way to move the
+    /// fields out, since `Node` implements `Drop`).
+    pub fn into_parts(mut self) -> (Option<Tag>, Value) {
+        let tag = self.tag.take();
+        let value = std::mem::replace(&mut self.value, Value::Null);
+        (tag, value)
+    }
+
     /// An untagged node.
     pub fn new(value: Value) -> Node {
         Node { tag: None, value }
@@ -341,7 +379,20 @@ impl Node {
 
     /// Converts to JSON. Tags cannot be represented in JSON and are an error,
     /// as are non-finite floats; sparse-array keys become decimal string keys.
+    ///
+    /// Nodes nested deeper than [`MAX_SERDE_DEPTH`] are [`JsonError::TooDeep`]
+    /// (a `serde_json::Value` drops recursively, so a deeper one could not
+    /// even be dropped safely).
     pub fn to_json(&self) -> Result<serde_json::Value, JsonError> {
+        self.to_json_at(0)
+    }
+
+    fn to_json_at(&self, depth: usize) -> Result<serde_json::Value, JsonError> {
+        if depth >= MAX_SERDE_DEPTH {
+            return Err(JsonError::TooDeep {
+                limit: MAX_SERDE_DEPTH,
+            });
+        }
         if let Some(tag) = &self.tag {
             return Err(JsonError::Tagged {
                 tag: tag.to_string(),
@@ -358,13 +409,13 @@ impl Node {
             Value::Array(items) => serde_json::Value::Array(
                 items
                     .iter()
-                    .map(Node::to_json)
+                    .map(|n| n.to_json_at(depth + 1))
                     .collect::<Result<Vec<_>, _>>()?,
             ),
             Value::Object(kv) => {
                 let mut map = serde_json::Map::with_capacity(kv.len());
                 for (k, v) in kv {
-                    map.insert(k.to_string(), v.to_json()?);
+                    map.insert(k.to_string(), v.to_json_at(depth + 1)?);
                 }
                 serde_json::Value::Object(map)
             }
@@ -386,6 +437,12 @@ pub enum JsonError {
     NonFinite {
         /// The float.
         value: f64,
+    },
+    /// The node is nested deeper than [`MAX_SERDE_DEPTH`].
+    #[error("nesting deeper than {limit} levels cannot be converted to JSON")]
+    TooDeep {
+        /// The limit, [`MAX_SERDE_DEPTH`].
+        limit: usize,
     },
 }
 
@@ -414,6 +471,304 @@ impl From<serde_json::Value> for Node {
 impl From<Value> for Node {
     fn from(value: Value) -> Node {
         Node::new(value)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Non-recursive Drop, Clone, PartialEq; depth-bounded Debug and serde.
+
+impl Drop for Node {
+    /// Drops the tree without recursion: every non-empty container below
+    /// this node is moved onto a heap stack and emptied there, so each node
+    /// dropped afterwards holds only shallow children.
+    fn drop(&mut self) {
+        if !has_deep_children(&self.value) {
+            return;
+        }
+        let mut stack: Vec<Value> = Vec::new();
+        move_out_containers(&mut self.value, &mut stack);
+        while let Some(mut v) = stack.pop() {
+            move_out_containers(&mut v, &mut stack);
+            // `v` drops here; its children now hold no non-empty containers.
+        }
+    }
+}
+
+/// Whether `v` has a child whose value is a non-empty container (only then
+/// can dropping it recurse more than one level).
+fn has_deep_children(v: &Value) -> bool {
+    match v {
+        Value::Array(items) => items.iter().any(|n| is_nonempty_container(&n.value)),
+        Value::Object(kv) => kv.iter().any(|(_, n)| is_nonempty_container(&n.value)),
+        _ => false,
+    }
+}
+
+fn is_nonempty_container(v: &Value) -> bool {
+    match v {
+        Value::Array(items) => !items.is_empty(),
+        Value::Object(kv) => !kv.is_empty(),
+        _ => false,
+    }
+}
+
+/// Moves the value of every child of `v` that is a non-empty container onto
+/// `stack`, leaving `null` in its place.
+fn move_out_containers(v: &mut Value, stack: &mut Vec<Value>) {
+    let mut take = |n: &mut Node| {
+        if is_nonempty_container(&n.value) {
+            stack.push(std::mem::replace(&mut n.value, Value::Null));
+        }
+    };
+    match v {
+        Value::Array(items) => items.iter_mut().for_each(&mut take),
+        Value::Object(kv) => kv.iter_mut().for_each(|(_, n)| take(n)),
+        _ => {}
+    }
+}
+
+/// A container being cloned: the source children and the clones made so far.
+enum CloneFrame<'a> {
+    Array {
+        tag: Option<Tag>,
+        src: &'a [Node],
+        out: Vec<Node>,
+    },
+    Object {
+        tag: Option<Tag>,
+        src: &'a [(Key, Node)],
+        out: Vec<(Key, Node)>,
+    },
+}
+
+impl<'a> CloneFrame<'a> {
+    /// A frame for `n` when it is a non-empty container, else its clone.
+    fn open(n: &'a Node) -> Result<CloneFrame<'a>, Node> {
+        match &n.value {
+            Value::Array(items) if !items.is_empty() => Ok(CloneFrame::Array {
+                tag: n.tag.clone(),
+                src: items,
+                out: Vec::with_capacity(items.len()),
+            }),
+            Value::Object(kv) if !kv.is_empty() => Ok(CloneFrame::Object {
+                tag: n.tag.clone(),
+                src: kv,
+                out: Vec::with_capacity(kv.len()),
+            }),
+            other => Err(Node {
+                tag: n.tag.clone(),
+                value: match other {
+                    Value::Null => Value::Null,
+                    Value::Bool(b) => Value::Bool(*b),
+                    Value::Int(i) => Value::Int(*i),
+                    Value::Float(f) => Value::Float(*f),
+                    Value::String(s) => Value::String(s.clone()),
+                    Value::Array(_) => Value::Array(Vec::new()),
+                    Value::Object(_) => Value::Object(Vec::new()),
+                },
+            }),
+        }
+    }
+
+    /// The next source child to clone, or `None` when all are done.
+    fn next_src(&self) -> Option<&'a Node> {
+        match self {
+            CloneFrame::Array { src, out, .. } => src.get(out.len()),
+            CloneFrame::Object { src, out, .. } => src.get(out.len()).map(|(_, n)| n),
+        }
+    }
+
+    /// Records the clone of the child [`Self::next_src`] returned.
+    fn push(&mut self, n: Node) {
+        match self {
+            CloneFrame::Array { out, .. } => out.push(n),
+            CloneFrame::Object { src, out, .. } => {
+                let key = src[out.len()].0.clone();
+                out.push((key, n));
+            }
+        }
+    }
+
+    fn finish(self) -> Node {
+        match self {
+            CloneFrame::Array { tag, out, .. } => Node {
+                tag,
+                value: Value::Array(out),
+            },
+            CloneFrame::Object { tag, out, .. } => Node {
+                tag,
+                value: Value::Object(out),
+            },
+        }
+    }
+}
+
+impl Clone for Node {
+    /// A deep copy, made without recursion.
+    fn clone(&self) -> Node {
+        let mut stack = match CloneFrame::open(self) {
+            Ok(frame) => vec![frame],
+            Err(leaf) => return leaf,
+        };
+        loop {
+            let next = stack.last().and_then(CloneFrame::next_src);
+            match next {
+                Some(child) => match CloneFrame::open(child) {
+                    Ok(frame) => stack.push(frame),
+                    Err(leaf) => {
+                        if let Some(top) = stack.last_mut() {
+                            top.push(leaf);
+                        }
+                    }
+                },
+                None => {
+                    let Some(done) = stack.pop() else {
+                        // Unreachable: the loop returns when the root frame is done.
+                        return Node::null();
+                    };
+                    let node = done.finish();
+                    match stack.last_mut() {
+                        Some(parent) => parent.push(node),
+                        None => return node,
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl PartialEq for Node {
+    /// Structural equality (tags, kinds, keys in order, values), compared
+    /// without recursion.
+    fn eq(&self, other: &Node) -> bool {
+        let mut stack: Vec<(&Node, &Node)> = vec![(self, other)];
+        while let Some((a, b)) = stack.pop() {
+            if a.tag != b.tag {
+                return false;
+            }
+            match (&a.value, &b.value) {
+                (Value::Array(x), Value::Array(y)) => {
+                    if x.len() != y.len() {
+                        return false;
+                    }
+                    stack.extend(x.iter().zip(y.iter()));
+                }
+                (Value::Object(x), Value::Object(y)) => {
+                    if x.len() != y.len() {
+                        return false;
+                    }
+                    for ((ka, na), (kb, nb)) in x.iter().zip(y.iter()) {
+                        if ka != kb {
+                            return false;
+                        }
+                        stack.push((na, nb));
+                    }
+                }
+                (Value::Null, Value::Null) => {}
+                (Value::Bool(x), Value::Bool(y)) if x == y => {}
+                (Value::Int(x), Value::Int(y)) if x == y => {}
+                (Value::Float(x), Value::Float(y)) if x == y => {}
+                (Value::String(x), Value::String(y)) if x == y => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
+thread_local! {
+    /// How many `Node::fmt` (Debug) calls are active on this thread.
+    static DEBUG_DEPTH: Cell<usize> = const { Cell::new(0) };
+    /// How many `Node::serialize` calls are active on this thread.
+    static SER_DEPTH: Cell<usize> = const { Cell::new(0) };
+    /// How many `Node::deserialize` calls are active on this thread.
+    static DE_DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+/// One level of a depth counter; leaving the level (even by an error
+/// return) gives it back.
+struct DepthGuard(&'static std::thread::LocalKey<Cell<usize>>);
+
+impl DepthGuard {
+    /// Enters one more level of `counter`, or `None` when `limit` levels are
+    /// already active.
+    fn enter(counter: &'static std::thread::LocalKey<Cell<usize>>, limit: usize) -> Option<Self> {
+        counter.with(|c| {
+            let d = c.get();
+            if d >= limit {
+                None
+            } else {
+                c.set(d + 1);
+                Some(DepthGuard(counter))
+            }
+        })
+    }
+}
+
+impl Drop for DepthGuard {
+    fn drop(&mut self) {
+        self.0.with(|c| c.set(c.get().saturating_sub(1)));
+    }
+}
+
+impl fmt::Debug for Node {
+    /// The derived form (`Node { tag: .., value: .. }`), abbreviated to
+    /// `Node { .. }` below [`MAX_DEBUG_DEPTH`] levels.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match DepthGuard::enter(&DEBUG_DEPTH, MAX_DEBUG_DEPTH) {
+            Some(_guard) => f
+                .debug_struct("Node")
+                .field("tag", &self.tag)
+                .field("value", &self.value)
+                .finish(),
+            None => f.write_str("Node { .. }"),
+        }
+    }
+}
+
+/// What serde sees of a node: the same shape the derive would give `Node`.
+#[derive(Serialize)]
+#[serde(rename = "Node")]
+struct NodeSer<'a> {
+    tag: &'a Option<Tag>,
+    value: &'a Value,
+}
+
+/// What serde reads for a node: the same shape the derive would give `Node`.
+#[derive(Deserialize)]
+#[serde(rename = "Node")]
+struct NodeDe {
+    tag: Option<Tag>,
+    value: Value,
+}
+
+impl Serialize for Node {
+    /// The derived encoding (a struct `Node` with fields `tag` and `value`);
+    /// an error past [`MAX_SERDE_DEPTH`] levels.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Some(_guard) = DepthGuard::enter(&SER_DEPTH, MAX_SERDE_DEPTH) else {
+            return Err(serde::ser::Error::custom(format!(
+                "node nested deeper than {MAX_SERDE_DEPTH} levels"
+            )));
+        };
+        NodeSer {
+            tag: &self.tag,
+            value: &self.value,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Node {
+    /// The derived decoding; an error past [`MAX_SERDE_DEPTH`] levels.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Node, D::Error> {
+        let Some(_guard) = DepthGuard::enter(&DE_DEPTH, MAX_SERDE_DEPTH) else {
+            return Err(serde::de::Error::custom(format!(
+                "node nested deeper than {MAX_SERDE_DEPTH} levels"
+            )));
+        };
+        let NodeDe { tag, value } = NodeDe::deserialize(deserializer)?;
+        Ok(Node { tag, value })
     }
 }
 

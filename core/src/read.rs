@@ -228,7 +228,7 @@ fn repeats_a_key(kv: &[(Key, Node)]) -> bool {
 pub fn take_path(node: Node, rel: &KPath) -> Option<Node> {
     let mut cur = node;
     for seg in rel.segments() {
-        cur = match (seg, cur.value) {
+        cur = match (seg, cur.into_parts().1) {
             (Segment::Field(f), Value::Object(kv)) => kv
                 .into_iter()
                 .find(|(k, _)| matches!(k, Key::Field(name) if name == f))

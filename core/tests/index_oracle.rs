@@ -157,7 +157,10 @@ fn patch_for(rng: &mut Rng, doc: Option<&Node>, depth: u32) -> Node {
                             kv.push((Key::Index(slot), tagged(&tag, item.value.clone())));
                         }
                         1 => {
-                            kv.push((Key::Index(slot), tagged("insert", value(rng, 1).value)));
+                            kv.push((
+                                Key::Index(slot),
+                                tagged("insert", value(rng, 1).into_parts().1),
+                            ));
                             slot += 1;
                             kv.push((Key::Index(slot), patch_for_no_delete(rng, item, depth - 1)));
                         }
@@ -166,7 +169,10 @@ fn patch_for(rng: &mut Rng, doc: Option<&Node>, depth: u32) -> Node {
                     slot += 1;
                 }
                 if rng.chance(40) {
-                    kv.push((Key::Index(slot), tagged("insert", value(rng, 1).value)));
+                    kv.push((
+                        Key::Index(slot),
+                        tagged("insert", value(rng, 1).into_parts().1),
+                    ));
                 }
                 tagged("arraydiff", Value::Object(kv))
             } else if roll < 65 {

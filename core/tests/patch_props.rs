@@ -257,10 +257,7 @@ fn script(doc: &[String], edits: &[Edit], multi: bool) -> (Vec<(u32, Node)>, Vec
     let (mut s, mut d) = (0usize, 0usize);
     let mut entries = Vec::new();
     let mut out: Vec<String> = Vec::new();
-    let tagged = |t: &str, v: Node| Node {
-        tag: Some(Tag::new(t)),
-        value: v.value,
-    };
+    let tagged = |t: &str, v: Node| v.with_tag(Some(Tag::new(t)));
     let text = |units: &[String]| Node::string(units.concat());
     for e in edits {
         let slot = u32::try_from(s).unwrap_or(u32::MAX);

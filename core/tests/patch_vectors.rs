@@ -20,10 +20,7 @@ fn null() -> Node {
     Node::null()
 }
 fn t(tag: &str, n: Node) -> Node {
-    Node {
-        tag: Some(logd_core::Tag::new(tag)),
-        value: n.value,
-    }
+    n.with_tag(Some(logd_core::Tag::new(tag)))
 }
 fn obj(pairs: Vec<(&str, Node)>) -> Node {
     Node::object(pairs)

@@ -82,11 +82,8 @@ fn apply_op_view(doc: Option<Node>, p: View<'_>, depth: usize) -> Hot {
 }
 
 fn apply_object(doc: Option<Node>, tag: Option<&Tag>, pkv: &[(Key, Node)], depth: usize) -> Hot {
-    let (doc_tag, entries) = match doc {
-        Some(Node {
-            tag,
-            value: Value::Object(kv),
-        }) => (tag, kv),
+    let (doc_tag, entries) = match doc.map(Node::into_parts) {
+        Some((tag, Value::Object(kv))) => (tag, kv),
         _ => (None, Vec::new()),
     };
     Ok(Some(Node {
@@ -96,11 +93,8 @@ fn apply_object(doc: Option<Node>, tag: Option<&Tag>, pkv: &[(Key, Node)], depth
 }
 
 fn apply_array(doc: Option<Node>, tag: Option<&Tag>, pitems: &[Node], depth: usize) -> Hot {
-    let (doc_tag, items) = match doc {
-        Some(Node {
-            tag,
-            value: Value::Array(items),
-        }) => (tag, items),
+    let (doc_tag, items) = match doc.map(Node::into_parts) {
+        Some((tag, Value::Array(items))) => (tag, items),
         _ => (None, Vec::new()),
     };
     let mut out = Vec::with_capacity(pitems.len());
@@ -465,12 +459,13 @@ fn replace_body<'a>(op: &str, value: &'a Value) -> Result<(&'a Node, &'a Node), 
 type ObjectParts = (Option<Tag>, Vec<(Key, Node)>);
 
 fn object_doc(op: &str, doc: Option<Node>) -> Result<ObjectParts, PatchError> {
-    match doc {
-        Some(Node {
-            tag,
-            value: Value::Object(kv),
-        }) => Ok((tag, kv)),
-        other => Err(PatchError::mismatch(op, "an object", other.as_ref())),
+    match doc.map(Node::into_parts) {
+        Some((tag, Value::Object(kv))) => Ok((tag, kv)),
+        other => Err(PatchError::mismatch(
+            op,
+            "an object",
+            other.map(|(tag, value)| Node { tag, value }).as_ref(),
+        )),
     }
 }
 
@@ -533,12 +528,9 @@ fn rename(doc: Option<Node>, value: &Value) -> Res {
 }
 
 fn all(doc: Option<Node>, child: View<'_>, depth: usize) -> Res {
-    match doc {
+    match doc.map(Node::into_parts) {
         None => Ok(None),
-        Some(Node {
-            tag,
-            value: Value::Array(items),
-        }) => {
+        Some((tag, Value::Array(items))) => {
             let mut out = Vec::with_capacity(items.len());
             for (i, it) in items.into_iter().enumerate() {
                 out.extend(
@@ -551,10 +543,7 @@ fn all(doc: Option<Node>, child: View<'_>, depth: usize) -> Res {
                 value: Value::Array(out),
             }))
         }
-        Some(Node {
-            tag,
-            value: Value::Object(kv),
-        }) => {
+        Some((tag, Value::Object(kv))) => {
             let mut out = Vec::with_capacity(kv.len());
             for (k, v) in kv {
                 match apply_view(Some(v), child, depth + 1) {
@@ -568,7 +557,9 @@ fn all(doc: Option<Node>, child: View<'_>, depth: usize) -> Res {
                 value: Value::Object(out),
             }))
         }
-        Some(scalar) => apply_view(Some(scalar), child, depth + 1).map_err(|e| *e),
+        Some((tag, value)) => {
+            apply_view(Some(Node { tag, value }), child, depth + 1).map_err(|e| *e)
+        }
     }
 }
 
@@ -609,16 +600,13 @@ fn diff_op(entry: &Node) -> Option<(TagHead<'_>, Option<Tag>)> {
 
 fn arraydiff(doc: Option<Node>, value: &Value, depth: usize) -> Res {
     let entries = diff_entries("arraydiff", value)?;
-    let (tag, items) = match doc {
-        Some(Node {
-            tag,
-            value: Value::Array(items),
-        }) => (tag, items),
+    let (tag, items) = match doc.map(Node::into_parts) {
+        Some((tag, Value::Array(items))) => (tag, items),
         other => {
             return Err(PatchError::mismatch(
                 "arraydiff",
                 "an array",
-                other.as_ref(),
+                other.map(|(tag, value)| Node { tag, value }).as_ref(),
             ));
         }
     };
@@ -743,12 +731,15 @@ fn strdiff(doc: Option<Node>, head: &TagHead<'_>, value: &Value) -> Res {
         }
     };
     let entries = diff_entries("strdiff", value)?;
-    let (tag, text) = match doc {
-        Some(Node {
-            tag,
-            value: Value::String(s),
-        }) => (tag, s),
-        other => return Err(PatchError::mismatch("strdiff", "a string", other.as_ref())),
+    let (tag, text) = match doc.map(Node::into_parts) {
+        Some((tag, Value::String(s))) => (tag, s),
+        other => {
+            return Err(PatchError::mismatch(
+                "strdiff",
+                "a string",
+                other.map(|(tag, value)| Node { tag, value }).as_ref(),
+            ));
+        }
     };
     let doc_units = units(&text, lines);
     let n_units = doc_units.len();
@@ -879,17 +870,14 @@ fn keyed(doc: Option<Node>, head: &TagHead<'_>, value: &Value, depth: usize) -> 
             "the value must be an array of items",
         ));
     };
-    let (tag, items) = match doc {
+    let (tag, items) = match doc.map(Node::into_parts) {
         None => (None, Vec::new()),
-        Some(Node {
-            tag,
-            value: Value::Array(items),
-        }) => (tag, items),
-        Some(other) => {
+        Some((tag, Value::Array(items))) => (tag, items),
+        Some((tag, value)) => {
             return Err(PatchError::mismatch(
                 "key",
                 "an array of objects",
-                Some(&other),
+                Some(&Node { tag, value }),
             ));
         }
     };

@@ -15,10 +15,7 @@ fn i(x: i64) -> Node {
     Node::int(x)
 }
 fn t(tag: &str, n: Node) -> Node {
-    Node {
-        tag: Some(Tag::new(tag)),
-        value: n.value,
-    }
+    n.with_tag(Some(Tag::new(tag)))
 }
 fn obj(pairs: Vec<(&str, Node)>) -> Node {
     Node::object(pairs)

@@ -1,13 +1,66 @@
 //! The Tony text printers: the one-line wire form and the indented block
-//! form, both appending to one `String` buffer.
+//! form, both appending to one `String` buffer. Both walk the tree with an
+//! explicit stack, so they never recurse (a node built in code may be nested
+//! far deeper than the parser accepts).
 
 use std::fmt::Write as _;
 
 use crate::lexical;
 use crate::node::{Key, Node, Value};
 
-/// Appends the wire form of `node` to `out`.
+/// A container being printed in wire form: the children not yet written.
+enum WireFrame<'a> {
+    Items(std::slice::Iter<'a, Node>, bool),
+    Entries(std::slice::Iter<'a, (Key, Node)>, bool),
+}
+
+/// Appends the wire form of `node` to `out`. Iterative: nesting of any depth
+/// prints without recursion.
 pub(super) fn wire(node: &Node, out: &mut String) {
+    let mut stack: Vec<WireFrame<'_>> = Vec::new();
+    stack.extend(wire_open(node, out));
+    while let Some(top) = stack.last_mut() {
+        let next = match top {
+            WireFrame::Items(iter, first) => match iter.next() {
+                Some(item) => {
+                    if !std::mem::replace(first, false) {
+                        out.push_str(", ");
+                    }
+                    Some(item)
+                }
+                None => {
+                    out.push(']');
+                    None
+                }
+            },
+            WireFrame::Entries(iter, first) => match iter.next() {
+                Some((k, v)) => {
+                    if !std::mem::replace(first, false) {
+                        out.push_str(", ");
+                    }
+                    write_key(out, k);
+                    out.push_str(": ");
+                    Some(v)
+                }
+                None => {
+                    out.push('}');
+                    None
+                }
+            },
+        };
+        match next {
+            Some(child) => stack.extend(wire_open(child, out)),
+            None => {
+                stack.pop();
+            }
+        }
+    }
+}
+
+/// Writes the tag and, for a scalar or empty container, the whole value of
+/// `node`; for a non-empty container writes its opening bracket and returns
+/// the frame that prints the children.
+fn wire_open<'a>(node: &'a Node, out: &mut String) -> Option<WireFrame<'a>> {
     if let Some(tag) = &node.tag {
         out.push('!');
         out.push_str(tag.as_str());
@@ -20,29 +73,18 @@ pub(super) fn wire(node: &Node, out: &mut String) {
         Value::Int(i) => write_int(out, *i),
         Value::Float(f) => write_float(out, *f),
         Value::String(s) => lexical::write_string(out, s),
+        Value::Array(items) if items.is_empty() => out.push_str("[]"),
+        Value::Object(entries) if entries.is_empty() => out.push_str("{}"),
         Value::Array(items) => {
             out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                wire(item, out);
-            }
-            out.push(']');
+            return Some(WireFrame::Items(items.iter(), true));
         }
         Value::Object(entries) => {
             out.push('{');
-            for (i, (k, v)) in entries.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_key(out, k);
-                out.push_str(": ");
-                wire(v, out);
-            }
-            out.push('}');
+            return Some(WireFrame::Entries(entries.iter(), true));
         }
     }
+    None
 }
 
 fn write_int(out: &mut String, i: i64) {
@@ -72,24 +114,85 @@ fn write_key(out: &mut String, k: &Key) {
     }
 }
 
-/// Appends the block form of `node` to `out`.
+/// A block being printed: `key: value` lines (`Entries`) or `- item` lines
+/// (`Seq`) at indentation `at`, with the children not yet written. The
+/// first line's indentation is already written when `inline_first` (it
+/// follows a `- `).
+enum BlockFrame<'a> {
+    Entries {
+        iter: std::slice::Iter<'a, (Key, Node)>,
+        at: usize,
+        inline_first: bool,
+    },
+    Seq {
+        iter: std::slice::Iter<'a, Node>,
+        at: usize,
+        inline_first: bool,
+    },
+}
+
+/// Appends the block form of `node` to `out`. Iterative: nesting of any
+/// depth prints without recursion.
 pub(super) fn block(node: &Node, out: &mut String) {
-    match &node.value {
+    let first = match &node.value {
         Value::Object(entries) if !entries.is_empty() => {
             if let Some(tag) = &node.tag {
                 let _ = writeln!(out, "{tag}");
             }
-            entries_block(entries, 0, false, out);
+            BlockFrame::Entries {
+                iter: entries.iter(),
+                at: 0,
+                inline_first: false,
+            }
         }
         Value::Array(items) if !items.is_empty() => {
             if let Some(tag) = &node.tag {
                 let _ = writeln!(out, "{tag}");
             }
-            seq_block(items, 0, false, out);
+            BlockFrame::Seq {
+                iter: items.iter(),
+                at: 0,
+                inline_first: false,
+            }
         }
         _ => {
             wire(node, out);
             out.push('\n');
+            return;
+        }
+    };
+    let mut stack = vec![first];
+    while let Some(top) = stack.last_mut() {
+        let next = match top {
+            BlockFrame::Entries {
+                iter,
+                at,
+                inline_first,
+            } => iter.next().map(|(k, v)| {
+                if !std::mem::replace(inline_first, false) {
+                    indent(out, *at);
+                }
+                write_key(out, k);
+                out.push(':');
+                (v, *at, false)
+            }),
+            BlockFrame::Seq {
+                iter,
+                at,
+                inline_first,
+            } => iter.next().map(|item| {
+                if !std::mem::replace(inline_first, false) {
+                    indent(out, *at);
+                }
+                out.push('-');
+                (item, *at, true)
+            }),
+        };
+        match next {
+            Some((v, owner, item)) => stack.extend(value_block(v, owner, item, out)),
+            None => {
+                stack.pop();
+            }
         }
     }
 }
@@ -98,65 +201,59 @@ fn indent(out: &mut String, n: usize) {
     out.extend(std::iter::repeat_n(' ', n));
 }
 
-/// `key: value` lines at indentation `at`; the first line's indentation is
-/// already written when `inline_first` (it follows a `- `).
-fn entries_block(entries: &[(Key, Node)], at: usize, inline_first: bool, out: &mut String) {
-    for (i, (k, v)) in entries.iter().enumerate() {
-        if i > 0 || !inline_first {
-            indent(out, at);
-        }
-        write_key(out, k);
-        out.push(':');
-        value_block(v, at, false, out);
-    }
-}
-
-/// `- item` lines at indentation `at`; see [`entries_block`] for `inline_first`.
-fn seq_block(items: &[Node], at: usize, inline_first: bool, out: &mut String) {
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 || !inline_first {
-            indent(out, at);
-        }
-        out.push('-');
-        value_block(item, at, true, out);
-    }
-}
-
-/// The value after `key:` or `-` written at column `owner`, through the end
-/// of its last line.
-fn value_block(v: &Node, owner: usize, item: bool, out: &mut String) {
+/// The value after `key:` or `-` written at column `owner`: writes it
+/// through the end of its last line, or, for a non-empty container, writes
+/// what precedes its lines and returns the frame that prints them.
+fn value_block<'a>(
+    v: &'a Node,
+    owner: usize,
+    item: bool,
+    out: &mut String,
+) -> Option<BlockFrame<'a>> {
     match &v.value {
-        Value::Object(entries) if !entries.is_empty() => match &v.tag {
-            Some(tag) => {
-                let _ = writeln!(out, " {tag}");
-                entries_block(entries, owner + 2, false, out);
-            }
-            None if item => {
-                out.push(' ');
-                entries_block(entries, owner + 2, true, out);
-            }
-            None => {
-                out.push('\n');
-                entries_block(entries, owner + 2, false, out);
-            }
-        },
-        Value::Array(items) if !items.is_empty() => {
-            // Under a key, a sequence sits at the key's own indentation.
-            let at = if item { owner + 2 } else { owner };
-            match &v.tag {
+        Value::Object(entries) if !entries.is_empty() => {
+            let inline_first = match &v.tag {
                 Some(tag) => {
                     let _ = writeln!(out, " {tag}");
-                    seq_block(items, at, false, out);
+                    false
                 }
                 None if item => {
                     out.push(' ');
-                    seq_block(items, at, true, out);
+                    true
                 }
                 None => {
                     out.push('\n');
-                    seq_block(items, at, false, out);
+                    false
                 }
-            }
+            };
+            return Some(BlockFrame::Entries {
+                iter: entries.iter(),
+                at: owner + 2,
+                inline_first,
+            });
+        }
+        Value::Array(items) if !items.is_empty() => {
+            // Under a key, a sequence sits at the key's own indentation.
+            let at = if item { owner + 2 } else { owner };
+            let inline_first = match &v.tag {
+                Some(tag) => {
+                    let _ = writeln!(out, " {tag}");
+                    false
+                }
+                None if item => {
+                    out.push(' ');
+                    true
+                }
+                None => {
+                    out.push('\n');
+                    false
+                }
+            };
+            return Some(BlockFrame::Seq {
+                iter: items.iter(),
+                at,
+                inline_first,
+            });
         }
         Value::String(s) if literal_block_ok(s) => {
             out.push(' ');
@@ -182,6 +279,7 @@ fn value_block(v: &Node, owner: usize, item: bool, out: &mut String) {
             out.push('\n');
         }
     }
+    None
 }
 
 /// Whether `s` prints as a `|` / `|-` block literal and reads back exactly:

@@ -16,8 +16,12 @@ const SMALL_STACK: usize = 2 << 20;
 /// Runs `f` on a thread with a 2 MiB stack and propagates its panics (a stack
 /// overflow aborts the whole test process, which fails the test too).
 fn on_small_stack<F: FnOnce() + Send + 'static>(f: F) {
+    on_stack(SMALL_STACK, f)
+}
+
+fn on_stack<F: FnOnce() + Send + 'static>(size: usize, f: F) {
     let handle = std::thread::Builder::new()
-        .stack_size(SMALL_STACK)
+        .stack_size(size)
         .spawn(f)
         .unwrap();
     if let Err(e) = handle.join() {
@@ -260,6 +264,74 @@ fn serde_limit_is_exact_and_what_encodes_decodes() {
             assert!(rmp_serde::to_vec(&too_deep).is_err());
             // The encoder's counter is reset after an error.
             assert!(rmp_serde::to_vec(&ok).is_ok());
+        }
+    });
+}
+
+fn objects(depth: usize) -> Node {
+    (0..depth).fold(Node::int(1), |c, _| Node::object([("a", c)]))
+}
+
+#[test]
+fn log_records_encode_only_what_they_can_decode() {
+    use logd_core::wal::{self, Entry, EntryMeta, ParticipantRecord};
+    on_small_stack(|| {
+        let entry = |depth: usize| Entry {
+            commit: 1,
+            tx_id: 1,
+            timestamp: 0,
+            patch: objects(depth),
+            participants: vec![ParticipantRecord {
+                path: KPath::root(),
+                matches: Some((KPath::root(), objects(depth))),
+            }],
+            meta: EntryMeta::default(),
+        };
+        let ok = entry(MAX_SERDE_DEPTH - 1);
+        let frame = wal::encode_entry(&ok).unwrap();
+        let (back, len) = wal::decode_frame(&frame, 0).unwrap();
+        assert_eq!(len, frame.len());
+        assert!(back == ok);
+        // One level more: refused when writing, so the log never holds a
+        // record recovery could not read.
+        assert!(wal::encode_entry(&entry(MAX_SERDE_DEPTH)).is_err());
+        assert!(wal::encode_entry(&entry(100_000)).is_err());
+    });
+}
+
+#[test]
+fn snapshot_of_a_deep_document_is_written_or_refused_cleanly() {
+    use logd_core::snapshot::{SnapshotReader, write_node};
+    // A quarter of a tokio worker's stack: 2,000 levels of recursion would
+    // not fit in it.
+    on_stack(SMALL_STACK / 4, || {
+        // Every entry of a snapshot names its whole path, so a deep chain
+        // costs the square of its depth in bytes and time: 2,000 levels is
+        // enough to show the walk does not recurse.
+        for depth in [MAX_SERDE_DEPTH, 2_000] {
+            let doc = objects(depth);
+            let mut out = Vec::new();
+            let t = Instant::now();
+            let written = write_node(&mut out, 1, &doc);
+            let write = t.elapsed();
+            if written.is_ok() {
+                let r = SnapshotReader::open(out.clone()).unwrap();
+                let mut path = KPath::root();
+                for _ in 0..depth {
+                    path.push(logd_core::Segment::Field("a".into()));
+                }
+                let t = Instant::now();
+                assert_eq!(r.read_path(&path).unwrap(), Some(Node::int(1)));
+                let read = t.elapsed();
+                let root = r.read_root().unwrap();
+                assert!(root.as_ref() == Some(&doc));
+                eprintln!(
+                    "snapshot of a {depth}-deep document: {} bytes, write {write:?}, read deepest {read:?}",
+                    out.len()
+                );
+            } else {
+                eprintln!("snapshot of a {depth}-deep document refused: {written:?}");
+            }
         }
     });
 }

@@ -130,7 +130,8 @@ pub(crate) fn depth_within(node: &Node, depth: usize) -> bool {
 }
 
 /// Emits the entries of `node` (at `path`) in path order. `path` is
-/// restored before returning.
+/// restored before returning (also on error). Iterative: a document of any
+/// depth is walked with an explicit stack, never by recursion.
 pub(crate) fn flatten<F>(
     node: &Node,
     path: &mut KPath,
@@ -140,9 +141,78 @@ pub(crate) fn flatten<F>(
 where
     F: FnMut(&KPath, BodyRef<'_>) -> Result<(), SnapshotError>,
 {
+    let base = path.segments().len();
+    let r = flatten_walk(node, path, leaf_max, sink);
+    while path.segments().len() > base {
+        path.pop();
+    }
+    r
+}
+
+/// The children of a container entry still to be emitted.
+enum FlattenFrame<'a> {
+    Items(std::iter::Enumerate<std::slice::Iter<'a, Node>>),
+    Entries {
+        kv: &'a [(Key, Node)],
+        order: std::vec::IntoIter<(Segment, usize)>,
+    },
+}
+
+fn flatten_walk<'a, F>(
+    node: &'a Node,
+    path: &mut KPath,
+    leaf_max: usize,
+    sink: &mut F,
+) -> Result<(), SnapshotError>
+where
+    F: FnMut(&KPath, BodyRef<'_>) -> Result<(), SnapshotError>,
+{
+    let mut stack: Vec<FlattenFrame<'a>> = Vec::new();
+    stack.extend(flatten_one(node, path, leaf_max, sink)?);
+    while let Some(top) = stack.last_mut() {
+        let next = match top {
+            FlattenFrame::Items(iter) => iter
+                .next()
+                .map(|(i, item)| (Segment::Index(i as u32), item)),
+            FlattenFrame::Entries { kv, order } => order.next().map(|(seg, i)| (seg, &kv[i].1)),
+        };
+        match next {
+            Some((seg, child)) => {
+                path.push(seg);
+                match flatten_one(child, path, leaf_max, sink)? {
+                    Some(frame) => stack.push(frame),
+                    None => {
+                        path.pop();
+                    }
+                }
+            }
+            None => {
+                stack.pop();
+                // The container's own segment (none for the starting node).
+                if !stack.is_empty() {
+                    path.pop();
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Emits the entry of `node` at `path`; for a container split into child
+/// entries, returns the frame that emits its children.
+fn flatten_one<'a, F>(
+    node: &'a Node,
+    path: &KPath,
+    leaf_max: usize,
+    sink: &mut F,
+) -> Result<Option<FlattenFrame<'a>>, SnapshotError>
+where
+    F: FnMut(&KPath, BodyRef<'_>) -> Result<(), SnapshotError>,
+{
     let mut budget = leaf_max;
     if fits(node, &mut budget, LEAF_MAX_DEPTH) {
-        return sink(path, BodyRef::Leaf(node));
+        sink(path, BodyRef::Leaf(node))?;
+        return Ok(None);
     }
     match &node.value {
         Value::Array(items) => {
@@ -157,13 +227,7 @@ where
                     len,
                 },
             )?;
-            for (i, item) in items.iter().enumerate() {
-                path.push(Segment::Index(i as u32));
-                let r = flatten(item, path, leaf_max, sink);
-                path.pop();
-                r?;
-            }
-            Ok(())
+            Ok(Some(FlattenFrame::Items(items.iter().enumerate())))
         }
         Value::Object(kv) => {
             let mut order: Vec<(Segment, usize)> = kv
@@ -182,7 +246,8 @@ where
                         ),
                     });
                 }
-                return sink(path, BodyRef::Leaf(node));
+                sink(path, BodyRef::Leaf(node))?;
+                return Ok(None);
             }
             sink(
                 path,
@@ -191,16 +256,16 @@ where
                     keys: KeysRef::Pairs(kv),
                 },
             )?;
-            for (seg, i) in order {
-                path.push(seg);
-                let r = flatten(&kv[i].1, path, leaf_max, sink);
-                path.pop();
-                r?;
-            }
-            Ok(())
+            Ok(Some(FlattenFrame::Entries {
+                kv,
+                order: order.into_iter(),
+            }))
         }
         // Scalars always fit unless they are huge strings; a scalar is a leaf anyway.
-        _ => sink(path, BodyRef::Leaf(node)),
+        _ => {
+            sink(path, BodyRef::Leaf(node))?;
+            Ok(None)
+        }
     }
 }
 

@@ -447,25 +447,111 @@ pub enum JsonError {
 }
 
 impl From<serde_json::Value> for Node {
+    /// Converts JSON (integers that fit `i64` become [`Value::Int`], other
+    /// numbers [`Value::Float`]). Iterative: a JSON value of any depth
+    /// converts without recursion.
     fn from(v: serde_json::Value) -> Node {
-        Node::new(match v {
-            serde_json::Value::Null => Value::Null,
-            serde_json::Value::Bool(b) => Value::Bool(b),
-            serde_json::Value::Number(n) => match n.as_i64() {
-                Some(i) => Value::Int(i),
-                None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
-            },
-            serde_json::Value::String(s) => Value::String(s),
-            serde_json::Value::Array(items) => {
-                Value::Array(items.into_iter().map(Node::from).collect())
+        let mut stack: Vec<JsonFrame> = Vec::new();
+        let mut next = v;
+        loop {
+            // Descend into `next` until a finished node comes out.
+            let mut done = match json_open(next) {
+                Ok(frame) => {
+                    stack.push(frame);
+                    None
+                }
+                Err(leaf) => Some(leaf),
+            };
+            // Hand finished nodes up, and find the next child to convert.
+            loop {
+                let Some(top) = stack.last_mut() else {
+                    return done.unwrap_or_else(Node::null);
+                };
+                if let Some(node) = done.take() {
+                    top.push(node);
+                }
+                match top.next_child() {
+                    Some(child) => {
+                        next = child;
+                        break;
+                    }
+                    None => {
+                        if let Some(frame) = stack.pop() {
+                            done = Some(frame.finish());
+                        }
+                    }
+                }
             }
-            serde_json::Value::Object(map) => Value::Object(
-                map.into_iter()
-                    .map(|(k, v)| (Key::Field(k), Node::from(v)))
-                    .collect(),
-            ),
-        })
+        }
     }
+}
+
+/// A JSON container being converted: the children left and the nodes made.
+enum JsonFrame {
+    Array {
+        rest: std::vec::IntoIter<serde_json::Value>,
+        out: Vec<Node>,
+    },
+    Object {
+        rest: serde_json::map::IntoIter,
+        /// The key of the child being converted.
+        pending: Option<String>,
+        out: Vec<(Key, Node)>,
+    },
+}
+
+impl JsonFrame {
+    fn next_child(&mut self) -> Option<serde_json::Value> {
+        match self {
+            JsonFrame::Array { rest, .. } => rest.next(),
+            JsonFrame::Object { rest, pending, .. } => rest.next().map(|(k, v)| {
+                *pending = Some(k);
+                v
+            }),
+        }
+    }
+
+    fn push(&mut self, node: Node) {
+        match self {
+            JsonFrame::Array { out, .. } => out.push(node),
+            JsonFrame::Object { pending, out, .. } => {
+                out.push((Key::Field(pending.take().unwrap_or_default()), node));
+            }
+        }
+    }
+
+    fn finish(self) -> Node {
+        match self {
+            JsonFrame::Array { out, .. } => Node::new(Value::Array(out)),
+            JsonFrame::Object { out, .. } => Node::new(Value::Object(out)),
+        }
+    }
+}
+
+/// A frame for a JSON container, or the node of a scalar.
+fn json_open(v: serde_json::Value) -> Result<JsonFrame, Node> {
+    Err(Node::new(match v {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Value::Int(i),
+            None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        serde_json::Value::String(s) => Value::String(s),
+        serde_json::Value::Array(items) => {
+            return Ok(JsonFrame::Array {
+                out: Vec::with_capacity(items.len()),
+                rest: items.into_iter(),
+            });
+        }
+        serde_json::Value::Object(map) => {
+            return Ok(JsonFrame::Object {
+                out: Vec::with_capacity(map.len()),
+                rest: map.into_iter(),
+                pending: None,
+            });
+        }
+    }))
 }
 
 impl From<Value> for Node {

@@ -335,3 +335,42 @@ fn snapshot_of_a_deep_document_is_written_or_refused_cleanly() {
         }
     });
 }
+
+#[test]
+fn deep_json_value_converts_and_merge_stays_bounded() {
+    on_small_stack(|| {
+        let n = 100_000;
+        let mut j = serde_json::Value::from(1);
+        for i in 0..n {
+            // Built by hand: `json!` would serialize `j` recursively.
+            j = if i % 2 == 0 {
+                let mut map = serde_json::Map::new();
+                map.insert("a".to_owned(), j);
+                serde_json::Value::Object(map)
+            } else {
+                serde_json::Value::Array(vec![j, serde_json::Value::from("x")])
+            };
+        }
+        let t = Instant::now();
+        let node = Node::from(j);
+        eprintln!("From<serde_json::Value> {n} deep: {:?}", t.elapsed());
+        let mut cur = &node;
+        let mut levels = 0;
+        loop {
+            cur = match &cur.value {
+                Value::Object(kv) => &kv[0].1,
+                Value::Array(items) => {
+                    assert_eq!(items[1], Node::string("x"));
+                    &items[0]
+                }
+                _ => break,
+            };
+            levels += 1;
+        }
+        assert_eq!(levels, n);
+        assert_eq!(cur, &Node::int(1));
+        eprintln!("converted and walked");
+        // Merging a deep patch: an error or a result, never a crash.
+        let _ = logd_core::patch::merge(&[(KPath::root(), node)]);
+    });
+}

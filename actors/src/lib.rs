@@ -4,3 +4,5 @@
 //! the pure logic they run lives in `logd-core`.
 
 #![warn(missing_docs)]
+
+pub mod index;

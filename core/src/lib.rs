@@ -13,7 +13,8 @@
 //! | [`patch`] | `apply`, `matches`, `trim`, `merge` |
 //! | [`wal`] | log record and segment formats, CRCs, scan and recovery |
 //! | [`snapshot`] | snapshot file format: streaming writer, sub-path reader |
-//! | [`index`] | the path index: which commits touch which paths |
+//! | [`index`] | the path index: which commits touch which paths, read plans |
+//! | [`read`] | executing a read plan: sub-patches folded from a base |
 
 #![warn(missing_docs)]
 
@@ -22,6 +23,7 @@ pub mod kpath;
 pub mod lexical;
 pub mod node;
 pub mod patch;
+pub mod read;
 pub mod snapshot;
 pub mod text;
 pub mod wal;

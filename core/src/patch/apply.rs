@@ -10,7 +10,7 @@ use super::{
     MAX_DEPTH, PatchError, REFUSED_OPS, View, brief, index_segment, is_patch_op, key_segment,
     split_op,
 };
-use crate::kpath::KPath;
+use crate::kpath::{KPath, Segment};
 use crate::node::{Key, Node, Tag, TagHead, Value};
 
 /// Applies `patch` to `doc` (`None` = absent); `Ok(None)` means the result is
@@ -34,131 +34,205 @@ fn ignores_doc(patch: &Node) -> bool {
 /// Applies `patch` to `doc`, consuming it: untouched parts of the document
 /// are moved into the result, never deep-cloned. `Ok(None)` = absent.
 pub fn apply_owned(doc: Option<Node>, patch: &Node) -> Result<Option<Node>, PatchError> {
-    apply_view(doc, View::of(patch), 0)
+    apply_view(doc, View::of(patch), 0).map_err(|e| *e)
 }
 
 type Res = Result<Option<Node>, PatchError>;
 
-pub(crate) fn apply_view(doc: Option<Node>, p: View<'_>, depth: usize) -> Res {
+/// The result type of the per-level recursion (`apply_view` and the plain
+/// object/array merges): the error is boxed so every frame on the recursion
+/// path carries an 8-byte error instead of a ~100-byte one. The depth a
+/// thread stack allows depends directly on these frame sizes.
+type Hot = Result<Option<Node>, Box<PatchError>>;
+
+/// Adds a path segment to a boxed error while it unwinds.
+fn at_box(mut e: Box<PatchError>, seg: Segment) -> Box<PatchError> {
+    e.prepend(seg);
+    e
+}
+
+pub(crate) fn apply_view(doc: Option<Node>, p: View<'_>, depth: usize) -> Hot {
+    // Kept small: this frame is on the stack once per level of the patch.
     if depth > MAX_DEPTH {
-        return Err(PatchError::TooDeep {
-            limit: MAX_DEPTH,
-            at: KPath::root(),
-        });
+        return Err(too_deep());
     }
-    if let Some((head, rest)) = split_op(p.tag, is_patch_op) {
-        return apply_op(doc, &head, rest.as_ref(), p.value, depth);
+    if p.tag.is_some_and(|t| is_patch_op(t.first_name())) {
+        return apply_op_view(doc, p, depth);
     }
     match p.value {
-        Value::Object(pkv) => {
-            let (doc_tag, entries) = match doc {
-                Some(Node {
-                    tag,
-                    value: Value::Object(kv),
-                }) => (tag, kv),
-                _ => (None, Vec::new()),
-            };
-            Ok(Some(Node {
-                tag: p.tag.cloned().or(doc_tag),
-                value: Value::Object(merge_object(entries, pkv, depth)?),
-            }))
-        }
-        Value::Array(pitems) => {
-            let (doc_tag, items) = match doc {
-                Some(Node {
-                    tag,
-                    value: Value::Array(items),
-                }) => (tag, items),
-                _ => (None, Vec::new()),
-            };
-            let mut out = Vec::with_capacity(pitems.len());
-            let mut doc_items = items.into_iter();
-            for (i, pe) in pitems.iter().enumerate() {
-                let r = apply_view(doc_items.next(), View::of(pe), depth + 1)
-                    .map_err(|e| e.under(index_segment(i)))?;
-                out.extend(r);
-            }
-            Ok(Some(Node {
-                tag: p.tag.cloned().or(doc_tag),
-                value: Value::Array(out),
-            }))
-        }
+        Value::Object(pkv) => apply_object(doc, p.tag, pkv, depth),
+        Value::Array(pitems) => apply_array(doc, p.tag, pitems, depth),
         _ => Ok(Some(p.to_node())),
     }
 }
 
+#[cold]
+fn too_deep() -> Box<PatchError> {
+    Box::new(PatchError::TooDeep {
+        limit: MAX_DEPTH,
+        at: KPath::root(),
+    })
+}
+
+fn apply_op_view(doc: Option<Node>, p: View<'_>, depth: usize) -> Hot {
+    match split_op(p.tag, is_patch_op) {
+        Some((head, rest)) => Ok(apply_op(doc, &head, rest.as_ref(), p.value, depth)?),
+        None => Err(Box::new(PatchError::bad("?", "not an op"))),
+    }
+}
+
+fn apply_object(doc: Option<Node>, tag: Option<&Tag>, pkv: &[(Key, Node)], depth: usize) -> Hot {
+    let (doc_tag, entries) = match doc {
+        Some(Node {
+            tag,
+            value: Value::Object(kv),
+        }) => (tag, kv),
+        _ => (None, Vec::new()),
+    };
+    Ok(Some(Node {
+        tag: tag.cloned().or(doc_tag),
+        value: Value::Object(merge_object(entries, pkv, depth)?),
+    }))
+}
+
+fn apply_array(doc: Option<Node>, tag: Option<&Tag>, pitems: &[Node], depth: usize) -> Hot {
+    let (doc_tag, items) = match doc {
+        Some(Node {
+            tag,
+            value: Value::Array(items),
+        }) => (tag, items),
+        _ => (None, Vec::new()),
+    };
+    let mut out = Vec::with_capacity(pitems.len());
+    let mut doc_items = items.into_iter();
+    for (i, pe) in pitems.iter().enumerate() {
+        let r = apply_view(doc_items.next(), View::of(pe), depth + 1)
+            .map_err(|e| at_box(e, index_segment(i)))?;
+        out.extend(r);
+    }
+    Ok(Some(Node {
+        tag: tag.cloned().or(doc_tag),
+        value: Value::Array(out),
+    }))
+}
+
 /// Merges an object patch into the document's entries (see the module docs of
 /// `patch` for key order). Uses a hash index when linear lookups could add up.
+///
+/// Entries are patched in place; removals are marked and swept once at the
+/// end, so a one-key patch costs one scan and no reallocation. The loop keeps
+/// one recursive call site and does its bookkeeping in helpers, so this frame
+/// (on the stack once per patch level) stays small.
 fn merge_object(
-    mut entries: Vec<(Key, Node)>,
+    entries: Vec<(Key, Node)>,
     pkv: &[(Key, Node)],
     depth: usize,
-) -> Result<Vec<(Key, Node)>, PatchError> {
-    let use_index = pkv.len() > 8 && entries.len() + pkv.len() > 32;
-    let mut index: HashMap<Key, usize> = HashMap::new();
-    if use_index {
-        index.reserve(entries.len() + pkv.len());
-        for (i, (k, _)) in entries.iter().enumerate() {
-            index.entry(k.clone()).or_insert(i);
-        }
-    }
-    // Entries are patched in place; removals are marked and swept once at
-    // the end, so a one-key patch costs one scan and no reallocation.
-    let mut removed: Vec<bool> = Vec::new();
-    let is_removed = |removed: &[bool], i: usize| removed.get(i).copied().unwrap_or(false);
+) -> Result<Vec<(Key, Node)>, Box<PatchError>> {
+    let mut slots = Slots::new(entries, pkv.len());
     for (k, pv) in pkv {
-        let pos = if use_index {
-            index.get(k).copied()
-        } else {
-            entries.iter().position(|(dk, _)| dk == k)
-        };
-        let live = pos.filter(|&i| !is_removed(&removed, i));
-        match pos.and_then(|i| entries.get_mut(i).map(|e| (i, e))) {
-            Some((i, (_, cur))) => {
-                let doc = match live {
-                    Some(_) => Some(std::mem::replace(cur, Node::null())),
-                    None => None,
-                };
-                match apply_view(doc, View::of(pv), depth + 1)
-                    .map_err(|e| e.under(key_segment(k)))?
-                {
-                    Some(n) => {
-                        *cur = n;
-                        if let Some(r) = removed.get_mut(i) {
-                            *r = false;
-                        }
-                    }
-                    None => {
-                        if removed.len() <= i {
-                            removed.resize(entries.len(), false);
-                        }
-                        if let Some(r) = removed.get_mut(i) {
-                            *r = true;
-                        }
-                    }
-                }
+        let (pos, doc) = slots.take(k);
+        let r = apply_view(doc, View::of(pv), depth + 1);
+        slots.store(pos, k, r)?;
+    }
+    Ok(slots.finish())
+}
+
+/// The document entries of an object merge, with an optional hash index and
+/// removal marks.
+struct Slots {
+    entries: Vec<(Key, Node)>,
+    index: Option<HashMap<Key, usize>>,
+    removed: Vec<bool>,
+}
+
+impl Slots {
+    fn new(entries: Vec<(Key, Node)>, patch_len: usize) -> Slots {
+        let index = (patch_len > 8 && entries.len() + patch_len > 32).then(|| {
+            let mut m = HashMap::with_capacity(entries.len() + patch_len);
+            for (i, (k, _)) in entries.iter().enumerate() {
+                m.entry(k.clone()).or_insert(i);
             }
-            None => {
-                let r = apply_view(None, View::of(pv), depth + 1)
-                    .map_err(|e| e.under(key_segment(k)))?;
-                if let Some(n) = r {
-                    if use_index {
-                        index.insert(k.clone(), entries.len());
-                    }
-                    entries.push((k.clone(), n));
-                }
-            }
+            m
+        });
+        Slots {
+            entries,
+            index,
+            removed: Vec::new(),
         }
     }
-    if removed.contains(&true) {
-        let mut i = 0;
-        entries.retain(|_| {
-            let keep = !is_removed(&removed, i);
-            i += 1;
-            keep
-        });
+
+    fn is_removed(&self, i: usize) -> bool {
+        self.removed.get(i).copied().unwrap_or(false)
     }
-    Ok(entries)
+
+    /// The position of `k` (first occurrence) and its live value, taken out.
+    fn take(&mut self, k: &Key) -> (Option<usize>, Option<Node>) {
+        let pos = match &self.index {
+            Some(m) => m.get(k).copied(),
+            None => self.entries.iter().position(|(dk, _)| dk == k),
+        };
+        let doc = match pos {
+            Some(i) if !self.is_removed(i) => self
+                .entries
+                .get_mut(i)
+                .map(|e| std::mem::replace(&mut e.1, Node::null())),
+            _ => None,
+        };
+        (pos, doc)
+    }
+
+    /// Puts the result for `k` back (or marks it removed, or appends it).
+    fn store(
+        &mut self,
+        pos: Option<usize>,
+        k: &Key,
+        r: Result<Option<Node>, Box<PatchError>>,
+    ) -> Result<(), Box<PatchError>> {
+        let r = r.map_err(|e| at_box(e, key_segment(k)))?;
+        match (pos, r) {
+            (Some(i), Some(n)) => {
+                if let Some(e) = self.entries.get_mut(i) {
+                    e.1 = n;
+                }
+                if let Some(m) = self.removed.get_mut(i) {
+                    *m = false;
+                }
+            }
+            (Some(i), None) => {
+                if self.removed.len() <= i {
+                    self.removed.resize(self.entries.len(), false);
+                }
+                if let Some(m) = self.removed.get_mut(i) {
+                    *m = true;
+                }
+            }
+            (None, Some(n)) => {
+                if let Some(m) = &mut self.index {
+                    m.insert(k.clone(), self.entries.len());
+                }
+                self.entries.push((k.clone(), n));
+            }
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Vec<(Key, Node)> {
+        let Slots {
+            mut entries,
+            removed,
+            ..
+        } = self;
+        if removed.contains(&true) {
+            let mut i = 0;
+            entries.retain(|_| {
+                let keep = !removed.get(i).copied().unwrap_or(false);
+                i += 1;
+                keep
+            });
+        }
+        entries
+    }
 }
 
 fn apply_op(
@@ -175,7 +249,7 @@ fn apply_op(
         "pass" => Ok(doc),
         "insert" => {
             let tag = opt_arg("insert", head)?;
-            let r = apply_view(doc, child, depth + 1)?;
+            let r = apply_view(doc, child, depth + 1).map_err(|e| *e)?;
             Ok(r.map(|n| with_tag_arg(n, tag)))
         }
         "replace" => {
@@ -212,7 +286,7 @@ fn apply_op(
                 body.field("else")
             };
             match branch {
-                Some(b) => apply_view(doc, View::of(b), depth + 1),
+                Some(b) => apply_view(doc, View::of(b), depth + 1).map_err(|e| *e),
                 None => Ok(doc),
             }
         }
@@ -311,7 +385,7 @@ fn then_child(node: Node, child: View<'_>, depth: usize) -> Res {
     if child.is_plain_null() {
         Ok(Some(node))
     } else {
-        apply_view(Some(node), child, depth + 1)
+        apply_view(Some(node), child, depth + 1).map_err(|e| *e)
     }
 }
 
@@ -494,7 +568,7 @@ fn all(doc: Option<Node>, child: View<'_>, depth: usize) -> Res {
                 value: Value::Object(out),
             }))
         }
-        Some(scalar) => apply_view(Some(scalar), child, depth + 1),
+        Some(scalar) => apply_view(Some(scalar), child, depth + 1).map_err(|e| *e),
     }
 }
 
@@ -588,8 +662,10 @@ fn arraydiff(doc: Option<Node>, value: &Value, depth: usize) -> Res {
                 let Some(n) = src.next() else {
                     return Err(beyond(slot, "no element left to delete"));
                 };
+                // The rest of the chain is ignored, as for a top-level `!delete`.
+                let _ = rest;
                 let want = Node {
-                    tag: t.or(rest),
+                    tag: t,
                     value: entry.value.clone(),
                 };
                 if n != want {

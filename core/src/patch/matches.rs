@@ -17,7 +17,7 @@ pub fn matches(doc: Option<&Node>, pattern: &Node) -> Result<bool, PatchError> {
     match_view(doc, None, View::of(pattern), 0)
 }
 
-/// [`matches`] from inside a walk already `depth` levels deep (`!if`).
+/// [`matches()`] from inside a walk already `depth` levels deep (`!if`).
 pub(crate) fn matches_at(
     doc: Option<&Node>,
     pattern: &Node,

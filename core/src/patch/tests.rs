@@ -542,7 +542,7 @@ fn large_keyed_list_is_not_quadratic() {
 
 #[test]
 fn deep_patches_and_documents() {
-    let depth = 500;
+    let depth = MAX_DEPTH - 1;
     let mut patch = i(1);
     let mut doc = i(0);
     for _ in 0..depth {

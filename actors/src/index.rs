@@ -1,0 +1,203 @@
+//! The index actor: owns the [`PathIndex`] (and, later, the snapshot
+//! catalogue) and answers lookups.
+//!
+//! The log writer sends [`IndexCommit`] for every batch *before* it
+//! acknowledges the batch, so a read issued after an acknowledgement is
+//! planned over an index that already holds the commit. Readers send [`Plan`]
+//! and get back a [`ReadPlan`]: the read root and the `(commit, location)`
+//! records to replay. Reading those records and folding them
+//! ([`logd_core::read::execute`]) happens in the reader's own task, so a read
+//! holds the actor for one lookup only and never blocks commits behind record
+//! I/O or patch application.
+//!
+//! This actor never reads or writes files and never applies patches.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use kameo::Actor;
+use kameo::message::{Context, Message};
+use logd_core::index::{IndexError, IndexStats, PathIndex, ReadPlan, touched_paths};
+use logd_core::kpath::KPath;
+use logd_core::node::Node;
+use logd_core::wal::Location;
+use tracing::{debug, instrument};
+
+/// The index actor. Spawn it with `IndexActor::spawn(IndexActor::new())`
+/// (kameo's `Spawn` trait), or from an index rebuilt at open.
+#[derive(Actor, Debug, Default)]
+pub struct IndexActor {
+    index: PathIndex,
+}
+
+impl IndexActor {
+    /// An actor over an empty index.
+    pub fn new() -> IndexActor {
+        IndexActor::default()
+    }
+
+    /// An actor over an existing index (e.g. rebuilt by scanning the log at open).
+    pub fn with_index(index: PathIndex) -> IndexActor {
+        IndexActor { index }
+    }
+}
+
+/// Index a batch of durable commits: `(commit, location, merged root patch)`,
+/// in increasing commit order without gaps, continuing the index.
+///
+/// Replies with the last indexed commit. A batch that does not continue the
+/// index exactly is refused whole ([`IndexError::OutOfOrder`]) and changes
+/// nothing.
+#[derive(Clone, Debug)]
+pub struct IndexCommit {
+    /// The records of the batch.
+    pub records: Vec<(u64, Location, Arc<Node>)>,
+}
+
+/// Plan a read of `path` as of `commit` (replayed from the empty document
+/// until snapshots exist). Replies with the plan, or
+/// [`IndexError::FutureCommit`] / [`IndexError::Compacted`].
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The path to read.
+    pub path: KPath,
+    /// The commit to read as of.
+    pub commit: u64,
+}
+
+/// The commits in `(from, to]` that can change the node at `path`
+/// ([`PathIndex::affecting`]), ascending; e.g. for a transaction's `seq`
+/// check.
+#[derive(Clone, Debug)]
+pub struct Affecting {
+    /// The path.
+    pub path: KPath,
+    /// Exclusive lower bound.
+    pub from: u64,
+    /// Inclusive upper bound.
+    pub to: u64,
+}
+
+/// The newest indexed commit (`None` before the first).
+#[derive(Clone, Copy, Debug)]
+pub struct LastCommit;
+
+/// Where the record of `commit` lives (`None` when not held).
+#[derive(Clone, Copy, Debug)]
+pub struct LocationOf {
+    /// The commit.
+    pub commit: u64,
+}
+
+/// Approximate memory statistics of the index.
+#[derive(Clone, Copy, Debug)]
+pub struct Stats;
+
+/// Forget every commit before `commit` (after a snapshot covers them).
+#[derive(Clone, Copy, Debug)]
+pub struct ForgetBefore {
+    /// The first commit to keep.
+    pub commit: u64,
+}
+
+impl Message<IndexCommit> for IndexActor {
+    type Reply = Result<Option<u64>, IndexError>;
+
+    #[instrument(name = "index.commit", skip_all, fields(records = msg.records.len()))]
+    async fn handle(
+        &mut self,
+        msg: IndexCommit,
+        _ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        // Refuse a batch that does not continue the index before touching it.
+        let mut expected = self.index.next_commit();
+        for (commit, _, _) in &msg.records {
+            let want = expected.unwrap_or((*commit).max(1));
+            if *commit != want {
+                return Err(IndexError::OutOfOrder {
+                    commit: *commit,
+                    expected: want,
+                });
+            }
+            expected = Some(want + 1);
+        }
+        for (commit, location, patch) in &msg.records {
+            self.index
+                .insert(*commit, &touched_paths(patch), *location)?;
+        }
+        let last = self.index.last_commit();
+        debug!(?last, "indexed");
+        Ok(last)
+    }
+}
+
+impl Message<Plan> for IndexActor {
+    type Reply = Result<ReadPlan, IndexError>;
+
+    #[instrument(name = "index.plan", skip_all, fields(path = %msg.path, commit = msg.commit))]
+    async fn handle(&mut self, msg: Plan, _ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        let plan = self.index.plan(&msg.path, 0, msg.commit)?;
+        debug!(root = %plan.root, records = plan.records.len(), "planned");
+        Ok(plan)
+    }
+}
+
+impl Message<Affecting> for IndexActor {
+    type Reply = Vec<u64>;
+
+    #[instrument(name = "index.affecting", skip_all, fields(path = %msg.path, from = msg.from, to = msg.to))]
+    async fn handle(
+        &mut self,
+        msg: Affecting,
+        _ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        self.index.affecting(&msg.path, msg.from, msg.to)
+    }
+}
+
+impl Message<LastCommit> for IndexActor {
+    type Reply = Option<u64>;
+
+    async fn handle(
+        &mut self,
+        _msg: LastCommit,
+        _ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        self.index.last_commit()
+    }
+}
+
+impl Message<LocationOf> for IndexActor {
+    type Reply = Option<Location>;
+
+    async fn handle(
+        &mut self,
+        msg: LocationOf,
+        _ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        self.index.location(msg.commit)
+    }
+}
+
+impl Message<Stats> for IndexActor {
+    // `IndexStats` is not a kameo `Reply` itself; this cannot fail.
+    type Reply = Result<IndexStats, Infallible>;
+
+    async fn handle(&mut self, _msg: Stats, _ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        Ok(self.index.stats())
+    }
+}
+
+impl Message<ForgetBefore> for IndexActor {
+    type Reply = Option<u64>;
+
+    #[instrument(name = "index.forget", skip_all, fields(commit = msg.commit))]
+    async fn handle(
+        &mut self,
+        msg: ForgetBefore,
+        _ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        self.index.forget_before(msg.commit);
+        self.index.first_commit()
+    }
+}

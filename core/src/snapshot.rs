@@ -1,1 +1,0 @@
-//! Snapshot file format.

@@ -71,7 +71,10 @@ impl TxBackend for MemBackend {
         let mut h = self.history.lock().unwrap();
         for c in (req.read_commit + 1)..=(h.len() as u64) {
             let ends = &h[c as usize - 1].1;
-            if ends.iter().any(|e| req.checks.iter().any(|p| affects(e, p))) {
+            if ends
+                .iter()
+                .any(|e| req.checks.iter().any(|p| affects(e, p)))
+            {
                 return Ok(AppendAnswer::Conflict { commit: c });
             }
         }
@@ -129,7 +132,11 @@ async fn eight_participants_one_commit_same_outcome() {
     for t in tasks {
         outcomes.push(t.await.unwrap().unwrap());
     }
-    assert!(outcomes.iter().all(|o| *o == Outcome::Committed { commit: 1 }));
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| *o == Outcome::Committed { commit: 1 })
+    );
     assert_eq!(b.appends.load(Ordering::Relaxed), 1, "exactly one append");
     let doc = b.state_at(1).unwrap();
     for i in 0..8 {
@@ -150,7 +157,10 @@ async fn single_participant_fast_path_and_tx_full() {
     let mut one = tx.new_patcher(Patch::new(p("a"), Node::int(1))).unwrap();
     assert!(matches!(
         tx.new_patcher(Patch::new(p("b"), Node::int(2))),
-        Err(Error::TxFull { participants: 1, .. })
+        Err(Error::TxFull {
+            participants: 1,
+            ..
+        })
     ));
     assert_eq!(one.commit().await, Ok(Outcome::Committed { commit: 1 }));
 }
@@ -180,7 +190,9 @@ async fn conflicting_participant_paths_fail_everyone() {
     let (b, r) = setup(MemBackend::default());
     let tx = new_tx(&b, &r, 2, PatchMeta::default());
     let mut x = tx.new_patcher(Patch::new(p("a.b"), Node::int(1))).unwrap();
-    let mut y = tx.new_patcher(Patch::new(p("a.b.c"), Node::int(2))).unwrap();
+    let mut y = tx
+        .new_patcher(Patch::new(p("a.b.c"), Node::int(2)))
+        .unwrap();
     let (gx, gy) = tokio::join!(x.commit(), y.commit());
     assert!(matches!(gx, Err(Error::Conflict { .. })), "{gx:?}");
     assert_eq!(gx, gy);
@@ -221,7 +233,9 @@ async fn cas_counter(use_seq: bool) {
     });
     // Start the counter at 0 (a `null` pattern would match anything).
     let init = new_tx(&b, &r, 1, PatchMeta::default());
-    let mut w = init.new_patcher(Patch::new(p("counter"), Node::int(0))).unwrap();
+    let mut w = init
+        .new_patcher(Patch::new(p("counter"), Node::int(0)))
+        .unwrap();
     assert_eq!(w.commit().await, Ok(Outcome::Committed { commit: 1 }));
     let committed = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -231,14 +245,14 @@ async fn cas_counter(use_seq: bool) {
             for _ in 0..50 {
                 loop {
                     let at = b.current_commit();
-                    let old = b
-                        .read(&p("counter"), at)
-                        .await
-                        .unwrap()
-                        .map_or(0, |n| match n.value {
-                            Value::Int(i) => i,
-                            _ => panic!("counter is an int"),
-                        });
+                    let old =
+                        b.read(&p("counter"), at)
+                            .await
+                            .unwrap()
+                            .map_or(0, |n| match n.value {
+                                Value::Int(i) => i,
+                                _ => panic!("counter is an int"),
+                            });
                     let meta = PatchMeta {
                         seq: use_seq.then_some(at),
                         ..PatchMeta::default()

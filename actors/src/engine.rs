@@ -69,6 +69,23 @@ impl TxBackend for Engine {
         Ok(latest)
     }
 
+    async fn wait_for(&self, commit: u64) -> Result<(), Error> {
+        // The conflicting commit was sequenced before our append and is in a
+        // batch being made durable: it is acknowledged within one fsync,
+        // unless the writer failed, which the next append reports.
+        let deadline = tokio::time::Instant::now() + WAIT_FOR_ACK;
+        while self.last_acked.load(Ordering::Acquire) < commit {
+            if tokio::time::Instant::now() > deadline {
+                return Err(Error::WriterFailed {
+                    reason: format!("commit {commit} was not acknowledged within {WAIT_FOR_ACK:?}"),
+                });
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_micros(100)).await;
+        }
+        Ok(())
+    }
+
     async fn append(&self, req: AppendRequest) -> Result<AppendAnswer, Error> {
         let when = req
             .when
@@ -101,6 +118,9 @@ impl TxBackend for Engine {
         })
     }
 }
+
+/// How long a transaction waits for a conflicting commit to be acknowledged.
+const WAIT_FOR_ACK: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How many ids one `meta` write reserves.
 const ID_BLOCK: u64 = 1 << 16;

@@ -181,6 +181,11 @@ pub trait TxBackend: Send + Sync + 'static {
         to: u64,
     ) -> impl Future<Output = Result<Option<u64>, Error>> + Send;
 
+    /// Waits until `commit` is acknowledged (durable and indexed), so that
+    /// a re-evaluation after a sequencer conflict reads the commit that
+    /// caused it instead of spinning on a stale state.
+    fn wait_for(&self, commit: u64) -> impl Future<Output = Result<(), Error>> + Send;
+
     /// Sequences one record (validating its checks), makes it durable and indexed.
     fn append(
         &self,
@@ -534,6 +539,7 @@ impl<B: TxBackend> Transaction<B> {
                 AppendAnswer::Conflict { commit } => {
                     debug!(attempt, commit, "sequencer conflict; re-evaluating");
                     last_conflict = commit;
+                    self.backend.wait_for(commit).await?;
                 }
             }
         }

@@ -64,6 +64,10 @@ impl TxBackend for MemBackend {
         Ok(latest)
     }
 
+    async fn wait_for(&self, _commit: u64) -> Result<(), Error> {
+        Ok(()) // appends are acknowledged as they are sequenced
+    }
+
     async fn append(&self, req: AppendRequest) -> Result<AppendAnswer, Error> {
         if let Some(d) = self.append_delay {
             tokio::time::sleep(d).await;

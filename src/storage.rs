@@ -40,23 +40,23 @@ pub struct Actors {
 }
 
 #[derive(Debug)]
-struct Inner {
-    dir: PathBuf,
-    options: Options,
-    lock: Mutex<Option<DirLock>>,
-    started: Started,
-    index: ActorRef<IndexActor>,
-    engine: Arc<Engine>,
-    registry: Arc<TxRegistry<Engine>>,
-    tx_ids: TxIds,
-    last_acked: Arc<AtomicU64>,
-    closed: AtomicBool,
+pub(crate) struct Inner {
+    pub(crate) dir: PathBuf,
+    pub(crate) options: Options,
+    pub(crate) lock: Mutex<Option<DirLock>>,
+    pub(crate) started: Started,
+    pub(crate) index: ActorRef<IndexActor>,
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) registry: Arc<TxRegistry<Engine>>,
+    pub(crate) tx_ids: TxIds,
+    pub(crate) last_acked: Arc<AtomicU64>,
+    pub(crate) closed: AtomicBool,
 }
 
 /// An open store. Cheap to clone; every clone is the same store.
 #[derive(Clone, Debug)]
 pub struct Storage {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 /// A transaction: hand its [`Tx::id`] to the other participants, who find it
@@ -64,6 +64,21 @@ pub struct Storage {
 #[derive(Clone, Debug)]
 pub struct Tx {
     handle: TxHandle<Engine>,
+}
+
+/// One commit, as [`Storage::history`] lists it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommitInfo {
+    /// The commit number.
+    pub commit: u64,
+    /// The transaction that made it.
+    pub tx_id: TxId,
+    /// When it was made (the transaction's `when`, else the time it was sequenced).
+    pub when: std::time::SystemTime,
+    /// The transaction's label.
+    pub label: Option<String>,
+    /// Each participant's path.
+    pub paths: Vec<KPath>,
 }
 
 /// One participant of a transaction; [`Patcher::commit`] contributes its
@@ -226,6 +241,39 @@ impl Storage {
     pub async fn read_path_at(&self, path: &KPath, commit: u64) -> Result<Option<Node>, Error> {
         self.check_open()?;
         self.inner.engine.reader.read(path, commit).await
+    }
+
+    /// The commits in `(from, to]` that changed `path` (or anything below or
+    /// above it that reaches it), oldest first, with their time, transaction
+    /// and label. `to` after the current commit is [`Error::FutureCommit`].
+    pub async fn history(&self, path: &str, from: u64, to: u64) -> Result<Vec<CommitInfo>, Error> {
+        self.check_open()?;
+        let path = KPath::parse(path)?;
+        let current = self.current_commit();
+        if to > current {
+            return Err(Error::FutureCommit {
+                commit: to,
+                current,
+            });
+        }
+        let commits = self
+            .inner
+            .index
+            .ask(logd_actors::index::Affecting { path, from, to })
+            .await
+            .map_err(|_| Error::Closed)?;
+        let mut out = Vec::with_capacity(commits.len());
+        for commit in commits {
+            let entry = self.inner.engine.reader.entry(commit).await?;
+            out.push(CommitInfo {
+                commit,
+                tx_id: TxId(entry.tx_id),
+                when: std::time::UNIX_EPOCH + std::time::Duration::from_nanos(entry.timestamp),
+                label: entry.meta.label.clone(),
+                paths: entry.participants.iter().map(|p| p.path.clone()).collect(),
+            });
+        }
+        Ok(out)
     }
 
     /// Makes everything durable, stops the actors and releases the lock.

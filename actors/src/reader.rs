@@ -291,6 +291,20 @@ impl Reader {
         Ok(f)
     }
 
+    /// The log record of `commit` (from the cache or the segment file).
+    pub async fn entry(&self, commit: u64) -> Result<Arc<Entry>, Error> {
+        let loc = self
+            .index
+            .ask(crate::index::LocationOf { commit })
+            .await
+            .map_err(|_| Error::Closed)?
+            .ok_or(Error::FutureCommit {
+                commit,
+                current: self.last_acked.load(Ordering::Acquire),
+            })?;
+        self.fetch(commit, loc).map(|r| r.0).map_err(|e| e.0)
+    }
+
     /// Forgets open files of segments that compaction removed.
     pub fn forget_segments_before(&self, first_commit: u64) {
         if let Ok(mut files) = self.files.lock() {

@@ -2,12 +2,33 @@
 //!
 //! Every change is a patch committed through a transaction; every commit gets a
 //! number; the state at any path can be read as of any retained commit.
+//!
+//! The public API is [`Storage`] (open, transactions, reads, close), [`Tx`]
+//! and [`Patcher`] (the participants of a transaction), the document model
+//! ([`Node`], [`Value`], [`Key`], [`Tag`]), kinded paths ([`KPath`]) and the
+//! patch engine ([`patch`]).
 
 #![warn(missing_docs)]
 
 mod storage;
 
+pub use logd_actors::transaction::{Outcome, Patch, PatchMeta, TxId};
 pub use logd_actors::{Durability, Error, Options};
 pub use logd_core::kpath::{KPath, KPathError, Segment};
 pub use logd_core::node::{Key, Kind, Node, Tag, Value};
-pub use storage::{Actors, Storage};
+pub use logd_core::patch;
+pub use logd_core::text;
+pub use storage::{Actors, CommitInfo, Patcher, Storage, Tx};
+
+/// The engine's internals, for tools and load tests that drive the actors'
+/// mailboxes directly (see [`Storage::actors`]).
+pub mod actors {
+    pub use logd_actors::index;
+    pub use logd_actors::log_writer;
+    pub use logd_actors::transaction;
+}
+
+/// The README's code blocks, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

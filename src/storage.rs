@@ -1,50 +1,98 @@
-//! The public store handle (first cut: open, close, current commit, actors).
+//! The public store handle: [`Storage`], [`Tx`] and [`Patcher`].
 //!
-//! This module owns [`Storage`]: it takes the directory lock, runs the one
-//! recovery scan, starts the supervised write path and hands out the actor
-//! refs. It never writes log records itself (the log writer does) and never
-//! holds engine state beyond the handles.
+//! This module owns what a user holds: it takes the directory lock, runs the
+//! one recovery scan, rebuilds the path index from it, starts the actors
+//! (the supervised log writer, the index, one transaction actor per
+//! transaction) and hands out handles. It never writes log records itself
+//! (the log writer does), never plans or folds reads (the reader does) and
+//! never decides a transaction (its actor does).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use kameo::actor::ActorRef;
+use kameo::actor::{ActorRef, Spawn};
+use logd_actors::engine::{Engine, TxIds};
 use logd_actors::fileops::{FileOps, RealFs};
-use logd_actors::log_writer::{LogWriter, WriterArgs};
+use logd_actors::index::IndexActor;
+use logd_actors::log_writer::{Committed, LogWriter, WriterArgs};
+use logd_actors::reader::{Reader, RecordCache};
 use logd_actors::recovery::{DirLock, Recovered, recover};
 use logd_actors::supervisor::{Started, Supervisor, start};
+use logd_actors::transaction::{Outcome, Patch, PatchMeta, TxHandle, TxId, TxRegistry};
 use logd_actors::{Error, Options};
+use logd_core::index::PathIndex;
+use logd_core::{KPath, Node};
+
+/// How many bytes of recent records the read path keeps in memory.
+const RECORD_CACHE_BYTES: usize = 64 << 20;
 
 /// The engine's actors, for callers (load tests, tools) that drive the
 /// mailboxes directly.
 #[derive(Clone, Debug)]
 pub struct Actors {
-    /// The supervisor.
+    /// The supervisor of the log writer.
     pub supervisor: ActorRef<Supervisor>,
     /// The log writer: send it `Append`, `Seal`, `Flush`.
     pub log_writer: ActorRef<LogWriter>,
+    /// The path index: send it `Plan`, `PlanFrom`, `Affecting`, `Stats`.
+    pub index: ActorRef<IndexActor>,
 }
 
 #[derive(Debug)]
-struct Inner {
-    dir: PathBuf,
-    lock: Mutex<Option<DirLock>>,
-    started: Started,
-    last_acked: Arc<AtomicU64>,
-    closed: AtomicBool,
+pub(crate) struct Inner {
+    pub(crate) dir: PathBuf,
+    pub(crate) options: Options,
+    pub(crate) lock: Mutex<Option<DirLock>>,
+    pub(crate) started: Started,
+    pub(crate) index: ActorRef<IndexActor>,
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) registry: Arc<TxRegistry<Engine>>,
+    pub(crate) tx_ids: TxIds,
+    pub(crate) last_acked: Arc<AtomicU64>,
+    pub(crate) closed: AtomicBool,
 }
 
 /// An open store. Cheap to clone; every clone is the same store.
 #[derive(Clone, Debug)]
 pub struct Storage {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// A transaction: hand its [`Tx::id`] to the other participants, who find it
+/// with [`Storage::get_tx`]. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Tx {
+    handle: TxHandle<Engine>,
+}
+
+/// One commit, as [`Storage::history`] lists it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommitInfo {
+    /// The commit number.
+    pub commit: u64,
+    /// The transaction that made it.
+    pub tx_id: TxId,
+    /// When it was made (the transaction's `when`, else the time it was sequenced).
+    pub when: std::time::SystemTime,
+    /// The transaction's label.
+    pub label: Option<String>,
+    /// Each participant's path.
+    pub paths: Vec<KPath>,
+}
+
+/// One participant of a transaction; [`Patcher::commit`] contributes its
+/// patch and waits for the transaction's single outcome.
+#[derive(Debug)]
+pub struct Patcher {
+    inner: logd_actors::transaction::Patcher,
 }
 
 impl Storage {
     /// Opens (or creates) the store in `dir`: takes `<dir>/LOCK`
-    /// ([`Error::Locked`] if another opener has it), recovers the log and
-    /// starts the actors.
+    /// ([`Error::Locked`] if another opener has it), recovers the log
+    /// (truncating a torn tail of the last segment), rebuilds the path index
+    /// and starts the actors.
     pub async fn open(dir: impl AsRef<Path>, options: Options) -> Result<Storage, Error> {
         Storage::open_with(dir, options, Arc::new(RealFs))
             .await
@@ -60,24 +108,64 @@ impl Storage {
     ) -> Result<(Storage, Recovered), Error> {
         let dir = dir.as_ref().to_path_buf();
         let lock = DirLock::acquire(&dir, &options)?;
-        let (recovered, options, fs) = {
+        let (recovered, index, options, fs) = {
             let dir = dir.clone();
             tokio::task::spawn_blocking(move || {
-                recover(&dir, &options, &*fs).map(|r| (r, options, fs))
+                let recovered = recover(&dir, &options, &*fs)?;
+                let mut index = PathIndex::new();
+                for rec in &recovered.records {
+                    index
+                        .insert_patch(rec.commit, &rec.entry.patch, rec.location)
+                        .map_err(|e| {
+                            Error::corrupt(
+                                logd_actors::recovery::segment_path(&dir, rec.location.segment),
+                                rec.location.offset,
+                                e.to_string(),
+                            )
+                        })?;
+                }
+                Ok::<_, Error>((recovered, index, options, fs))
             })
             .await
             .map_err(|e| Error::WriterFailed {
                 reason: format!("recovery task failed: {e}"),
             })??
         };
-        let args = WriterArgs::new(dir.clone(), options, fs, None, &recovered);
+        let records = Arc::new(RecordCache::new(RECORD_CACHE_BYTES));
+        let index = IndexActor::spawn(IndexActor::with_cache(index, records.clone()));
+        let observer = index.clone().reply_recipient::<Committed>();
+        let tx_ids = TxIds::open(
+            dir.clone(),
+            recovered.meta.clone(),
+            recovered.max_tx_id,
+            fs.clone(),
+            options.umask,
+        )?;
+        let args = WriterArgs::new(dir.clone(), options.clone(), fs, Some(observer), &recovered);
         let started = start(args).await?;
         let last_acked = started.last_acked.clone();
+        let reader = Arc::new(Reader::new(
+            dir.clone(),
+            index.clone(),
+            records,
+            last_acked.clone(),
+        ));
+        let engine = Arc::new(Engine {
+            writer: started.writer.clone(),
+            index: index.clone(),
+            reader,
+            last_acked: last_acked.clone(),
+        });
         let storage = Storage {
             inner: Arc::new(Inner {
                 dir,
+                options,
                 lock: Mutex::new(Some(lock)),
                 started,
+                index,
+                engine,
+                registry: Arc::new(TxRegistry::default()),
+                tx_ids,
                 last_acked,
                 closed: AtomicBool::new(false),
             }),
@@ -90,7 +178,13 @@ impl Storage {
         &self.inner.dir
     }
 
-    /// The last durable, acknowledged commit (0 for an empty store).
+    /// The options the store was opened with.
+    pub fn options(&self) -> &Options {
+        &self.inner.options
+    }
+
+    /// The last durable, indexed commit (0 for an empty store). A read
+    /// issued after a commit was acknowledged sees it.
     pub fn current_commit(&self) -> u64 {
         self.inner.last_acked.load(Ordering::SeqCst)
     }
@@ -100,7 +194,86 @@ impl Storage {
         Actors {
             supervisor: self.inner.started.supervisor.clone(),
             log_writer: self.inner.started.writer.clone(),
+            index: self.inner.index.clone(),
         }
+    }
+
+    fn check_open(&self) -> Result<(), Error> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Starts a transaction of `participants` patches. Its actor waits up to
+    /// `meta.max_duration` (default [`Options::tx_timeout`]) for all of them.
+    pub async fn new_tx(&self, participants: usize, meta: PatchMeta) -> Result<Tx, Error> {
+        self.check_open()?;
+        let id = self.inner.tx_ids.next()?;
+        let handle = self.inner.registry.spawn(
+            self.inner.engine.clone(),
+            id,
+            participants,
+            meta,
+            self.inner.options.tx_timeout,
+        )?;
+        Ok(Tx { handle })
+    }
+
+    /// The live transaction `id` ([`Error::TxNotFound`] for an unknown or
+    /// finished one).
+    pub async fn get_tx(&self, id: TxId) -> Result<Tx, Error> {
+        self.check_open()?;
+        self.inner.registry.get(id).map(|handle| Tx { handle })
+    }
+
+    /// The node at `path` as of `commit` (`None` where it does not exist).
+    /// `commit` after [`Storage::current_commit`] is [`Error::FutureCommit`];
+    /// a malformed path is [`Error::InvalidPath`].
+    pub async fn read_state_at(&self, path: &str, commit: u64) -> Result<Option<Node>, Error> {
+        self.check_open()?;
+        let path = KPath::parse(path)?;
+        self.inner.engine.reader.read(&path, commit).await
+    }
+
+    /// [`Storage::read_state_at`] with a parsed path.
+    pub async fn read_path_at(&self, path: &KPath, commit: u64) -> Result<Option<Node>, Error> {
+        self.check_open()?;
+        self.inner.engine.reader.read(path, commit).await
+    }
+
+    /// The commits in `(from, to]` that changed `path` (or anything below or
+    /// above it that reaches it), oldest first, with their time, transaction
+    /// and label. `to` after the current commit is [`Error::FutureCommit`].
+    pub async fn history(&self, path: &str, from: u64, to: u64) -> Result<Vec<CommitInfo>, Error> {
+        self.check_open()?;
+        let path = KPath::parse(path)?;
+        let current = self.current_commit();
+        if to > current {
+            return Err(Error::FutureCommit {
+                commit: to,
+                current,
+            });
+        }
+        let commits = self
+            .inner
+            .index
+            .ask(logd_actors::index::Affecting { path, from, to })
+            .await
+            .map_err(|_| Error::Closed)?;
+        let mut out = Vec::with_capacity(commits.len());
+        for commit in commits {
+            let entry = self.inner.engine.reader.entry(commit).await?;
+            out.push(CommitInfo {
+                commit,
+                tx_id: TxId(entry.tx_id),
+                when: std::time::UNIX_EPOCH + std::time::Duration::from_nanos(entry.timestamp),
+                label: entry.meta.label.clone(),
+                paths: entry.participants.iter().map(|p| p.path.clone()).collect(),
+            });
+        }
+        Ok(out)
     }
 
     /// Makes everything durable, stops the actors and releases the lock.
@@ -111,6 +284,8 @@ impl Storage {
             return Ok(());
         }
         let result = self.inner.started.stop().await;
+        let _ = self.inner.index.stop_gracefully().await;
+        self.inner.index.wait_for_shutdown().await;
         if let Ok(mut g) = self.inner.lock.lock() {
             g.take();
         }
@@ -123,11 +298,35 @@ impl Storage {
     }
 }
 
+impl Tx {
+    /// The transaction's id, to hand to the other participants.
+    pub fn id(&self) -> TxId {
+        self.handle.id()
+    }
+
+    /// Registers a participant with its patch; past the transaction's
+    /// participant count this is [`Error::TxFull`].
+    pub async fn new_patcher(&self, patch: Patch) -> Result<Patcher, Error> {
+        Ok(Patcher {
+            inner: self.handle.new_patcher(patch)?,
+        })
+    }
+}
+
+impl Patcher {
+    /// Contributes this participant's patch and waits until every
+    /// participant has arrived and the transaction is decided; every
+    /// participant gets the same result, and calling it again returns it
+    /// again.
+    pub async fn commit(&mut self) -> Result<Outcome, Error> {
+        self.inner.commit().await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use logd_actors::log_writer::{Append, AppendOutcome};
-    use logd_core::Node;
     use logd_core::wal::EntryMeta;
 
     fn rec(i: i64) -> Append {
@@ -138,6 +337,7 @@ mod tests {
             meta: EntryMeta::default(),
             checks: vec![],
             read_commit: 0,
+            when: None,
         }
     }
 
@@ -156,11 +356,13 @@ mod tests {
             assert!(matches!(out, AppendOutcome::Appended(a) if a.commit == i as u64));
             assert_eq!(s.current_commit(), i as u64);
         }
+        assert_eq!(s.read_state_at("a", 2).await, Ok(Some(Node::int(2))));
         s.clone().close().await.unwrap();
         assert!(s.is_closed());
         s.close().await.unwrap();
         let s = Storage::open(dir.path(), Options::default()).await.unwrap();
         assert_eq!(s.current_commit(), 3);
+        assert_eq!(s.read_state_at("a", 3).await, Ok(Some(Node::int(3))));
         s.close().await.unwrap();
     }
 }

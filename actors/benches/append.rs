@@ -55,6 +55,7 @@ fn record(i: u64) -> Append {
         meta: EntryMeta::default(),
         checks: vec![],
         read_commit: 0,
+        when: None,
     }
 }
 

@@ -50,14 +50,17 @@ pub enum Error {
         /// The configured maximum.
         max: u64,
     },
-    /// A check failed: `commit`, sequenced after the caller's read commit,
-    /// affected `path`.
-    #[error("conflict at {path}: changed by commit {commit}")]
+    /// The transaction could not commit as one: participant paths collide
+    /// (equal, nested, or mixed accessors under one parent), or a checked path
+    /// kept changing under it. Nothing was written.
+    #[error("conflict at {path}: {reason}")]
     Conflict {
-        /// The checked path (kinded-path text).
+        /// The path in conflict (empty when it concerns the whole transaction).
         path: String,
-        /// The latest commit that affected it.
+        /// The commit that changed it, when one did (0 otherwise).
         commit: u64,
+        /// What collided.
+        reason: String,
     },
     /// The log writer stopped accepting writes after a failure (fail-stop);
     /// reopen the store.
@@ -76,6 +79,66 @@ pub enum Error {
         commit: u64,
         /// The current commit.
         current: u64,
+    },
+    /// Malformed Tony text.
+    #[error("parse error at line {line}, column {column}: {message}")]
+    Parse {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column, in characters.
+        column: usize,
+        /// What was wrong.
+        message: String,
+    },
+    /// A malformed kinded path.
+    #[error("invalid path {path:?} at offset {offset}: {message}")]
+    InvalidPath {
+        /// The text given.
+        path: String,
+        /// Byte offset of the problem.
+        offset: usize,
+        /// What was wrong.
+        message: String,
+    },
+    /// A patch failed or was refused (e.g. a `!replace` whose `from` differs,
+    /// `!pipe`). Nothing was committed.
+    #[error("patch failed: {0}")]
+    Patch(#[from] logd_core::patch::PatchError),
+    /// More patchers than the transaction has participants.
+    #[error("transaction {id} is full: it has {participants} participants")]
+    TxFull {
+        /// The transaction id.
+        id: u64,
+        /// Its number of participants.
+        participants: usize,
+    },
+    /// No live transaction has this id (unknown, or already finished).
+    #[error("transaction {id} not found (unknown or finished)")]
+    TxNotFound {
+        /// The transaction id.
+        id: u64,
+    },
+    /// The transaction did not complete within its `max_duration`; nothing was written.
+    #[error("transaction {id} timed out after {after:?} waiting for its participants")]
+    TxTimeout {
+        /// The transaction id.
+        id: u64,
+        /// Its deadline.
+        after: std::time::Duration,
+    },
+    /// The commit asked for is older than the oldest retained commit.
+    #[error("commit {commit} was compacted away (the oldest readable commit is {oldest})")]
+    Compacted {
+        /// The commit asked for.
+        commit: u64,
+        /// The oldest commit that can still be read.
+        oldest: u64,
+    },
+    /// An argument is out of range (e.g. a transaction with 0 participants).
+    #[error("invalid argument: {reason}")]
+    InvalidArgument {
+        /// What is wrong.
+        reason: String,
     },
 }
 
@@ -117,5 +180,25 @@ pub fn from_send<M>(e: kameo::error::SendError<M, Error>) -> Error {
         SendError::Timeout(_) => Error::WriterFailed {
             reason: "timed out waiting for a reply".into(),
         },
+    }
+}
+
+impl From<logd_core::text::ParseError> for Error {
+    fn from(e: logd_core::text::ParseError) -> Error {
+        Error::Parse {
+            line: e.line,
+            column: e.column,
+            message: e.message,
+        }
+    }
+}
+
+impl From<logd_core::KPathError> for Error {
+    fn from(e: logd_core::KPathError) -> Error {
+        Error::InvalidPath {
+            path: e.path,
+            offset: e.offset,
+            message: e.message,
+        }
     }
 }

@@ -21,13 +21,18 @@ use logd_core::index::{IndexError, IndexStats, PathIndex, ReadPlan, touched_path
 use logd_core::kpath::KPath;
 use logd_core::node::Node;
 use logd_core::wal::Location;
-use tracing::{debug, instrument};
+use tracing::{debug, error, instrument};
+
+use crate::log_writer::Committed;
+use crate::reader::RecordCache;
 
 /// The index actor. Spawn it with `IndexActor::spawn(IndexActor::new())`
 /// (kameo's `Spawn` trait), or from an index rebuilt at open.
 #[derive(Actor, Debug, Default)]
 pub struct IndexActor {
     index: PathIndex,
+    /// Where durable records observed from the log writer are kept for readers.
+    records: Option<Arc<RecordCache>>,
 }
 
 impl IndexActor {
@@ -38,7 +43,19 @@ impl IndexActor {
 
     /// An actor over an existing index (e.g. rebuilt by scanning the log at open).
     pub fn with_index(index: PathIndex) -> IndexActor {
-        IndexActor { index }
+        IndexActor {
+            index,
+            records: None,
+        }
+    }
+
+    /// An actor over an existing index that also puts every record it is
+    /// told about (through [`Committed`]) into `records`, for readers.
+    pub fn with_cache(index: PathIndex, records: Arc<RecordCache>) -> IndexActor {
+        IndexActor {
+            index,
+            records: Some(records),
+        }
     }
 }
 
@@ -128,6 +145,60 @@ impl Message<IndexCommit> for IndexActor {
         let last = self.index.last_commit();
         debug!(?last, "indexed");
         Ok(last)
+    }
+}
+
+/// Plan a read of `path` as of `commit`, replaying from the state at `base`
+/// (a commit whose state the caller already holds, e.g. a checkpoint or a
+/// snapshot; 0 = the empty document).
+#[derive(Clone, Debug)]
+pub struct PlanFrom {
+    /// The path to read.
+    pub path: KPath,
+    /// The commit whose state the replay starts from.
+    pub base: u64,
+    /// The commit to read as of.
+    pub commit: u64,
+}
+
+impl Message<PlanFrom> for IndexActor {
+    type Reply = Result<ReadPlan, IndexError>;
+
+    #[instrument(name = "index.plan_from", level = "debug", skip_all, fields(path = %msg.path, base = msg.base, commit = msg.commit))]
+    async fn handle(
+        &mut self,
+        msg: PlanFrom,
+        _ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        self.index.plan(&msg.path, msg.base, msg.commit)
+    }
+}
+
+/// The log writer's durable batches. Records the index already holds (a
+/// restarted writer shows its unacknowledged tail again) are skipped; a gap
+/// is logged and leaves the index unchanged, so later reads fail loudly
+/// instead of answering from an index that misses commits.
+impl Message<Committed> for IndexActor {
+    type Reply = ();
+
+    #[instrument(name = "index.committed", level = "debug", skip_all, fields(records = msg.records.len()))]
+    async fn handle(&mut self, msg: Committed, _ctx: &mut Context<Self, ()>) {
+        for rec in &msg.records {
+            let next = self.index.next_commit().unwrap_or(rec.commit);
+            if rec.commit < next {
+                continue;
+            }
+            if let Err(e) =
+                self.index
+                    .insert(rec.commit, &touched_paths(&rec.entry.patch), rec.location)
+            {
+                error!(commit = rec.commit, error = %e, "cannot index a durable record");
+                return;
+            }
+            if let Some(cache) = &self.records {
+                cache.insert(rec.commit, rec.entry.clone(), rec.location.len as usize);
+            }
+        }
     }
 }
 

@@ -15,13 +15,16 @@
 
 #![warn(missing_docs)]
 
+pub mod engine;
 pub mod error;
 pub mod fileops;
 pub mod index;
 pub mod log_writer;
 pub mod options;
+pub mod reader;
 pub mod recovery;
 pub mod supervisor;
+pub mod transaction;
 
 pub use error::Error;
 pub use fileops::{FileOps, RealFs};

@@ -79,6 +79,8 @@ pub struct Append {
     pub checks: Vec<KPath>,
     /// The commit the checks were evaluated at.
     pub read_commit: u64,
+    /// The time to record (unix nanoseconds); `None` stamps the time of sequencing.
+    pub when: Option<u64>,
 }
 
 /// Where an appended record went.
@@ -521,7 +523,7 @@ impl LogWriter {
         let entry = Entry {
             commit,
             tx_id: msg.tx_id,
-            timestamp: now_nanos(),
+            timestamp: msg.when.unwrap_or_else(now_nanos),
             patch: msg.patch,
             participants: msg.participants,
             meta: msg.meta,

@@ -138,6 +138,7 @@ fn append_msg(path: &str, value: i64) -> Append {
         meta: EntryMeta::default(),
         checks: vec![],
         read_commit: 0,
+        when: None,
     }
 }
 

@@ -1,0 +1,376 @@
+//! The read path: `read_state_at(path, commit)` in the caller's task.
+//!
+//! This module owns [`Reader`]: it asks the [`IndexActor`] for a read plan
+//! (one lookup; the actor is never held while records are read or patches
+//! applied), fetches the planned records, and folds them with
+//! [`logd_core::read::execute`]. Records come from a shared [`RecordCache`]
+//! (the index fills it with every durable batch, so recent commits never
+//! touch the disk) or by positional, CRC-checked reads of the segment files
+//! (`wal::read_at`; open files are cached and shared, so a read in flight
+//! keeps its file even if compaction unlinks it).
+//!
+//! Reads whose plan replays many records (the root, or a wide subtree) go
+//! through the *materialized state*: the root folded up to some commit, kept
+//! in memory and moved forward by the new commits only, plus a few bounded
+//! checkpoints at older commits for reads in the past. Its oracle is the
+//! plain fold: both must give the same node, which the tests check.
+//!
+//! It never writes files and never decides which commits matter (the index
+//! does).
+
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use kameo::actor::ActorRef;
+use logd_core::index::{IndexError, ReadPlan};
+use logd_core::read::{self, ReadError};
+use logd_core::wal::{self, Entry, Location};
+use logd_core::{KPath, Node, Value};
+use tracing::instrument;
+
+use crate::error::Error;
+use crate::index::{IndexActor, PlanFrom};
+use crate::recovery;
+
+/// Plans that replay more records than this go through the materialized state.
+pub const MATERIALIZE_THRESHOLD: usize = 64;
+
+/// The materialized state keeps a checkpoint every this many commits.
+pub const CHECKPOINT_EVERY: u64 = 512;
+
+/// At most this many checkpoints are kept (older ones are thinned out).
+pub const MAX_CHECKPOINTS: usize = 16;
+
+/// Checkpoints of a document larger than this (estimated bytes) are not kept.
+pub const MAX_CHECKPOINT_BYTES: usize = 32 << 20;
+
+/// A record as the fold sees it: a shared entry that borrows as its patch.
+#[derive(Clone, Debug)]
+pub struct PatchRef(pub Arc<Entry>);
+
+impl Borrow<Node> for PatchRef {
+    fn borrow(&self) -> &Node {
+        &self.0.patch
+    }
+}
+
+/// Recent durable records by commit, bounded by their encoded size.
+#[derive(Debug)]
+pub struct RecordCache {
+    inner: Mutex<CacheInner>,
+    budget: usize,
+}
+
+#[derive(Debug, Default)]
+struct CacheInner {
+    records: BTreeMap<u64, (Arc<Entry>, usize)>,
+    bytes: usize,
+}
+
+impl RecordCache {
+    /// A cache holding at most about `budget` bytes of encoded records.
+    pub fn new(budget: usize) -> RecordCache {
+        RecordCache {
+            inner: Mutex::new(CacheInner::default()),
+            budget,
+        }
+    }
+
+    /// Adds a record; the oldest records go when over budget.
+    pub fn insert(&self, commit: u64, entry: Arc<Entry>, bytes: usize) {
+        let Ok(mut g) = self.inner.lock() else {
+            return;
+        };
+        if let Some((_, old)) = g.records.insert(commit, (entry, bytes)) {
+            g.bytes -= old;
+        }
+        g.bytes += bytes;
+        while g.bytes > self.budget {
+            let Some((_, (_, b))) = g.records.pop_first() else {
+                break;
+            };
+            g.bytes -= b;
+        }
+    }
+
+    /// The record of `commit`, if cached.
+    pub fn get(&self, commit: u64) -> Option<Arc<Entry>> {
+        self.inner
+            .lock()
+            .ok()
+            .and_then(|g| g.records.get(&commit).map(|(e, _)| e.clone()))
+    }
+
+    /// Drops every record before `commit` (compaction).
+    pub fn forget_before(&self, commit: u64) {
+        if let Ok(mut g) = self.inner.lock() {
+            let keep = g.records.split_off(&commit);
+            let dropped: usize = g.records.values().map(|(_, b)| *b).sum();
+            g.records = keep;
+            g.bytes -= dropped;
+        }
+    }
+}
+
+/// The root folded up to `commit`, and older checkpoints.
+#[derive(Debug, Default)]
+struct Materialized {
+    commit: u64,
+    root: Option<Node>,
+    checkpoints: BTreeMap<u64, Arc<Option<Node>>>,
+}
+
+/// Reads the state at any path as of any retained commit.
+#[derive(Debug)]
+pub struct Reader {
+    dir: PathBuf,
+    index: ActorRef<IndexActor>,
+    records: Arc<RecordCache>,
+    files: Mutex<HashMap<u64, Arc<File>>>,
+    last_acked: Arc<AtomicU64>,
+    materialized: tokio::sync::Mutex<Materialized>,
+}
+
+/// Why fetching one record failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct FetchError(Error);
+
+impl Reader {
+    /// A reader of the store in `dir`.
+    pub fn new(
+        dir: PathBuf,
+        index: ActorRef<IndexActor>,
+        records: Arc<RecordCache>,
+        last_acked: Arc<AtomicU64>,
+    ) -> Reader {
+        Reader {
+            dir,
+            index,
+            records,
+            files: Mutex::new(HashMap::new()),
+            last_acked,
+            materialized: tokio::sync::Mutex::new(Materialized::default()),
+        }
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The node at `path` as of `commit` (`None` where it does not exist).
+    #[instrument(name = "read_state_at", level = "debug", skip(self), fields(path = %path))]
+    pub async fn read(&self, path: &KPath, commit: u64) -> Result<Option<Node>, Error> {
+        let current = self.last_acked.load(Ordering::Acquire);
+        if commit > current {
+            return Err(Error::FutureCommit { commit, current });
+        }
+        let plan = self.plan(path, 0, commit).await?;
+        if plan.records.len() <= MATERIALIZE_THRESHOLD {
+            return self.execute(&plan, None);
+        }
+        self.read_materialized(path, commit).await
+    }
+
+    async fn plan(&self, path: &KPath, base: u64, commit: u64) -> Result<ReadPlan, Error> {
+        self.index
+            .ask(PlanFrom {
+                path: path.clone(),
+                base,
+                commit,
+            })
+            .await
+            .map_err(|e| match e {
+                kameo::error::SendError::HandlerError(e) => index_error(e, commit),
+                _ => Error::Closed,
+            })
+    }
+
+    fn execute(&self, plan: &ReadPlan, base: Option<Node>) -> Result<Option<Node>, Error> {
+        read::execute(plan, base, |commit, loc| self.fetch(commit, loc)).map_err(|e| match e {
+            ReadError::Fetch { source, .. } => source.0,
+            ReadError::Index(e) => index_error(e, plan.commit),
+            other => Error::Corrupt {
+                file: self.dir.join("wal"),
+                offset: 0,
+                reason: other.to_string(),
+            },
+        })
+    }
+
+    /// Serves a read from the materialized root: moves it forward when
+    /// `commit` is at or after it, else starts from the nearest checkpoint.
+    async fn read_materialized(&self, path: &KPath, commit: u64) -> Result<Option<Node>, Error> {
+        let mut m = self.materialized.lock().await;
+        if commit >= m.commit {
+            let plan = self.plan(&KPath::root(), m.commit, commit).await?;
+            let mut root = m.root.take();
+            let mut at = m.commit;
+            // Fold in chunks that end on checkpoint boundaries.
+            let mut start = 0;
+            while start < plan.records.len() {
+                let mut end = start;
+                while end < plan.records.len() {
+                    let c = plan.records[end].0;
+                    end += 1;
+                    if c % CHECKPOINT_EVERY == 0 {
+                        break;
+                    }
+                }
+                let chunk = ReadPlan {
+                    records: plan.records[start..end].to_vec(),
+                    ..plan.clone()
+                };
+                root = match self.execute(&chunk, root) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // Leave the cache empty rather than half-advanced.
+                        *m = Materialized::default();
+                        return Err(e);
+                    }
+                };
+                at = chunk.records.last().map_or(at, |r| r.0);
+                if at % CHECKPOINT_EVERY == 0 && !m.checkpoints.contains_key(&at) {
+                    keep_checkpoint(&mut m.checkpoints, at, &root);
+                }
+                start = end;
+            }
+            m.commit = commit;
+            m.root = root;
+            return Ok(m.root.as_ref().and_then(|r| r.get_path(path).cloned()));
+        }
+        let (base_commit, base) = m
+            .checkpoints
+            .range(..=commit)
+            .next_back()
+            .map(|(c, n)| (*c, n.clone()))
+            .unwrap_or((0, Arc::new(None)));
+        drop(m);
+        let plan = self.plan(path, base_commit, commit).await?;
+        let base_at_root = base.as_ref().as_ref().and_then(|n| n.get_path(&plan.root));
+        self.execute(&plan, base_at_root.cloned())
+    }
+
+    fn fetch(&self, commit: u64, loc: Location) -> Result<PatchRef, FetchError> {
+        if let Some(e) = self.records.get(commit) {
+            return Ok(PatchRef(e));
+        }
+        let file = self.file(loc.segment).map_err(FetchError)?;
+        let entry = wal::read_at(&file, loc).map_err(|e| {
+            FetchError(Error::corrupt(
+                recovery::segment_path(&self.dir, loc.segment),
+                e.offset,
+                e.to_string(),
+            ))
+        })?;
+        if entry.commit != commit {
+            return Err(FetchError(Error::corrupt(
+                recovery::segment_path(&self.dir, loc.segment),
+                loc.offset,
+                format!("expected commit {commit}, found {}", entry.commit),
+            )));
+        }
+        let entry = Arc::new(entry);
+        self.records.insert(commit, entry.clone(), loc.len as usize);
+        Ok(PatchRef(entry))
+    }
+
+    fn file(&self, segment: u64) -> Result<Arc<File>, Error> {
+        let mut files = self.files.lock().map_err(|_| Error::Closed)?;
+        if let Some(f) = files.get(&segment) {
+            return Ok(f.clone());
+        }
+        let path = recovery::segment_path(&self.dir, segment);
+        let f = Arc::new(File::open(&path).map_err(|e| Error::io("open", &path, &e))?);
+        files.insert(segment, f.clone());
+        Ok(f)
+    }
+
+    /// The log record of `commit` (from the cache or the segment file).
+    pub async fn entry(&self, commit: u64) -> Result<Arc<Entry>, Error> {
+        let loc = self
+            .index
+            .ask(crate::index::LocationOf { commit })
+            .await
+            .map_err(|_| Error::Closed)?
+            .ok_or(Error::FutureCommit {
+                commit,
+                current: self.last_acked.load(Ordering::Acquire),
+            })?;
+        self.fetch(commit, loc).map(|r| r.0).map_err(|e| e.0)
+    }
+
+    /// Forgets open files of segments that compaction removed.
+    pub fn forget_segments_before(&self, first_commit: u64) {
+        if let Ok(mut files) = self.files.lock() {
+            files.retain(|s, _| *s >= first_commit);
+        }
+    }
+}
+
+fn index_error(e: IndexError, commit: u64) -> Error {
+    match e {
+        IndexError::FutureCommit { commit, last } => Error::FutureCommit {
+            commit,
+            current: last,
+        },
+        IndexError::Compacted { oldest, .. } => Error::Compacted { commit, oldest },
+        other => Error::Corrupt {
+            file: PathBuf::from("<index>"),
+            offset: 0,
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Stores a checkpoint when the document is small enough, thinning older
+/// checkpoints out (every other one) when there are too many.
+fn keep_checkpoint(
+    checkpoints: &mut BTreeMap<u64, Arc<Option<Node>>>,
+    at: u64,
+    root: &Option<Node>,
+) {
+    if root.as_ref().map_or(0, estimate_bytes) > MAX_CHECKPOINT_BYTES {
+        return;
+    }
+    checkpoints.insert(at, Arc::new(root.clone()));
+    if checkpoints.len() > MAX_CHECKPOINTS {
+        let keys: Vec<u64> = checkpoints.keys().copied().collect();
+        for (i, k) in keys.iter().enumerate() {
+            if i % 2 == 1 && i + 1 < keys.len() {
+                checkpoints.remove(k);
+            }
+        }
+    }
+}
+
+/// A rough size of a document in memory, without recursion.
+fn estimate_bytes(root: &Node) -> usize {
+    let mut total = 0usize;
+    let mut stack = vec![root];
+    while let Some(n) = stack.pop() {
+        total += std::mem::size_of::<Node>();
+        match &n.value {
+            Value::String(s) => total += s.len(),
+            Value::Array(items) => stack.extend(items.iter()),
+            Value::Object(kv) => {
+                for (k, v) in kv {
+                    if let logd_core::Key::Field(f) = k {
+                        total += f.len();
+                    }
+                    stack.push(v);
+                }
+            }
+            _ => {}
+        }
+        if total > MAX_CHECKPOINT_BYTES {
+            break;
+        }
+    }
+    total
+}

@@ -1,0 +1,678 @@
+//! The `Transaction` actor: one per transaction. It collects the patches of
+//! its `n` participants, validates them once, sends ONE append to the log
+//! writer and fans the single outcome out to every participant.
+//!
+//! # Flow
+//!
+//! 1. [`TxHandle::new_patcher`] reserves one of the `n` slots (the `n+1`-th
+//!    gets [`Error::TxFull`]); reserving is a lock-free counter, no round trip.
+//! 2. [`Patcher::commit`] sends the participant's patch to the actor over the
+//!    transaction's flume channel, with a fresh flume channel for the outcome,
+//!    and waits on it. A participant that drops its `Patcher` without
+//!    committing never arrives.
+//! 3. When all `n` patches have arrived the actor, once: reads the state at
+//!    the transaction's read commit, evaluates every participant's match,
+//!    checks `meta.seq` (no commit after `seq` affected a patched path, else
+//!    [`Outcome::Stale`]), checks that every participant's patch applies
+//!    (else [`Error::Patch`]), merges the patches with
+//!    [`logd_core::patch::merge`] (else [`Error::Conflict`]) and sends one
+//!    append carrying *checks*: the paths whose state the decision depended
+//!    on, each of which must not have been affected after the read commit.
+//!    The sequencer validates the checks against everything sequenced before
+//!    the record, so the decision is serializable: no check-then-act window.
+//!    If it answers `Conflict`, the actor re-reads and re-evaluates, at most
+//!    [`MAX_ATTEMPTS`] times.
+//! 4. Every participant receives the same result; the actor stops and leaves
+//!    the registry, so a later [`TxRegistry::get`] gives `TxNotFound`.
+//!
+//! A transaction that is not complete within its `max_duration` fails with
+//! [`Error::TxTimeout`] for the participants that arrived, writes nothing and
+//! stops.
+//!
+//! The actor never touches files itself: reads, index lookups and the append
+//! go through a [`TxBackend`] (the storage layer wires it to the Index and
+//! LogWriter actors; tests use an in-memory one).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use kameo::Actor;
+use kameo::actor::{ActorRef, Spawn, WeakActorRef};
+use kameo::error::ActorStopReason;
+use kameo::message::{Context, Message, StreamMessage};
+use logd_core::patch;
+use logd_core::{KPath, Node, Segment, Value};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, instrument};
+
+use crate::error::Error;
+
+/// How often the actor re-evaluates after the sequencer reports a conflict.
+pub const MAX_ATTEMPTS: usize = 16;
+
+/// A transaction id: unique across restarts of a store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TxId(pub u64);
+
+impl std::fmt::Display for TxId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "tx-{}", self.0)
+    }
+}
+
+/// One participant's contribution: `data` is applied at `path`; when
+/// `matches` is set, the state at its path must match its pattern.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Patch {
+    /// Where the data is applied.
+    pub path: KPath,
+    /// The patch applied at `path`.
+    pub data: Node,
+    /// An optional condition: the state at this path must match this pattern.
+    pub matches: Option<(KPath, Node)>,
+}
+
+impl Patch {
+    /// An unconditional patch of `data` at `path`.
+    pub fn new(path: KPath, data: Node) -> Patch {
+        Patch {
+            path,
+            data,
+            matches: None,
+        }
+    }
+
+    /// The same patch with a condition.
+    pub fn with_match(mut self, path: KPath, pattern: Node) -> Patch {
+        self.matches = Some((path, pattern));
+        self
+    }
+}
+
+/// Transaction metadata.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PatchMeta {
+    /// A label recorded in the log entry.
+    pub label: Option<String>,
+    /// How long the transaction may wait for its participants
+    /// (default: `Options::tx_timeout`).
+    pub max_duration: Option<Duration>,
+    /// Optimistic concurrency: the transaction is [`Outcome::Stale`] when any
+    /// commit after `seq` affected a patched path.
+    pub seq: Option<u64>,
+    /// The time recorded in the log entry (default: now).
+    pub when: Option<SystemTime>,
+}
+
+/// What a transaction did; every participant receives the same one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Committed as this commit number.
+    Committed {
+        /// The commit number.
+        commit: u64,
+    },
+    /// A participant's match did not hold; nothing was written.
+    NotMatched,
+    /// A commit after `meta.seq` affected a patched path; nothing was written.
+    Stale {
+        /// The newest commit that affected a patched path.
+        latest: u64,
+    },
+}
+
+/// The one append a transaction sends to the sequencer.
+#[derive(Clone, Debug)]
+pub struct AppendRequest {
+    /// The transaction id.
+    pub tx_id: TxId,
+    /// The merged root patch.
+    pub patch: Node,
+    /// Each participant's path and match, in arrival order.
+    pub participants: Vec<(KPath, Option<(KPath, Node)>)>,
+    /// The transaction's label.
+    pub label: Option<String>,
+    /// The transaction's `seq`, if any.
+    pub seq: Option<u64>,
+    /// The time to record.
+    pub when: SystemTime,
+    /// Paths that must not have been affected by any commit after `read_commit`.
+    pub checks: Vec<KPath>,
+    /// The commit the decision was made at.
+    pub read_commit: u64,
+}
+
+/// The sequencer's answer to an [`AppendRequest`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendAnswer {
+    /// Durable and indexed as this commit.
+    Appended {
+        /// The commit number.
+        commit: u64,
+    },
+    /// A check failed: some commit after `read_commit` affected a checked path.
+    Conflict {
+        /// The commit that affected it.
+        commit: u64,
+    },
+}
+
+/// What a transaction needs from the store. The storage layer implements it
+/// over the Index and LogWriter actors.
+pub trait TxBackend: Send + Sync + 'static {
+    /// The last acknowledged (durable and indexed) commit.
+    fn current_commit(&self) -> u64;
+
+    /// The state at `path` as of `commit`.
+    fn read(
+        &self,
+        path: &KPath,
+        commit: u64,
+    ) -> impl Future<Output = Result<Option<Node>, Error>> + Send;
+
+    /// The newest commit in `(from, to]` that affects any of `paths`.
+    fn latest_affecting(
+        &self,
+        paths: &[KPath],
+        from: u64,
+        to: u64,
+    ) -> impl Future<Output = Result<Option<u64>, Error>> + Send;
+
+    /// Waits until `commit` is acknowledged (durable and indexed), so that
+    /// a re-evaluation after a sequencer conflict reads the commit that
+    /// caused it instead of spinning on a stale state.
+    fn wait_for(&self, commit: u64) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Sequences one record (validating its checks), makes it durable and indexed.
+    fn append(
+        &self,
+        request: AppendRequest,
+    ) -> impl Future<Output = Result<AppendAnswer, Error>> + Send;
+}
+
+/// A participant's patch on its way to the actor, with the participant's own
+/// channel for the outcome.
+struct Arrival {
+    patch: Patch,
+    reply: flume::Sender<Result<Outcome, Error>>,
+}
+
+/// The live transactions of a store, by id.
+pub struct TxRegistry<B: TxBackend> {
+    live: Mutex<HashMap<TxId, TxHandle<B>>>,
+}
+
+impl<B: TxBackend> Default for TxRegistry<B> {
+    fn default() -> Self {
+        TxRegistry {
+            live: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<B: TxBackend> std::fmt::Debug for TxRegistry<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxRegistry")
+            .field("live", &self.len())
+            .finish()
+    }
+}
+
+impl<B: TxBackend> TxRegistry<B> {
+    /// The live transaction `id`, or `TxNotFound` for unknown or finished ones.
+    pub fn get(&self, id: TxId) -> Result<TxHandle<B>, Error> {
+        self.live
+            .lock()
+            .map_err(|_| Error::TxNotFound { id: id.0 })?
+            .get(&id)
+            .cloned()
+            .ok_or(Error::TxNotFound { id: id.0 })
+    }
+
+    /// Number of live transactions.
+    pub fn len(&self) -> usize {
+        self.live.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Whether no transaction is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn remove(&self, id: TxId) {
+        if let Ok(mut live) = self.live.lock() {
+            live.remove(&id);
+        }
+    }
+
+    /// Spawns the actor of a new transaction with `participants` slots and
+    /// registers it.
+    pub fn spawn(
+        self: &Arc<Self>,
+        backend: Arc<B>,
+        id: TxId,
+        participants: usize,
+        meta: PatchMeta,
+        timeout: Duration,
+    ) -> Result<TxHandle<B>, Error> {
+        if participants == 0 {
+            return Err(Error::InvalidArgument {
+                reason: "a transaction needs at least one participant".into(),
+            });
+        }
+        let (tx, rx) = flume::unbounded();
+        let deadline = meta.max_duration.unwrap_or(timeout);
+        let actor = Transaction::spawn(Transaction {
+            id,
+            participants,
+            meta,
+            backend,
+            arrived: Vec::with_capacity(participants),
+            registry: Arc::downgrade(self),
+            timer: None,
+            deadline,
+        });
+        let _stream = actor.attach_stream(rx.into_stream(), (), ());
+        let handle = TxHandle {
+            id,
+            participants,
+            reserved: Arc::new(AtomicUsize::new(0)),
+            arrivals: tx,
+            actor,
+        };
+        self.live
+            .lock()
+            .map_err(|_| Error::Closed)?
+            .insert(id, handle.clone());
+        Ok(handle)
+    }
+}
+
+/// A handle on a live transaction; cheap to clone and to pass between tasks.
+pub struct TxHandle<B: TxBackend> {
+    id: TxId,
+    participants: usize,
+    reserved: Arc<AtomicUsize>,
+    arrivals: flume::Sender<Arrival>,
+    actor: ActorRef<Transaction<B>>,
+}
+
+impl<B: TxBackend> Clone for TxHandle<B> {
+    fn clone(&self) -> Self {
+        TxHandle {
+            id: self.id,
+            participants: self.participants,
+            reserved: self.reserved.clone(),
+            arrivals: self.arrivals.clone(),
+            actor: self.actor.clone(),
+        }
+    }
+}
+
+impl<B: TxBackend> std::fmt::Debug for TxHandle<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxHandle")
+            .field("id", &self.id)
+            .field("participants", &self.participants)
+            .finish()
+    }
+}
+
+impl<B: TxBackend> TxHandle<B> {
+    /// The transaction's id.
+    pub fn id(&self) -> TxId {
+        self.id
+    }
+
+    /// The transaction's actor (for load tests driving it directly).
+    pub fn actor(&self) -> &ActorRef<Transaction<B>> {
+        &self.actor
+    }
+
+    /// Registers a participant; the `n+1`-th gets `TxFull`.
+    pub fn new_patcher(&self, patch: Patch) -> Result<Patcher, Error> {
+        if self.arrivals.is_disconnected() {
+            return Err(Error::TxNotFound { id: self.id.0 });
+        }
+        self.reserved
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.participants).then_some(n + 1)
+            })
+            .map_err(|_| Error::TxFull {
+                id: self.id.0,
+                participants: self.participants,
+            })?;
+        Ok(Patcher {
+            tx: self.id,
+            patch: Some(patch),
+            arrivals: self.arrivals.clone(),
+            outcome: None,
+        })
+    }
+}
+
+/// One participant of a transaction.
+#[derive(Debug)]
+pub struct Patcher {
+    tx: TxId,
+    patch: Option<Patch>,
+    arrivals: flume::Sender<Arrival>,
+    outcome: Option<Result<Outcome, Error>>,
+}
+
+impl std::fmt::Debug for Arrival {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Arrival")
+            .field("path", &self.patch.path)
+            .finish()
+    }
+}
+
+impl Patcher {
+    /// The transaction this participant belongs to.
+    pub fn tx_id(&self) -> TxId {
+        self.tx
+    }
+
+    /// Contributes this participant's patch and waits until every participant
+    /// has arrived and the transaction has been decided. Every participant
+    /// gets the same result; calling it again returns that result again.
+    pub async fn commit(&mut self) -> Result<Outcome, Error> {
+        if let Some(done) = &self.outcome {
+            return done.clone();
+        }
+        let result = match self.patch.take() {
+            Some(patch) => {
+                let (reply, outcome) = flume::bounded(1);
+                match self.arrivals.send(Arrival { patch, reply }) {
+                    Ok(()) => outcome
+                        .recv_async()
+                        .await
+                        .unwrap_or(Err(Error::TxNotFound { id: self.tx.0 })),
+                    Err(_) => Err(Error::TxNotFound { id: self.tx.0 }),
+                }
+            }
+            None => Err(Error::TxNotFound { id: self.tx.0 }),
+        };
+        self.outcome = Some(result.clone());
+        result
+    }
+}
+
+/// The actor of one transaction.
+pub struct Transaction<B: TxBackend> {
+    id: TxId,
+    participants: usize,
+    meta: PatchMeta,
+    backend: Arc<B>,
+    arrived: Vec<Arrival>,
+    registry: std::sync::Weak<TxRegistry<B>>,
+    timer: Option<tokio::task::JoinHandle<()>>,
+    deadline: Duration,
+}
+
+impl<B: TxBackend> Actor for Transaction<B> {
+    type Args = Self;
+    type Error = std::convert::Infallible;
+
+    async fn on_start(mut state: Self, actor_ref: ActorRef<Self>) -> Result<Self, Self::Error> {
+        let weak = actor_ref.downgrade();
+        let deadline = state.deadline;
+        state.timer = Some(tokio::spawn(async move {
+            tokio::time::sleep(deadline).await;
+            if let Some(actor) = weak.upgrade() {
+                let _ = actor.tell(Expire).await;
+            }
+        }));
+        Ok(state)
+    }
+
+    async fn on_stop(
+        &mut self,
+        _actor_ref: WeakActorRef<Self>,
+        _reason: ActorStopReason,
+    ) -> Result<(), Self::Error> {
+        if let Some(timer) = self.timer.take() {
+            timer.abort();
+        }
+        if let Some(registry) = self.registry.upgrade() {
+            registry.remove(self.id);
+        }
+        // Anyone still waiting (the actor stopped early) hears about it.
+        for a in self.arrived.drain(..) {
+            let _ = a.reply.send(Err(Error::TxNotFound { id: self.id.0 }));
+        }
+        Ok(())
+    }
+}
+
+/// The transaction's deadline passed.
+#[derive(Debug)]
+pub struct Expire;
+
+impl<B: TxBackend> Message<Expire> for Transaction<B> {
+    type Reply = ();
+
+    #[instrument(level = "debug", skip_all, fields(tx = %self.id))]
+    async fn handle(&mut self, _: Expire, ctx: &mut Context<Self, ()>) {
+        debug!(arrived = self.arrived.len(), "transaction timed out");
+        let err = Error::TxTimeout {
+            id: self.id.0,
+            after: self.deadline,
+        };
+        self.finish(Err(err), ctx);
+    }
+}
+
+impl<B: TxBackend> Message<StreamMessage<Arrival, (), ()>> for Transaction<B> {
+    type Reply = ();
+
+    #[instrument(level = "debug", skip_all, fields(tx = %self.id))]
+    async fn handle(&mut self, msg: StreamMessage<Arrival, (), ()>, ctx: &mut Context<Self, ()>) {
+        let StreamMessage::Next(arrival) = msg else {
+            return;
+        };
+        self.arrived.push(arrival);
+        if self.arrived.len() < self.participants {
+            return;
+        }
+        if let Some(timer) = self.timer.take() {
+            timer.abort();
+        }
+        let result = self.decide().await;
+        self.finish(result, ctx);
+    }
+}
+
+impl<B: TxBackend> Transaction<B> {
+    /// Sends `result` to every participant that arrived and stops the actor.
+    fn finish(&mut self, result: Result<Outcome, Error>, ctx: &mut Context<Self, ()>) {
+        for a in self.arrived.drain(..) {
+            let _ = a.reply.send(result.clone());
+        }
+        if let Some(registry) = self.registry.upgrade() {
+            registry.remove(self.id);
+        }
+        ctx.stop();
+    }
+
+    /// Evaluates, merges and appends, retrying on sequencer conflicts.
+    async fn decide(&self) -> Result<Outcome, Error> {
+        let patches: Vec<&Patch> = self.arrived.iter().map(|a| &a.patch).collect();
+        let parts: Vec<(KPath, Node)> = patches
+            .iter()
+            .map(|p| (p.path.clone(), p.data.clone()))
+            .collect();
+        let merged = patch::merge(&parts).map_err(|e| Error::Conflict {
+            path: String::new(),
+            commit: 0,
+            reason: e.to_string(),
+        })?;
+        let checks = checks_for(&patches, self.meta.seq.is_some());
+        let mut last_conflict = 0;
+        for attempt in 0..MAX_ATTEMPTS {
+            let read_commit = self.backend.current_commit();
+            if let Some(outcome) = self.evaluate(&patches, read_commit).await? {
+                return Ok(outcome);
+            }
+            let answer = self
+                .backend
+                .append(AppendRequest {
+                    tx_id: self.id,
+                    patch: merged.clone(),
+                    participants: patches
+                        .iter()
+                        .map(|p| (p.path.clone(), p.matches.clone()))
+                        .collect(),
+                    label: self.meta.label.clone(),
+                    seq: self.meta.seq,
+                    when: self.meta.when.unwrap_or_else(SystemTime::now),
+                    checks: checks.clone(),
+                    read_commit,
+                })
+                .await?;
+            match answer {
+                AppendAnswer::Appended { commit } => return Ok(Outcome::Committed { commit }),
+                AppendAnswer::Conflict { commit } => {
+                    debug!(attempt, commit, "sequencer conflict; re-evaluating");
+                    last_conflict = commit;
+                    self.backend.wait_for(commit).await?;
+                }
+            }
+        }
+        Err(Error::Conflict {
+            path: String::new(),
+            commit: last_conflict,
+            reason: format!("still conflicting after {MAX_ATTEMPTS} attempts"),
+        })
+    }
+
+    /// Evaluates matches, `seq` and patch applicability at `read_commit`.
+    /// `Some(outcome)` ends the transaction without writing; `None` means
+    /// the append may go ahead.
+    async fn evaluate(
+        &self,
+        patches: &[&Patch],
+        read_commit: u64,
+    ) -> Result<Option<Outcome>, Error> {
+        for p in patches {
+            if let Some((path, pattern)) = &p.matches {
+                let state = self.backend.read(path, read_commit).await?;
+                if !patch::matches(state.as_ref(), pattern)? {
+                    return Ok(Some(Outcome::NotMatched));
+                }
+            }
+        }
+        if let Some(seq) = self.meta.seq {
+            let paths: Vec<KPath> = patches.iter().map(|p| p.path.clone()).collect();
+            if seq < read_commit
+                && let Some(latest) = self
+                    .backend
+                    .latest_affecting(&paths, seq, read_commit)
+                    .await?
+            {
+                return Ok(Some(Outcome::Stale { latest }));
+            }
+        }
+        for p in patches {
+            if needs_state(p) {
+                let state = self.backend.read(&p.path, read_commit).await?;
+                patch::apply(state.as_ref(), &p.data)?;
+                check_index_in_range(&*self.backend, &p.path, read_commit).await?;
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Whether applying this participant's patch depends on the current state:
+/// it holds an op that can fail, or its path steps through a dense index
+/// (the merge turns `x[i]` into an `!arraydiff`, which needs an array there).
+fn needs_state(p: &Patch) -> bool {
+    can_fail(&p.data)
+        || p.path
+            .segments()
+            .iter()
+            .any(|s| matches!(s, Segment::Index(_)))
+}
+
+/// Whether applying `patch` can fail on some document: some op in some tag
+/// chain other than `!delete`, `!nullify` and `!pass` (which ignore their
+/// value) could refuse it.
+fn can_fail(patch: &Node) -> bool {
+    let mut chain = patch.tag.clone();
+    while let Some(tag) = chain {
+        let (head, rest) = tag.split_first();
+        if patch::is_patch_op(head.name) {
+            return !matches!(head.name, "delete" | "nullify" | "pass");
+        }
+        chain = rest;
+    }
+    match &patch.value {
+        Value::Object(kv) => kv.iter().any(|(_, v)| can_fail(v)),
+        Value::Array(items) => items.iter().any(can_fail),
+        _ => false,
+    }
+}
+
+/// For a path through a dense index `x[i]`, the array at `x` must exist and
+/// be long enough, or the merged `!arraydiff` would not apply.
+async fn check_index_in_range<B: TxBackend>(
+    backend: &B,
+    path: &KPath,
+    read_commit: u64,
+) -> Result<(), Error> {
+    let segs = path.segments();
+    for (depth, seg) in segs.iter().enumerate() {
+        if let Segment::Index(i) = seg {
+            let parent = KPath::from_segments(segs[..depth].to_vec());
+            let state = backend.read(&parent, read_commit).await?;
+            let len = match state.as_ref().map(|n| &n.value) {
+                Some(Value::Array(items)) => items.len(),
+                _ => {
+                    return Err(Error::Patch(patch::PatchError::TypeMismatch {
+                        op: "arraydiff".into(),
+                        expected: "an array".into(),
+                        found: state.map_or("absent".into(), |n| n.kind().to_string()),
+                        at: parent,
+                    }));
+                }
+            };
+            if (*i as usize) >= len {
+                return Err(Error::Patch(patch::PatchError::BadArgument {
+                    op: "arraydiff".into(),
+                    reason: format!("index {i} is beyond the array's length {len}"),
+                    at: parent,
+                }));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The paths a transaction's decision depends on: every match path; every
+/// patched path whose patch needs the current state; and, with `seq`, every
+/// patched path. Blind writes of data that always applies need no check.
+fn checks_for(patches: &[&Patch], seq: bool) -> Vec<KPath> {
+    let mut checks = Vec::new();
+    for p in patches {
+        if let Some((path, _)) = &p.matches {
+            checks.push(path.clone());
+        }
+        if seq || needs_state(p) {
+            checks.push(p.path.clone());
+            // A dense index also depends on the array's length.
+            if let Some(parent) = p.path.parent()
+                && matches!(p.path.last(), Some(Segment::Index(_)))
+            {
+                checks.push(parent);
+            }
+        }
+    }
+    checks.sort();
+    checks.dedup();
+    checks
+}

@@ -1,0 +1,323 @@
+//! The Transaction actor against an in-memory backend: a sequencer that folds
+//! `patch::apply` over its history and validates checks with the brute-force
+//! `affects` relation. These tests pin the actor's semantics (barrier, one
+//! append, identical outcomes, timeouts, no lost updates) independently of the
+//! real log writer; `tests/transactions.rs` of the root crate repeats the
+//! important ones through `logd::Storage`.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use logd_actors::error::Error;
+use logd_actors::transaction::{
+    AppendAnswer, AppendRequest, Outcome, Patch, PatchMeta, TxBackend, TxId, TxRegistry,
+};
+use logd_core::index::{affects, touched_paths};
+use logd_core::{KPath, Node, Value, patch};
+
+#[derive(Default)]
+struct MemBackend {
+    history: Mutex<Vec<(Node, Vec<KPath>)>>,
+    current: AtomicU64,
+    appends: AtomicUsize,
+    /// Delay inside append, to widen race windows.
+    append_delay: Option<Duration>,
+}
+
+impl MemBackend {
+    fn state_at(&self, commit: u64) -> Option<Node> {
+        let h = self.history.lock().unwrap();
+        let mut doc = None;
+        for (p, _) in h.iter().take(commit as usize) {
+            doc = patch::apply_owned(doc, p).unwrap();
+        }
+        doc
+    }
+}
+
+impl TxBackend for MemBackend {
+    fn current_commit(&self) -> u64 {
+        self.current.load(Ordering::Acquire)
+    }
+
+    async fn read(&self, path: &KPath, commit: u64) -> Result<Option<Node>, Error> {
+        Ok(self
+            .state_at(commit)
+            .and_then(|d| d.get_path(path).cloned()))
+    }
+
+    async fn latest_affecting(
+        &self,
+        paths: &[KPath],
+        from: u64,
+        to: u64,
+    ) -> Result<Option<u64>, Error> {
+        let h = self.history.lock().unwrap();
+        let mut latest = None;
+        for c in (from + 1)..=to {
+            let ends = &h[c as usize - 1].1;
+            if ends.iter().any(|e| paths.iter().any(|p| affects(e, p))) {
+                latest = Some(c);
+            }
+        }
+        Ok(latest)
+    }
+
+    async fn wait_for(&self, _commit: u64) -> Result<(), Error> {
+        Ok(()) // appends are acknowledged as they are sequenced
+    }
+
+    async fn append(&self, req: AppendRequest) -> Result<AppendAnswer, Error> {
+        if let Some(d) = self.append_delay {
+            tokio::time::sleep(d).await;
+        }
+        let mut h = self.history.lock().unwrap();
+        for c in (req.read_commit + 1)..=(h.len() as u64) {
+            let ends = &h[c as usize - 1].1;
+            if ends
+                .iter()
+                .any(|e| req.checks.iter().any(|p| affects(e, p)))
+            {
+                return Ok(AppendAnswer::Conflict { commit: c });
+            }
+        }
+        let ends = touched_paths(&req.patch);
+        h.push((req.patch, ends));
+        let commit = h.len() as u64;
+        self.current.store(commit, Ordering::Release);
+        self.appends.fetch_add(1, Ordering::Relaxed);
+        Ok(AppendAnswer::Appended { commit })
+    }
+}
+
+fn p(s: &str) -> KPath {
+    KPath::parse(s).unwrap()
+}
+
+fn setup(backend: MemBackend) -> (Arc<MemBackend>, Arc<TxRegistry<MemBackend>>) {
+    (Arc::new(backend), Arc::new(TxRegistry::default()))
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn new_tx(
+    b: &Arc<MemBackend>,
+    r: &Arc<TxRegistry<MemBackend>>,
+    n: usize,
+    meta: PatchMeta,
+) -> logd_actors::transaction::TxHandle<MemBackend> {
+    let id = TxId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
+    r.spawn(b.clone(), id, n, meta, Duration::from_secs(5))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_participants_one_commit_same_outcome() {
+    let (b, r) = setup(MemBackend::default());
+    let tx = new_tx(&b, &r, 8, PatchMeta::default());
+    let id = tx.id();
+    let mut tasks = Vec::new();
+    for i in [5usize, 2, 7, 0, 3, 6, 1, 4] {
+        let r = r.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis((i * 3) as u64)).await;
+            let tx = r.get(id).unwrap();
+            let mut patcher = tx
+                .new_patcher(Patch::new(p(&format!("users.u{i}")), Node::int(i as i64)))
+                .unwrap();
+            let first = patcher.commit().await;
+            let again = patcher.commit().await;
+            assert_eq!(first, again, "commit is idempotent");
+            first
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap().unwrap());
+    }
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| *o == Outcome::Committed { commit: 1 })
+    );
+    assert_eq!(b.appends.load(Ordering::Relaxed), 1, "exactly one append");
+    let doc = b.state_at(1).unwrap();
+    for i in 0..8 {
+        assert_eq!(
+            doc.get_path(&p(&format!("users.u{i}"))),
+            Some(&Node::int(i))
+        );
+    }
+    // Finished transactions leave the registry.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(matches!(r.get(id), Err(Error::TxNotFound { .. })));
+}
+
+#[tokio::test]
+async fn single_participant_fast_path_and_tx_full() {
+    let (b, r) = setup(MemBackend::default());
+    let tx = new_tx(&b, &r, 1, PatchMeta::default());
+    let mut one = tx.new_patcher(Patch::new(p("a"), Node::int(1))).unwrap();
+    assert!(matches!(
+        tx.new_patcher(Patch::new(p("b"), Node::int(2))),
+        Err(Error::TxFull {
+            participants: 1,
+            ..
+        })
+    ));
+    assert_eq!(one.commit().await, Ok(Outcome::Committed { commit: 1 }));
+}
+
+#[tokio::test]
+async fn timeout_when_a_participant_never_arrives() {
+    let (b, r) = setup(MemBackend::default());
+    let meta = PatchMeta {
+        max_duration: Some(Duration::from_millis(100)),
+        ..PatchMeta::default()
+    };
+    let tx = new_tx(&b, &r, 2, meta);
+    let mut arrives = tx.new_patcher(Patch::new(p("a"), Node::int(1))).unwrap();
+    let dropped = tx.new_patcher(Patch::new(p("b"), Node::int(2))).unwrap();
+    drop(dropped); // counts as never arriving
+    let started = Instant::now();
+    let got = arrives.commit().await;
+    assert!(matches!(got, Err(Error::TxTimeout { .. })), "{got:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(b.appends.load(Ordering::Relaxed), 0, "nothing written");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(matches!(r.get(tx.id()), Err(Error::TxNotFound { .. })));
+}
+
+#[tokio::test]
+async fn conflicting_participant_paths_fail_everyone() {
+    let (b, r) = setup(MemBackend::default());
+    let tx = new_tx(&b, &r, 2, PatchMeta::default());
+    let mut x = tx.new_patcher(Patch::new(p("a.b"), Node::int(1))).unwrap();
+    let mut y = tx
+        .new_patcher(Patch::new(p("a.b.c"), Node::int(2)))
+        .unwrap();
+    let (gx, gy) = tokio::join!(x.commit(), y.commit());
+    assert!(matches!(gx, Err(Error::Conflict { .. })), "{gx:?}");
+    assert_eq!(gx, gy);
+    let tx = new_tx(&b, &r, 2, PatchMeta::default());
+    let mut x = tx.new_patcher(Patch::new(p("a.b"), Node::int(1))).unwrap();
+    let mut y = tx.new_patcher(Patch::new(p("a[0]"), Node::int(2))).unwrap();
+    let (gx, gy) = tokio::join!(x.commit(), y.commit());
+    assert!(matches!(gx, Err(Error::Conflict { .. })), "{gx:?}");
+    assert_eq!(gx, gy);
+    assert_eq!(b.appends.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn failing_patch_commits_nothing() {
+    let (b, r) = setup(MemBackend::default());
+    let tx = new_tx(&b, &r, 1, PatchMeta::default());
+    let mut w = tx.new_patcher(Patch::new(p("a"), Node::int(1))).unwrap();
+    assert_eq!(w.commit().await, Ok(Outcome::Committed { commit: 1 }));
+    let bad: Node = Node::tagged(
+        "replace",
+        Value::Object(vec![
+            ("from".into(), Node::int(7)),
+            ("to".into(), Node::int(8)),
+        ]),
+    );
+    let tx = new_tx(&b, &r, 1, PatchMeta::default());
+    let mut w = tx.new_patcher(Patch::new(p("a"), bad)).unwrap();
+    assert!(matches!(w.commit().await, Err(Error::Patch(_))));
+    assert_eq!(b.appends.load(Ordering::Relaxed), 1);
+}
+
+/// Compare-and-set increments of one counter from many tasks: every
+/// `Committed` outcome is exactly one increment.
+async fn cas_counter(use_seq: bool) {
+    let (b, r) = setup(MemBackend {
+        append_delay: Some(Duration::from_micros(200)),
+        ..MemBackend::default()
+    });
+    // Start the counter at 0 (a `null` pattern would match anything).
+    let init = new_tx(&b, &r, 1, PatchMeta::default());
+    let mut w = init
+        .new_patcher(Patch::new(p("counter"), Node::int(0)))
+        .unwrap();
+    assert_eq!(w.commit().await, Ok(Outcome::Committed { commit: 1 }));
+    let committed = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (b, r, committed) = (b.clone(), r.clone(), committed.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..50 {
+                loop {
+                    let at = b.current_commit();
+                    let old =
+                        b.read(&p("counter"), at)
+                            .await
+                            .unwrap()
+                            .map_or(0, |n| match n.value {
+                                Value::Int(i) => i,
+                                _ => panic!("counter is an int"),
+                            });
+                    let meta = PatchMeta {
+                        seq: use_seq.then_some(at),
+                        ..PatchMeta::default()
+                    };
+                    let tx = new_tx(&b, &r, 1, meta);
+                    let mut patch = Patch::new(p("counter"), Node::int(old + 1));
+                    if !use_seq {
+                        patch = patch.with_match(p("counter"), Node::int(old));
+                    }
+                    let mut w = tx.new_patcher(patch).unwrap();
+                    match w.commit().await.unwrap() {
+                        Outcome::Committed { .. } => {
+                            committed.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                        Outcome::NotMatched | Outcome::Stale { .. } => continue,
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let total = committed.load(Ordering::Relaxed) as i64;
+    assert_eq!(total, 16 * 50);
+    let at = b.current_commit();
+    assert_eq!(
+        b.read(&p("counter"), at).await.unwrap(),
+        Some(Node::int(total))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_lost_updates_with_matches() {
+    cas_counter(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_lost_updates_with_seq() {
+    cas_counter(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_transactions_finish_and_leave_nothing_behind() {
+    let (b, r) = setup(MemBackend::default());
+    let mut tasks = Vec::new();
+    for i in 0..10_000u32 {
+        let (b, r) = (b.clone(), r.clone());
+        tasks.push(tokio::spawn(async move {
+            let tx = new_tx(&b, &r, 1, PatchMeta::default());
+            let mut w = tx
+                .new_patcher(Patch::new(p(&format!("k{{{}}}", i % 97)), Node::int(1)))
+                .unwrap();
+            w.commit().await.unwrap()
+        }));
+    }
+    for t in tasks {
+        assert!(matches!(t.await.unwrap(), Outcome::Committed { .. }));
+    }
+    assert_eq!(b.current_commit(), 10_000);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(r.is_empty(), "{} transactions still live", r.len());
+}

@@ -302,3 +302,26 @@ fn missing_dir_check_fails() {
     assert!(!o.status.success());
     assert!(stdout(&o).contains("not a directory"), "{}", stdout(&o));
 }
+
+#[allow(dead_code)]
+#[path = "../examples/embedded_service.rs"]
+mod embedded_service;
+
+#[allow(dead_code)]
+#[path = "../examples/mailbox_load.rs"]
+mod mailbox_load;
+
+#[tokio::test]
+async fn example_embedded_service_runs() {
+    let t = tempfile::tempdir().unwrap();
+    // 4 accounts, then one transfer.
+    assert_eq!(embedded_service::run(t.path()).await.unwrap(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_mailbox_load_runs() {
+    let t = tempfile::tempdir().unwrap();
+    let (n, rate) = mailbox_load::run(t.path(), 4, 50).await.unwrap();
+    assert_eq!(n, 200);
+    assert!(rate > 0.0);
+}

@@ -325,3 +325,24 @@ async fn example_mailbox_load_runs() {
     assert_eq!(n, 200);
     assert!(rate > 0.0);
 }
+
+#[test]
+fn store_dir_from_env_and_root_path() {
+    let t = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_logd"))
+            .env("LOGD_DIR", t.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["patch", "", "{a: 1}"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "committed 1\n");
+    assert_eq!(stdout(&run(&["get", ""])), "{a: 1}\n");
+    assert!(t.path().join("wal").is_dir());
+    // At commit 0 nothing exists.
+    let o = run(&["get", "a", "--at", "0"]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), "");
+}

@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod inspect;
 mod storage;
 
 pub use logd_actors::transaction::{Outcome, Patch, PatchMeta, TxId};

@@ -1,6 +1,15 @@
 //! Command-line parsing and dispatch for the `logd` binary.
+//!
+//! Every command is built on the public `logd` API; this module only parses
+//! arguments, prints results and turns an error into one line on stderr and
+//! a non-zero exit code. It never touches store files itself (the read-only
+//! `check` lives in [`logd::inspect`]).
 
 pub mod bench;
+mod commands;
+mod demo;
+mod stress;
+mod util;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +33,20 @@ pub struct Cli {
 pub enum Command {
     /// Run the standard workloads W1–W9 and print a table.
     Bench(bench::BenchArgs),
+    /// A scripted tour in a fresh directory under --dir.
+    Demo,
+    /// Commit one patch (one participant) and print the outcome.
+    Patch(commands::PatchArgs),
+    /// Print the state at a path (at the current commit or --at COMMIT).
+    Get(commands::GetArgs),
+    /// List the commits touching a path.
+    Log(commands::LogArgs),
+    /// Verify every checksum of every file, read-only.
+    Check,
+    /// Commits, segments, snapshots and index statistics.
+    Stats,
+    /// A load generator: prints `ack <commit> <path> <value>` per acknowledged write.
+    Stress(stress::StressArgs),
 }
 
 /// Parses the command line, runs the command, and turns an error into one
@@ -40,6 +63,13 @@ pub fn main() -> ExitCode {
     let result = rt.block_on(async {
         match &cli.command {
             Command::Bench(args) => bench::run(args, &cli.dir).await,
+            Command::Demo => demo::run(&cli.dir).await,
+            Command::Patch(args) => commands::patch(args, &cli.dir).await,
+            Command::Get(args) => commands::get(args, &cli.dir).await,
+            Command::Log(args) => commands::log(args, &cli.dir).await,
+            Command::Check => commands::check(&cli.dir),
+            Command::Stats => commands::stats(&cli.dir).await,
+            Command::Stress(args) => stress::run(args, &cli.dir).await,
         }
     });
     match result {

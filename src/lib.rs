@@ -27,3 +27,8 @@ pub mod actors {
     pub use logd_actors::log_writer;
     pub use logd_actors::transaction;
 }
+
+/// The README's code blocks, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

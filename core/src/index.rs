@@ -66,41 +66,11 @@ fn chain_op(node: &Node) -> Option<&'static str> {
     let mut tag = node.tag.clone()?;
     loop {
         let (head, rest) = tag.split_first();
-        if let Some(op) = op_name(head.name) {
+        if let Some(op) = crate::patch::op_name(head.name) {
             return Some(op);
         }
         tag = rest?;
     }
-}
-
-/// The static name of an op, `None` for a data tag.
-fn op_name(name: &str) -> Option<&'static str> {
-    const OPS: [&str; 23] = [
-        "delete",
-        "insert",
-        "replace",
-        "nullify",
-        "pass",
-        "arraydiff",
-        "strdiff",
-        "key",
-        "all",
-        "if",
-        "field",
-        "rename",
-        "addtag",
-        "rmtag",
-        "retag",
-        "pipe",
-        "embed",
-        "quote",
-        "unquote",
-        "json-patch",
-        "let",
-        "dive",
-        "eval",
-    ];
-    OPS.into_iter().find(|op| *op == name)
 }
 
 /// How the walk treats one patch node.

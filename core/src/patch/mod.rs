@@ -331,10 +331,19 @@ const REFUSED_OPS: &[&str] = &[
     "eval",
 ];
 
-/// Whether `name` is a patch op (registered or refused); any other tag is
-/// data. The single list of patch op names (`index` keeps its own copy today).
+/// The static name of a patch op (registered or refused), `None` for a data
+/// tag. This is the single list of op names; the index walk uses it too.
+pub fn op_name(name: &str) -> Option<&'static str> {
+    PATCH_OPS
+        .iter()
+        .chain(REFUSED_OPS)
+        .find(|op| **op == name)
+        .copied()
+}
+
+/// Whether `name` is a patch op (registered or refused); any other tag is data.
 pub fn is_patch_op(name: &str) -> bool {
-    PATCH_OPS.contains(&name) || REFUSED_OPS.contains(&name)
+    op_name(name).is_some()
 }
 
 /// A node seen through a tag other than its own: the rest of a chain after

@@ -1,6 +1,37 @@
 //! `logd bench`: the standard workloads W1–W9 of DESIGN §7.
+//!
+//! This module owns the workload definitions, their timing and the report
+//! (a table, or one JSON object with `--json`). It drives the store only
+//! through the public `logd` API, in a fresh directory it creates under
+//! `--dir` and removes afterwards; it never touches another directory.
+//!
+//! Workloads, in the order they run (each on the store the previous left):
+//! - W1: sequential one-participant commits to `users.u{i%500}` with
+//!   `{name: "user-i", n: i, tags: [a, b]}`;
+//! - W2: the same from 16 concurrent tasks;
+//! - W3: `switch_and_snapshot` (only when the engine has it; otherwise the
+//!   key is left out and the table says "n/a");
+//! - W4: read `""` at the current commit (median of many);
+//! - W5: read `users.u{k}` at the current commit (median of many);
+//! - W6: read `""` at an old commit ([`OLD_COMMIT`], or half of W1 when
+//!   W1 is smaller);
+//! - W7: close + reopen (median of a few);
+//! - W8: 8-participant transactions (8 tasks join one tx via `get_tx`, each
+//!   patching its own path), in transactions per second;
+//! - W9: 64 concurrent one-participant writers, in commits per second.
+//!
+//! `--quick` shrinks the counts (finishes well within 60 s); the
+//! environment variable `LOGD_BENCH_TINY=1` shrinks them further still (for
+//! the CLI test; the numbers are then only a smoke test).
 
 use std::path::Path;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use logd::{Durability, KPath, Node, Options, Outcome, Patch, PatchMeta, Storage};
+
+/// The old commit W6 reads at (when W1 has at least twice as many commits).
+pub const OLD_COMMIT: u64 = 1000;
 
 /// Options of `logd bench`.
 #[derive(clap::Args, Debug)]
@@ -16,13 +47,454 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
+/// How much work each workload does.
+#[derive(Clone, Copy, Debug)]
+struct Counts {
+    /// Which size this is ("full", "quick", "tiny").
+    name: &'static str,
+    w1: u64,
+    w2: u64,
+    /// Most iterations of a read workload.
+    reads: usize,
+    /// Time budget of a read workload.
+    read_budget: Duration,
+    w7: usize,
+    w8: u64,
+    w9: u64,
+}
+
+impl Counts {
+    fn pick(quick: bool) -> Counts {
+        let tiny = std::env::var("LOGD_BENCH_TINY").is_ok_and(|v| !v.is_empty() && v != "0");
+        if tiny {
+            Counts {
+                name: "tiny (LOGD_BENCH_TINY)",
+                w1: 100,
+                w2: 100,
+                reads: 20,
+                read_budget: Duration::from_millis(200),
+                w7: 1,
+                w8: 5,
+                w9: 128,
+            }
+        } else if quick {
+            Counts {
+                name: "quick (--quick: reduced counts)",
+                w1: 500,
+                w2: 500,
+                reads: 200,
+                read_budget: Duration::from_secs(2),
+                w7: 3,
+                w8: 100,
+                w9: 4_000,
+            }
+        } else {
+            Counts {
+                name: "full",
+                w1: 2_000,
+                w2: 2_000,
+                reads: 2_000,
+                read_budget: Duration::from_secs(8),
+                w7: 5,
+                w8: 500,
+                w9: 20_000,
+            }
+        }
+    }
+}
+
+/// The measured results (None: not measured).
+#[derive(Debug, Default)]
+struct Results {
+    w1_commits_per_s: Option<f64>,
+    w2_commits_per_s: Option<f64>,
+    w3_snapshot_ms: Option<f64>,
+    w4_read_root_us: Option<f64>,
+    w5_read_leaf_us: Option<f64>,
+    w6_read_old_us: Option<f64>,
+    w7_reopen_ms: Option<f64>,
+    w8_tx_per_s: Option<f64>,
+    w9_commits_per_s: Option<f64>,
+    peak_rss_mb: Option<f64>,
+}
+
+impl Results {
+    fn entries(&self) -> [(&'static str, Option<f64>); 10] {
+        [
+            ("w1_commits_per_s", self.w1_commits_per_s),
+            ("w2_commits_per_s", self.w2_commits_per_s),
+            ("w3_snapshot_ms", self.w3_snapshot_ms),
+            ("w4_read_root_us", self.w4_read_root_us),
+            ("w5_read_leaf_us", self.w5_read_leaf_us),
+            ("w6_read_old_us", self.w6_read_old_us),
+            ("w7_reopen_ms", self.w7_reopen_ms),
+            ("w8_tx_per_s", self.w8_tx_per_s),
+            ("w9_commits_per_s", self.w9_commits_per_s),
+            ("peak_rss_mb", self.peak_rss_mb),
+        ]
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        let mut map = serde_json::Map::new();
+        for (k, v) in self.entries() {
+            if let Some(v) = v {
+                map.insert(k.to_string(), serde_json::json!(v));
+            }
+        }
+        serde_json::Value::Object(map)
+    }
+}
+
+/// Parses `--durability`.
+fn durability(s: &str) -> Result<Durability, String> {
+    match s {
+        "immediate" => Ok(Durability::Immediate),
+        "buffered" => Ok(Durability::Buffered {
+            interval: Duration::from_millis(5),
+        }),
+        other => Err(format!(
+            "--durability must be `immediate` or `buffered`, not `{other}`"
+        )),
+    }
+}
+
+fn path(s: &str) -> Result<KPath, String> {
+    KPath::parse(s).map_err(|e| format!("bad path {s:?}: {e}"))
+}
+
+/// The W1/W2 record for `i`.
+fn user(i: u64) -> Result<Patch, String> {
+    let data = Node::object([
+        ("name", Node::string(format!("user-{i}"))),
+        ("n", Node::int(i as i64)),
+        ("tags", Node::array([Node::string("a"), Node::string("b")])),
+    ]);
+    Ok(Patch::new(path(&format!("users.u{}", i % 500))?, data))
+}
+
+/// One one-participant commit of `patch`.
+async fn commit_one(s: &Storage, patch: Patch) -> Result<u64, String> {
+    let tx = s
+        .new_tx(1, PatchMeta::default())
+        .await
+        .map_err(|e| format!("new_tx: {e}"))?;
+    let mut w = tx
+        .new_patcher(patch)
+        .await
+        .map_err(|e| format!("new_patcher: {e}"))?;
+    match w.commit().await.map_err(|e| format!("commit: {e}"))? {
+        Outcome::Committed { commit } => Ok(commit),
+        other => Err(format!("unexpected outcome {other:?}")),
+    }
+}
+
+/// Runs `n` commits from `tasks` concurrent tasks (task `t` commits the
+/// indices `t, t + tasks, …` offset by `base`); returns commits per second.
+async fn concurrent_commits(s: &Storage, n: u64, tasks: u64, base: u64) -> Result<f64, String> {
+    let start = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for t in 0..tasks {
+        let s = s.clone();
+        set.spawn(async move {
+            let mut i = t;
+            while i < n {
+                commit_one(&s, user(base + i)?).await?;
+                i += tasks;
+            }
+            Ok::<(), String>(())
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.map_err(|e| format!("writer task: {e}"))??;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Warms up, then times single reads until `max` iterations or `budget`;
+/// returns the median in microseconds.
+async fn median_read_us(
+    s: &Storage,
+    counts: &Counts,
+    mut next: impl FnMut(usize) -> (String, u64),
+) -> Result<f64, String> {
+    for i in 0..3 {
+        let (p, c) = next(i);
+        s.read_state_at(&p, c)
+            .await
+            .map_err(|e| format!("read {p:?}@{c}: {e}"))?;
+    }
+    let mut times = Vec::with_capacity(counts.reads);
+    let start = Instant::now();
+    for i in 0..counts.reads {
+        let (p, c) = next(i);
+        let t = Instant::now();
+        let got = s
+            .read_state_at(&p, c)
+            .await
+            .map_err(|e| format!("read {p:?}@{c}: {e}"))?;
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+        if got.is_none() {
+            return Err(format!("read {p:?}@{c} found nothing"));
+        }
+        if i >= 10 && start.elapsed() > counts.read_budget {
+            break;
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// Peak resident set size in MiB (`VmHWM` of /proc/self/status).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
 /// Runs the benchmark in a fresh directory under `dir`.
 pub async fn run(args: &BenchArgs, dir: &Path) -> Result<(), String> {
-    Err(format!(
-        "bench is being written (quick={}, durability={}, json={}, dir={})",
-        args.quick,
-        args.durability,
-        args.json,
-        dir.display()
-    ))
+    let durability = durability(&args.durability)?;
+    let counts = Counts::pick(args.quick);
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let work = dir.join(format!(
+        "bench-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    std::fs::create_dir(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+    let bar = if args.json {
+        ProgressBar::hidden()
+    } else {
+        let b = ProgressBar::new(9);
+        if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}") {
+            b.set_style(style);
+        }
+        b
+    };
+    let result = workloads(&work, durability, &counts, &bar).await;
+    bar.finish_and_clear();
+    let cleanup = std::fs::remove_dir_all(&work);
+    let results = result?;
+    cleanup.map_err(|e| format!("cannot remove {}: {e}", work.display()))?;
+    if args.json {
+        println!("{}", results.to_json());
+    } else {
+        print_table(&results, &args.durability, &counts);
+    }
+    Ok(())
+}
+
+async fn workloads(
+    work: &Path,
+    durability: Durability,
+    counts: &Counts,
+    bar: &ProgressBar,
+) -> Result<Results, String> {
+    let mut options = Options::default();
+    options.durability = durability;
+    let open = |o: Options| async move {
+        Storage::open(work, o)
+            .await
+            .map_err(|e| format!("open {}: {e}", work.display()))
+    };
+    let mut s = open(options.clone()).await?;
+    let mut r = Results::default();
+
+    bar.set_message("W1 sequential commits");
+    let start = Instant::now();
+    for i in 0..counts.w1 {
+        commit_one(&s, user(i)?).await?;
+    }
+    r.w1_commits_per_s = Some(counts.w1 as f64 / start.elapsed().as_secs_f64());
+    bar.inc(1);
+
+    bar.set_message("W2 16 concurrent writers");
+    r.w2_commits_per_s = Some(concurrent_commits(&s, counts.w2, 16, counts.w1).await?);
+    bar.inc(1);
+
+    // W3 needs `Storage::switch_and_snapshot`, which this build does not
+    // have yet; once it does: time `s.switch_and_snapshot().await` here
+    // and set `r.w3_snapshot_ms` (the table and JSON pick it up).
+    bar.set_message("W3 switch_and_snapshot (n/a)");
+    r.w3_snapshot_ms = None;
+    bar.inc(1);
+
+    let current = s.current_commit();
+    bar.set_message("W4 read root");
+    r.w4_read_root_us = Some(median_read_us(&s, counts, |_| (String::new(), current)).await?);
+    bar.inc(1);
+
+    bar.set_message("W5 read leaf");
+    let users = (counts.w1 + counts.w2).min(500) as usize;
+    r.w5_read_leaf_us = Some(
+        median_read_us(&s, counts, |i| {
+            (format!("users.u{}", (i * 7919) % users), current)
+        })
+        .await?,
+    );
+    bar.inc(1);
+
+    let old = old_commit(counts);
+    bar.set_message("W6 read root at an old commit");
+    r.w6_read_old_us = Some(median_read_us(&s, counts, |_| (String::new(), old)).await?);
+    bar.inc(1);
+
+    bar.set_message("W7 close + reopen");
+    let mut times = Vec::new();
+    for _ in 0..counts.w7 {
+        let t = Instant::now();
+        s.close().await.map_err(|e| format!("close: {e}"))?;
+        s = open(options.clone()).await?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        if s.current_commit() != current {
+            return Err(format!(
+                "reopen found commit {}, expected {current}",
+                s.current_commit()
+            ));
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    r.w7_reopen_ms = times.get(times.len() / 2).copied();
+    bar.inc(1);
+
+    bar.set_message("W8 8-participant transactions");
+    r.w8_tx_per_s = Some(eight_participant(&s, counts.w8).await?);
+    bar.inc(1);
+
+    bar.set_message("W9 64 concurrent writers");
+    r.w9_commits_per_s = Some(concurrent_commits(&s, counts.w9, 64, 0).await?);
+    bar.inc(1);
+
+    s.close().await.map_err(|e| format!("close: {e}"))?;
+    r.peak_rss_mb = peak_rss_mb();
+    Ok(r)
+}
+
+/// The commit W6 reads at.
+fn old_commit(counts: &Counts) -> u64 {
+    if counts.w1 >= 2 * OLD_COMMIT {
+        OLD_COMMIT
+    } else {
+        (counts.w1 / 2).max(1)
+    }
+}
+
+/// `n` transactions of 8 participants, each from its own task joining via
+/// `get_tx` and patching `team.m{j}`; returns transactions per second.
+async fn eight_participant(s: &Storage, n: u64) -> Result<f64, String> {
+    let start = Instant::now();
+    for round in 0..n {
+        let tx = s
+            .new_tx(8, PatchMeta::default())
+            .await
+            .map_err(|e| format!("new_tx: {e}"))?;
+        let id = tx.id();
+        let mut set = tokio::task::JoinSet::new();
+        for j in 0..8u64 {
+            let s = s.clone();
+            set.spawn(async move {
+                let tx = s.get_tx(id).await.map_err(|e| format!("get_tx: {e}"))?;
+                let patch = Patch::new(
+                    path(&format!("team.m{j}"))?,
+                    Node::object([("round", Node::int(round as i64))]),
+                );
+                let mut w = tx
+                    .new_patcher(patch)
+                    .await
+                    .map_err(|e| format!("new_patcher: {e}"))?;
+                w.commit().await.map_err(|e| format!("commit: {e}"))
+            });
+        }
+        let mut first: Option<Outcome> = None;
+        while let Some(out) = set.join_next().await {
+            let out = out.map_err(|e| format!("participant task: {e}"))??;
+            if !matches!(out, Outcome::Committed { .. }) {
+                return Err(format!("8-participant tx: unexpected outcome {out:?}"));
+            }
+            if let Some(f) = &first
+                && *f != out
+            {
+                return Err(format!("participants disagree: {f:?} vs {out:?}"));
+            }
+            first = Some(out);
+        }
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+fn print_table(r: &Results, durability: &str, counts: &Counts) {
+    let old = old_commit(counts);
+    let fmt = |v: Option<f64>| match v {
+        Some(v) if v >= 100.0 => format!("{v:.0}"),
+        Some(v) => format!("{v:.2}"),
+        None => "n/a".to_string(),
+    };
+    println!(
+        "logd bench: durability {durability}, counts {}",
+        counts.name
+    );
+    let rows: [(&str, String, Option<f64>, &str); 10] = [
+        (
+            "W1",
+            format!("{} sequential commits", counts.w1),
+            r.w1_commits_per_s,
+            "commits/s (target >= 4000)",
+        ),
+        (
+            "W2",
+            format!("{} commits, 16 tasks", counts.w2),
+            r.w2_commits_per_s,
+            "commits/s",
+        ),
+        (
+            "W3",
+            "switch_and_snapshot".into(),
+            r.w3_snapshot_ms,
+            "ms (target <= 10; not in this build)",
+        ),
+        (
+            "W4",
+            "read \"\" at current".into(),
+            r.w4_read_root_us,
+            "us median (target <= 1000)",
+        ),
+        (
+            "W5",
+            "read users.u{k} at current".into(),
+            r.w5_read_leaf_us,
+            "us median (target <= 20)",
+        ),
+        (
+            "W6",
+            format!("read \"\" at commit {old}"),
+            r.w6_read_old_us,
+            "us median (target <= 2000)",
+        ),
+        (
+            "W7",
+            "close + reopen".into(),
+            r.w7_reopen_ms,
+            "ms median (target <= 20)",
+        ),
+        (
+            "W8",
+            format!("{} tx of 8 participants", counts.w8),
+            r.w8_tx_per_s,
+            "tx/s",
+        ),
+        (
+            "W9",
+            format!("{} commits, 64 tasks", counts.w9),
+            r.w9_commits_per_s,
+            "commits/s (target >= 50000)",
+        ),
+        ("RSS", "peak (VmHWM)".into(), r.peak_rss_mb, "MiB"),
+    ];
+    for (id, what, v, unit) in rows {
+        println!("{id:<4} {what:<30} {:>10}  {unit}", fmt(v));
+    }
 }

@@ -5,5 +5,9 @@
 
 #![warn(missing_docs)]
 
+mod storage;
+
+pub use logd_actors::{Durability, Error, Options};
 pub use logd_core::kpath::{KPath, KPathError, Segment};
 pub use logd_core::node::{Key, Kind, Node, Tag, Value};
+pub use storage::{Actors, Storage};

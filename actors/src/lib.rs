@@ -2,7 +2,26 @@
 //!
 //! One module per actor, its messages beside it. Actors own state and files;
 //! the pure logic they run lives in `logd-core`.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`error`] | the one [`Error`] type |
+//! | [`options`] | [`Options`] and [`Durability`] |
+//! | [`fileops`] | [`FileOps`]: the write-side file operations, injectable for tests |
+//! | [`recovery`] | `LOCK`, `meta`, and the single recovery scan of the log |
+//! | [`log_writer`] | the sequencer: conflict checks, commit numbers, group commit, fsync |
+//! | [`supervisor`] | spawning and restarting the actors |
 
 #![warn(missing_docs)]
 
+pub mod error;
+pub mod fileops;
 pub mod index;
+pub mod log_writer;
+pub mod options;
+pub mod recovery;
+pub mod supervisor;
+
+pub use error::Error;
+pub use fileops::{FileOps, RealFs};
+pub use options::{Durability, Options};

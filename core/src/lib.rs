@@ -15,12 +15,16 @@
 //! | [`snapshot`] | snapshot file format: streaming writer, sub-path reader |
 //! | [`index`] | the path index: which commits touch which paths, read plans |
 //! | [`read`] | executing a read plan: sub-patches folded from a base |
+//! | [`conflict`] | sequencing-time checks: did a commit after `r` affect `p` |
+//! | [`meta`] | the `<dir>/meta` file format |
 
 #![warn(missing_docs)]
 
+pub mod conflict;
 pub mod index;
 pub mod kpath;
 pub mod lexical;
+pub mod meta;
 pub mod node;
 pub mod patch;
 pub mod read;

@@ -1,0 +1,162 @@
+//! Append throughput of the log writer: 1 and 64 concurrent appenders, in
+//! both durability modes. Prints appends/s. `LOGD_BENCH_SECS` sets the run
+//! time per case (default 2); `LOGD_BENCH_DIR` the parent directory of the
+//! temporary stores (default: the system temp dir).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use kameo::Actor;
+use kameo::actor::{ActorRef, Spawn};
+use kameo::message::{Context, Message};
+use logd_actors::log_writer::Committed;
+use std::time::{Duration, Instant};
+
+use logd_actors::RealFs;
+use logd_actors::error::from_send;
+use logd_actors::log_writer::{Append, AppendOutcome, WriterArgs};
+use logd_actors::options::{Durability, Options};
+use logd_actors::recovery::{DirLock, recover};
+use logd_actors::supervisor::start;
+use logd_core::Node;
+use logd_core::wal::EntryMeta;
+
+/// Counts batches and records, standing in for the index.
+struct Counter {
+    batches: Arc<AtomicU64>,
+}
+
+impl Actor for Counter {
+    type Args = Arc<AtomicU64>;
+    type Error = kameo::error::Infallible;
+    async fn on_start(batches: Self::Args, _: ActorRef<Self>) -> Result<Self, Self::Error> {
+        Ok(Counter { batches })
+    }
+}
+
+impl Message<Committed> for Counter {
+    type Reply = ();
+    async fn handle(&mut self, _: Committed, _: &mut Context<Self, ()>) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn record(i: u64) -> Append {
+    let user = Node::object([
+        ("name", Node::string(format!("user-{i}"))),
+        ("n", Node::int(i as i64)),
+        ("tags", Node::array([Node::string("a"), Node::string("b")])),
+    ]);
+    let users = Node::object([(format!("u{}", i % 500).as_str(), user)]);
+    Append {
+        patch: Node::object([("users", users)]),
+        tx_id: i,
+        participants: vec![],
+        meta: EntryMeta::default(),
+        checks: vec![],
+        read_commit: 0,
+    }
+}
+
+async fn case(durability: Durability, appenders: u64, secs: f64) -> (f64, f64) {
+    let parent = std::env::var_os("LOGD_BENCH_DIR").map(std::path::PathBuf::from);
+    let dir = match parent {
+        Some(p) => tempfile::tempdir_in(p),
+        None => tempfile::tempdir(),
+    }
+    .expect("temp dir");
+    let mut options = Options::default();
+    options.durability = durability;
+    let _lock = DirLock::acquire(dir.path(), &options).expect("lock");
+    let recovered = recover(dir.path(), &options, &RealFs).expect("recover");
+    let batches = Arc::new(AtomicU64::new(0));
+    let counter = Counter::spawn(batches.clone());
+    let observer = Some(counter.reply_recipient::<Committed>());
+    let args = WriterArgs::new(
+        dir.path().into(),
+        options,
+        Arc::new(RealFs),
+        observer,
+        &recovered,
+    );
+    let started = start(args).await.expect("start");
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..appenders {
+        let w = started.writer.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                match w.ask(record(t * 1_000_000 + n)).await.map_err(from_send) {
+                    Ok(AppendOutcome::Appended(_)) => n += 1,
+                    other => panic!("append failed: {other:?}"),
+                }
+            }
+            n
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.expect("task");
+    }
+    let rate = total as f64 / t0.elapsed().as_secs_f64();
+    started.stop().await.expect("stop");
+    let per_batch = total as f64 / batches.load(Ordering::Relaxed).max(1) as f64;
+    (rate, per_batch)
+}
+
+/// The disk's own rate of 200-byte positional writes each followed by
+/// fdatasync, in a zero-filled file: the ceiling for one durable appender.
+fn raw_fsync_rate(secs: f64) -> f64 {
+    use std::os::unix::fs::FileExt;
+    let dir = match std::env::var_os("LOGD_BENCH_DIR") {
+        Some(p) => tempfile::tempdir_in(p),
+        None => tempfile::tempdir(),
+    }
+    .expect("temp dir");
+    let f = std::fs::File::create(dir.path().join("raw")).expect("create");
+    f.write_all_at(&vec![0u8; 8 << 20], 0).expect("fill");
+    f.sync_all().expect("sync");
+    let rec = [7u8; 200];
+    let t0 = Instant::now();
+    let mut n = 0u64;
+    while t0.elapsed().as_secs_f64() < secs {
+        f.write_all_at(&rec, (n * 200) % (8 << 20)).expect("write");
+        f.sync_data().expect("sync");
+        n += 1;
+    }
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let secs: f64 = std::env::var("LOGD_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2.0);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!(
+        "baseline: raw pwrite+fdatasync  {:>10.0} syncs/s",
+        raw_fsync_rate(secs)
+    );
+    for (name, d) in [
+        ("immediate", Durability::Immediate),
+        (
+            "buffered(10ms)",
+            Durability::Buffered {
+                interval: Duration::from_millis(10),
+            },
+        ),
+    ] {
+        for n in [1, 64] {
+            let (rate, per_batch) = rt.block_on(case(d, n, secs));
+            println!(
+                "append {name:>15} {n:>3} appenders: {rate:>10.0} appends/s ({per_batch:.1} per batch)"
+            );
+        }
+    }
+}

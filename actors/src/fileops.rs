@@ -1,0 +1,86 @@
+//! The file-system operations the log writer performs, behind a trait.
+//!
+//! This module owns [`FileOps`] and its real implementation [`RealFs`], so
+//! tests can inject failures (a failing fsync, a short write, a panic) into
+//! the durable write path. Every write-side effect of the log writer and of
+//! recovery (create, open, write, sync, rename, sync_dir, truncate, remove)
+//! goes through it; plain reads do not. It never retries or hides errors.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::path::Path;
+
+/// File-system operations used by the durable write path. Implementations
+/// must be cheap to call from a blocking thread.
+pub trait FileOps: Send + Sync + std::fmt::Debug + 'static {
+    /// Creates (or truncates) `path` for reading and writing, with `mode`.
+    fn create(&self, path: &Path, mode: u32) -> io::Result<File>;
+    /// Opens an existing `path` for reading and writing.
+    fn open(&self, path: &Path) -> io::Result<File>;
+    /// Writes all of `buf` at `offset`.
+    fn write_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Makes the file's data durable (fdatasync).
+    fn sync(&self, file: &File) -> io::Result<()>;
+    /// Renames `from` to `to` (atomically replacing `to`).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Makes a directory's entries durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Truncates the file to `len` bytes.
+    fn truncate(&self, file: &File, len: u64) -> io::Result<()>;
+    /// Removes a file.
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Creates a directory (and its parents) with `mode`, if missing.
+    fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()>;
+}
+
+/// The real file system.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RealFs;
+
+impl FileOps for RealFs {
+    fn create(&self, path: &Path, mode: u32) -> io::Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(path)
+    }
+
+    fn open(&self, path: &Path) -> io::Result<File> {
+        OpenOptions::new().read(true).write(true).open(path)
+    }
+
+    fn write_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+        file.write_all_at(buf, offset)
+    }
+
+    fn sync(&self, file: &File) -> io::Result<()> {
+        file.sync_data()
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+
+    fn truncate(&self, file: &File, len: u64) -> io::Result<()> {
+        file.set_len(len)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+
+    fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(path)
+    }
+}

@@ -1,0 +1,943 @@
+//! The log writer: the only writer of the log, and the sequencer.
+//!
+//! This module owns the [`LogWriter`] actor and its messages. The actor
+//! validates each [`Append`]'s checks against everything sequenced before it
+//! (including earlier records of the same batch, via
+//! [`logd_core::conflict::ConflictIndex`]), assigns the next commit number,
+//! encodes the record into the pending batch, and returns at once with a
+//! delegated reply. One batch at a time is written by a flush task: one
+//! positional write per segment touched, one fsync (off the async worker
+//! threads, via `spawn_blocking`), then the batch's records are handed to
+//! the commit observer (the index) and awaited, and only then is every
+//! record of the batch acknowledged (group commit). Records that arrive
+//! while a batch is in flight form the next batch.
+//!
+//! It never acknowledges what was not durable (per `Options::durability`),
+//! never reuses a commit number that was acknowledged, and after a failed
+//! write or fsync it refuses every further append (fail-stop) until the store
+//! is reopened. A panic is left to the supervisor, which restarts the actor
+//! from the files on disk.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kameo::Actor;
+use kameo::actor::{ActorRef, WeakActorRef};
+use kameo::error::ActorStopReason;
+use kameo::message::{Context, Message};
+use kameo::reply::{DelegatedReply, ReplySender};
+use logd_core::conflict::ConflictIndex;
+use logd_core::index::touched_paths;
+use logd_core::wal::{self, Entry, EntryMeta, HEADER_LEN, Location, ParticipantRecord};
+use logd_core::{KPath, Node};
+
+use crate::error::Error;
+use crate::fileops::FileOps;
+use crate::options::{Durability, Options};
+use crate::recovery::{self, Recovered, SegmentInfo};
+
+/// One durable record, as handed to the commit observer and returned by
+/// recovery.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommittedRecord {
+    /// Its commit number.
+    pub commit: u64,
+    /// Where it is in the log.
+    pub location: Location,
+    /// The record itself.
+    pub entry: Arc<Entry>,
+}
+
+/// A batch of durable records, in commit order, sent to the commit observer
+/// (with `ask`) before any of them is acknowledged.
+#[derive(Clone, Debug)]
+pub struct Committed {
+    /// The records.
+    pub records: Vec<CommittedRecord>,
+}
+
+/// The observer of durable batches (the index actor implements
+/// `Message<Committed, Reply = ()>`; get one with
+/// `actor_ref.reply_recipient::<Committed>()`).
+pub type CommitObserver = kameo::actor::ReplyRecipient<Committed, (), kameo::error::Infallible>;
+
+/// Append one transaction's record to the log.
+#[derive(Clone, Debug)]
+pub struct Append {
+    /// The merged root patch.
+    pub patch: Node,
+    /// The transaction id.
+    pub tx_id: u64,
+    /// Every participant's path and match.
+    pub participants: Vec<ParticipantRecord>,
+    /// The transaction's metadata.
+    pub meta: EntryMeta,
+    /// Paths that no commit after `read_commit` may have affected.
+    pub checks: Vec<KPath>,
+    /// The commit the checks were evaluated at.
+    pub read_commit: u64,
+}
+
+/// Where an appended record went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// Its commit number.
+    pub commit: u64,
+    /// Where it is in the log.
+    pub location: Location,
+}
+
+/// The reply to an [`Append`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum AppendOutcome {
+    /// Durable (and observed by the index); this is its commit.
+    Appended(Appended),
+    /// A check failed: `commit`, after the read commit, affected `path`.
+    /// Nothing was appended and no commit number was used.
+    Conflict {
+        /// The checked path.
+        path: KPath,
+        /// The latest commit that affected it.
+        commit: u64,
+    },
+}
+
+/// Seal the active segment: everything in it is made durable and the next
+/// record starts a new segment. Replies with the sealed segment, or `None`
+/// when the active segment holds no record.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Seal;
+
+/// Make everything sequenced so far durable (an fsync even in buffered
+/// mode). Replies with the last durable commit.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Flush;
+
+/// Internal: a flush task finished.
+struct FlushDone {
+    generation: u64,
+    io: Option<Io>,
+    result: Result<bool, FlushFailure>,
+}
+
+/// How many times a small batch goes round the mailbox waiting for more.
+const MAX_KICK_ROUNDS: u8 = 8;
+
+/// Internal: start a flush once the appends already queued in the mailbox
+/// have joined the batch.
+struct Kick {
+    generation: u64,
+}
+
+/// Internal: periodic sync in buffered mode. Replies whether to keep ticking.
+struct SyncTick {
+    generation: u64,
+}
+
+enum FlushFailure {
+    Failed(String),
+    Panicked(String),
+}
+
+/// State shared by every incarnation of the writer (it survives restarts).
+#[derive(Debug, Default)]
+pub struct WriterShared {
+    /// The last acknowledged commit (durable and observed).
+    pub last_acked: Arc<AtomicU64>,
+    /// Held by a flush task while it does I/O; a restarted writer takes it
+    /// before it rescans the files, so it never races an old flush.
+    gate: tokio::sync::Mutex<()>,
+    /// Bumped by each incarnation; stale internal messages are ignored.
+    generation: AtomicU64,
+    /// The state found by the first recovery, consumed by the first start.
+    initial: std::sync::Mutex<Option<Init>>,
+}
+
+/// How to build a [`LogWriter`] (its `Args`; cloned for every restart).
+#[derive(Clone, Debug)]
+pub struct WriterArgs {
+    /// The store directory.
+    pub dir: PathBuf,
+    /// The options.
+    pub options: Options,
+    /// The file operations (real or fault-injecting).
+    pub fs: Arc<dyn FileOps>,
+    /// Who sees each durable batch before it is acknowledged.
+    pub observer: Option<CommitObserver>,
+    /// State shared across restarts.
+    pub shared: Arc<WriterShared>,
+}
+
+impl WriterArgs {
+    /// Arguments for a writer that resumes from `recovered` (the result of
+    /// [`recovery::recover`] on `dir`).
+    pub fn new(
+        dir: PathBuf,
+        options: Options,
+        fs: Arc<dyn FileOps>,
+        observer: Option<CommitObserver>,
+        recovered: &Recovered,
+    ) -> WriterArgs {
+        let shared = WriterShared {
+            last_acked: Arc::new(AtomicU64::new(recovered.last_commit)),
+            ..WriterShared::default()
+        };
+        if let Ok(mut g) = shared.initial.lock() {
+            *g = Some(Init::from_recovered(recovered));
+        }
+        WriterArgs {
+            dir,
+            options,
+            fs,
+            observer,
+            shared: Arc::new(shared),
+        }
+    }
+}
+
+/// The writer's starting point, derived from a recovery.
+#[derive(Debug)]
+struct Init {
+    conflicts: ConflictIndex,
+    next_commit: u64,
+    active: Option<ActiveSeg>,
+}
+
+impl Init {
+    fn from_recovered(r: &Recovered) -> Init {
+        let base = r
+            .segments
+            .first()
+            .map_or(0, |s| s.first_commit.saturating_sub(1));
+        let mut conflicts = ConflictIndex::with_base(base);
+        for rec in &r.records {
+            conflicts.record(rec.commit, &rec.entry.patch);
+        }
+        Init {
+            conflicts,
+            next_commit: r.last_commit + 1,
+            active: r.segments.last().map(|s| ActiveSeg {
+                first: s.first_commit,
+                len: s.bytes,
+                last: s.last_commit,
+            }),
+        }
+    }
+}
+
+/// The sequencer's view of the active segment.
+#[derive(Clone, Copy, Debug)]
+struct ActiveSeg {
+    first: u64,
+    len: u64,
+    last: u64,
+}
+
+/// The open segment file, owned by whoever does I/O.
+#[derive(Debug)]
+struct Io {
+    file: Option<OpenSeg>,
+}
+
+/// The active segment file: records end at `end`; bytes up to `filled` are
+/// allocated (zeros past `end`), so an fsync after a write inside them
+/// flushes data only, not the file size.
+#[derive(Debug)]
+struct OpenSeg {
+    segment: u64,
+    file: File,
+    end: u64,
+    filled: u64,
+}
+
+/// How far ahead of the last record a segment is zero-filled.
+const PREFILL: u64 = 1 << 20;
+
+impl OpenSeg {
+    /// Cuts the zero fill off and syncs: the segment ends at its last record.
+    fn seal(self, fs: &dyn FileOps, dir: &std::path::Path) -> Result<(), Error> {
+        let p = recovery::segment_path(dir, self.segment);
+        if self.filled > self.end {
+            fs.truncate(&self.file, self.end)
+                .map_err(|e| Error::io("truncate", &p, &e))?;
+        }
+        fs.sync(&self.file).map_err(|e| Error::io("sync", &p, &e))
+    }
+}
+
+/// Bytes for one segment in a batch.
+#[derive(Debug)]
+struct Chunk {
+    segment: u64,
+    create: bool,
+    offset: u64,
+    bytes: Vec<u8>,
+}
+
+enum Ack {
+    Append(Option<ReplySender<Result<AppendOutcome, Error>>>, Appended),
+    Seal(
+        Option<ReplySender<Result<Option<SegmentInfo>, Error>>>,
+        Option<SegmentInfo>,
+    ),
+    Flush(Option<ReplySender<Result<u64, Error>>>, u64),
+}
+
+impl Ack {
+    fn fail(self, e: Error) {
+        match self {
+            Ack::Append(Some(s), _) => s.send(Err(e)),
+            Ack::Seal(Some(s), _) => s.send(Err(e)),
+            Ack::Flush(Some(s), _) => s.send(Err(e)),
+            _ => {}
+        }
+    }
+
+    fn succeed(self) {
+        match self {
+            Ack::Append(Some(s), a) => s.send(Ok(AppendOutcome::Appended(a))),
+            Ack::Seal(Some(s), info) => s.send(Ok(info)),
+            Ack::Flush(Some(s), c) => s.send(Ok(c)),
+            _ => {}
+        }
+    }
+}
+
+#[derive(Default)]
+struct Batch {
+    chunks: Vec<Chunk>,
+    acks: Vec<Ack>,
+    records: Vec<CommittedRecord>,
+    /// Fsync at the end even in buffered mode.
+    sync: bool,
+    /// Sync and close the active file at the end (a seal with no record after it).
+    close_active: bool,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.chunks.is_empty() && self.acks.is_empty() && !self.sync && !self.close_active
+    }
+}
+
+/// The log writer actor. Spawn it through [`crate::supervisor`]; talk to it
+/// with [`Append`], [`Seal`] and [`Flush`].
+pub struct LogWriter {
+    args: WriterArgs,
+    generation: u64,
+    conflicts: ConflictIndex,
+    next_commit: u64,
+    active: Option<ActiveSeg>,
+    batch: Batch,
+    /// `None` while a flush task owns it.
+    io: Option<Io>,
+    /// Set once a write or sync failed: every append is refused.
+    failed: Option<String>,
+    /// Written but not yet fsynced (buffered mode).
+    dirty: bool,
+    /// A [`Kick`] is queued.
+    kick_pending: bool,
+    /// Records in the last batch flushed, and how often the current batch
+    /// was sent round the mailbox again to wait for them.
+    last_batch: usize,
+    kick_rounds: u8,
+    /// The batch size a queued [`Kick`] waits for.
+    kick_target: usize,
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for LogWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogWriter")
+            .field("dir", &self.args.dir)
+            .field("next_commit", &self.next_commit)
+            .field("failed", &self.failed)
+            .finish()
+    }
+}
+
+fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn failed_err(reason: &str) -> Error {
+    Error::WriterFailed {
+        reason: reason.to_string(),
+    }
+}
+
+impl Actor for LogWriter {
+    type Args = WriterArgs;
+    type Error = Error;
+
+    async fn on_start(args: WriterArgs, actor_ref: ActorRef<Self>) -> Result<Self, Error> {
+        let generation = args.shared.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let initial = args.shared.initial.lock().ok().and_then(|mut g| g.take());
+        let init = match initial {
+            Some(init) => init,
+            None => restart_recovery(&args).await?,
+        };
+        let io = match init.active {
+            Some(seg) => {
+                let path = recovery::segment_path(&args.dir, seg.first);
+                let f = args
+                    .fs
+                    .open(&path)
+                    .map_err(|e| Error::io("open", &path, &e))?;
+                let filled = f
+                    .metadata()
+                    .map_err(|e| Error::io("stat", &path, &e))?
+                    .len()
+                    .max(seg.len);
+                Io {
+                    file: Some(OpenSeg {
+                        segment: seg.first,
+                        file: f,
+                        end: seg.len,
+                        filled,
+                    }),
+                }
+            }
+            None => Io { file: None },
+        };
+        if let Durability::Buffered { interval } = args.options.durability {
+            spawn_ticker(actor_ref.clone(), generation, interval);
+        }
+        Ok(LogWriter {
+            generation,
+            conflicts: init.conflicts,
+            next_commit: init.next_commit,
+            active: init.active,
+            batch: Batch::default(),
+            io: Some(io),
+            failed: None,
+            dirty: false,
+            kick_pending: false,
+            last_batch: 0,
+            kick_rounds: 0,
+            kick_target: 0,
+            scratch: Vec::new(),
+            args,
+        })
+    }
+
+    async fn on_stop(
+        &mut self,
+        _: WeakActorRef<Self>,
+        reason: ActorStopReason,
+    ) -> Result<(), Error> {
+        let batch = std::mem::take(&mut self.batch);
+        let reason = format!("log writer stopped: {reason:?}");
+        for a in batch.acks {
+            a.fail(failed_err(&reason));
+        }
+        Ok(())
+    }
+}
+
+/// Recovery for a restarted incarnation: waits for any flush of the old one,
+/// rescans the files, and hands durable records the observer has not seen
+/// (written by a batch that never got acknowledged) to the observer.
+async fn restart_recovery(args: &WriterArgs) -> Result<Init, Error> {
+    let _gate = args.shared.gate.lock().await;
+    let dir = args.dir.clone();
+    let options = args.options.clone();
+    let fs = args.fs.clone();
+    let recovered = tokio::task::spawn_blocking(move || recovery::recover(&dir, &options, &*fs))
+        .await
+        .map_err(|e| failed_err(&format!("recovery task failed: {e}")))??;
+    let acked = args.shared.last_acked.load(Ordering::SeqCst);
+    let unseen: Vec<CommittedRecord> = recovered
+        .records
+        .iter()
+        .filter(|r| r.commit > acked)
+        .cloned()
+        .collect();
+    if !unseen.is_empty() {
+        tracing::warn!(
+            from = unseen[0].commit,
+            to = recovered.last_commit,
+            "restart found durable records that were never acknowledged"
+        );
+        if let Some(obs) = &args.observer {
+            obs.ask(Committed { records: unseen })
+                .await
+                .map_err(|e| failed_err(&format!("commit observer failed: {e:?}")))?;
+        }
+    }
+    args.shared
+        .last_acked
+        .fetch_max(recovered.last_commit, Ordering::SeqCst);
+    tracing::info!(last_commit = recovered.last_commit, "log writer restarted");
+    Ok(Init::from_recovered(&recovered))
+}
+
+/// Asks the writer to sync every `interval` until it answers `false` (a
+/// newer incarnation runs) or stops. It holds a strong ref: a writer in
+/// buffered mode lives until it is stopped (`Started::stop`).
+fn spawn_ticker(me: ActorRef<LogWriter>, generation: u64, interval: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match me.ask(SyncTick { generation }).await {
+                Ok(true) => {}
+                _ => break,
+            }
+        }
+    });
+}
+
+enum Sequenced {
+    Now(Result<AppendOutcome, Error>),
+    Pending(Appended, CommittedRecord),
+}
+
+impl LogWriter {
+    fn sequence(&mut self, msg: Append) -> Sequenced {
+        if let Some(reason) = &self.failed {
+            return Sequenced::Now(Err(failed_err(reason)));
+        }
+        let current = self.next_commit - 1;
+        if msg.read_commit > current {
+            return Sequenced::Now(Err(Error::FutureCommit {
+                commit: msg.read_commit,
+                current,
+            }));
+        }
+        if let Some(c) = self.conflicts.check(&msg.checks, msg.read_commit) {
+            return Sequenced::Now(Ok(AppendOutcome::Conflict {
+                path: c.path,
+                commit: c.commit,
+            }));
+        }
+        let commit = self.next_commit;
+        let entry = Entry {
+            commit,
+            tx_id: msg.tx_id,
+            timestamp: now_nanos(),
+            patch: msg.patch,
+            participants: msg.participants,
+            meta: msg.meta,
+        };
+        self.scratch.clear();
+        let frame_len = match wal::encode_entry_into(&mut self.scratch, &entry) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "record could not be encoded");
+                return Sequenced::Now(Err(Error::TooLarge {
+                    bytes: u64::MAX,
+                    max: u64::from(self.args.options.max_record_bytes),
+                }));
+            }
+        };
+        if frame_len as u64 > u64::from(self.args.options.max_record_bytes) {
+            return Sequenced::Now(Err(Error::TooLarge {
+                bytes: frame_len as u64,
+                max: u64::from(self.args.options.max_record_bytes),
+            }));
+        }
+        let ends = touched_paths(&entry.patch);
+        self.conflicts.record_ends(commit, ends.iter());
+        self.next_commit += 1;
+
+        let roll = match self.active {
+            None => true,
+            Some(seg) => {
+                seg.len > HEADER_LEN && seg.len + frame_len as u64 > self.args.options.segment_bytes
+            }
+        };
+        if roll {
+            self.active = Some(ActiveSeg {
+                first: commit,
+                len: HEADER_LEN,
+                last: commit - 1,
+            });
+            self.batch.close_active = false;
+        }
+        let Some(seg) = self.active.as_mut() else {
+            return Sequenced::Now(Err(failed_err("no active segment")));
+        };
+        let location = Location {
+            segment: seg.first,
+            offset: seg.len,
+            len: frame_len as u32,
+        };
+        match self.batch.chunks.last_mut() {
+            Some(ch) if ch.segment == seg.first && !roll => {
+                ch.bytes.extend_from_slice(&self.scratch)
+            }
+            _ => self.batch.chunks.push(Chunk {
+                segment: seg.first,
+                create: roll,
+                offset: seg.len,
+                bytes: self.scratch.clone(),
+            }),
+        }
+        seg.len += frame_len as u64;
+        seg.last = commit;
+        let appended = Appended { commit, location };
+        let record = CommittedRecord {
+            commit,
+            location,
+            entry: Arc::new(entry),
+        };
+        Sequenced::Pending(appended, record)
+    }
+
+    /// Starts a flush task if none is running and there is work.
+    fn maybe_flush(&mut self, me: &ActorRef<LogWriter>) {
+        if self.batch.is_empty() || self.io.is_none() || self.failed.is_some() {
+            return;
+        }
+        let Some(io) = self.io.take() else { return };
+        let me = me.clone();
+        let batch = std::mem::take(&mut self.batch);
+        if !batch.records.is_empty() {
+            self.last_batch = batch.records.len();
+        }
+        let durability = self.args.options.durability;
+        let sync = batch.sync || matches!(durability, Durability::Immediate);
+        let needs_sync_later = !sync && !batch.chunks.is_empty();
+        let args = self.args.clone();
+        let generation = self.generation;
+        tokio::spawn(async move {
+            let done = run_flush(args, io, batch, sync).await;
+            let msg = FlushDone {
+                generation,
+                io: done.0,
+                result: done.1.map(|()| needs_sync_later),
+            };
+            let _ = me.tell(msg).await;
+        });
+    }
+
+    /// Queues a [`Kick`] that flushes once the batch has `target` records
+    /// (or after a few rounds); flushes now if the mailbox is full.
+    fn kick(&mut self, me: &ActorRef<LogWriter>, target: usize) {
+        let kick = Kick {
+            generation: self.generation,
+        };
+        if me.tell(kick).try_send().is_ok() {
+            self.kick_pending = true;
+            self.kick_rounds = 0;
+            self.kick_target = target;
+        } else {
+            self.maybe_flush(me);
+        }
+    }
+
+    fn fail_pending(&mut self, reason: &str) {
+        let batch = std::mem::take(&mut self.batch);
+        for a in batch.acks {
+            a.fail(failed_err(reason));
+        }
+    }
+}
+
+/// Writes a batch, syncs it if asked, tells the observer, and acknowledges.
+/// Returns the file state (None if the I/O thread panicked) and the result.
+async fn run_flush(
+    args: WriterArgs,
+    io: Io,
+    batch: Batch,
+    sync: bool,
+) -> (Option<Io>, Result<(), FlushFailure>) {
+    let _gate = args.shared.gate.lock().await;
+    let Batch {
+        chunks,
+        acks,
+        records,
+        close_active,
+        ..
+    } = batch;
+    let fs = args.fs.clone();
+    let dir = args.dir.clone();
+    let umask = args.options.umask;
+    let joined = tokio::task::spawn_blocking(move || {
+        let mut io = io;
+        let r = write_batch(&*fs, &dir, umask, &mut io, &chunks, sync, close_active);
+        (io, r)
+    })
+    .await;
+    let (io, result) = match joined {
+        Ok(v) => v,
+        Err(e) => {
+            let msg = if e.is_panic() {
+                "the log I/O thread panicked".to_string()
+            } else {
+                format!("the log I/O task failed: {e}")
+            };
+            tracing::error!(reason = %msg, "log writer I/O failed");
+            for a in acks {
+                a.fail(failed_err(&msg));
+            }
+            return (None, Err(FlushFailure::Panicked(msg)));
+        }
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, "log write failed; the writer stops accepting appends");
+        let reason = e.to_string();
+        for a in acks {
+            a.fail(e.clone());
+        }
+        return (Some(io), Err(FlushFailure::Failed(reason)));
+    }
+    let last = records.last().map(|r| r.commit);
+    if !records.is_empty() {
+        if let Some(obs) = &args.observer {
+            if let Err(e) = obs.ask(Committed { records }).await {
+                let reason = format!("commit observer failed: {e:?}");
+                tracing::error!(%reason, "log writer stops");
+                for a in acks {
+                    a.fail(failed_err(&reason));
+                }
+                return (Some(io), Err(FlushFailure::Failed(reason)));
+            }
+        }
+    }
+    if let Some(last) = last {
+        args.shared.last_acked.fetch_max(last, Ordering::SeqCst);
+    }
+    for a in acks {
+        a.succeed();
+    }
+    (Some(io), Ok(()))
+}
+
+/// The blocking part of a flush.
+fn write_batch(
+    fs: &dyn FileOps,
+    dir: &std::path::Path,
+    umask: u32,
+    io: &mut Io,
+    chunks: &[Chunk],
+    sync: bool,
+    close_active: bool,
+) -> Result<(), Error> {
+    for ch in chunks {
+        if ch.create {
+            if let Some(old) = io.file.take() {
+                old.seal(fs, dir)?;
+            }
+            let wdir = recovery::wal_dir(dir);
+            let file = recovery::create_file_atomic(
+                fs,
+                &wdir,
+                &wal::segment_file_name(ch.segment),
+                &wal::encode_header(ch.segment),
+                umask,
+            )?;
+            io.file = Some(OpenSeg {
+                segment: ch.segment,
+                file,
+                end: HEADER_LEN,
+                filled: HEADER_LEN,
+            });
+        }
+        let path = recovery::segment_path(dir, ch.segment);
+        let Some(seg) = io.file.as_mut().filter(|s| s.segment == ch.segment) else {
+            return Err(failed_err(
+                "internal: batch names a segment that is not open",
+            ));
+        };
+        let end = ch.offset + ch.bytes.len() as u64;
+        if end > seg.filled {
+            // Zero-fill ahead so that most fsyncs need no size update.
+            let target = end + PREFILL;
+            let zeros = vec![0u8; (target - seg.filled) as usize];
+            fs.write_at(&seg.file, &zeros, seg.filled)
+                .map_err(|e| Error::io("write", &path, &e))?;
+            seg.filled = target;
+        }
+        fs.write_at(&seg.file, &ch.bytes, ch.offset)
+            .map_err(|e| Error::io("write", &path, &e))?;
+        seg.end = seg.end.max(end);
+    }
+    if close_active {
+        if let Some(old) = io.file.take() {
+            old.seal(fs, dir)?;
+        }
+    } else if sync {
+        if let Some(seg) = &io.file {
+            let p = recovery::segment_path(dir, seg.segment);
+            fs.sync(&seg.file).map_err(|e| Error::io("sync", &p, &e))?;
+        }
+    }
+    Ok(())
+}
+
+impl Message<Append> for LogWriter {
+    type Reply = DelegatedReply<Result<AppendOutcome, Error>>;
+
+    async fn handle(&mut self, msg: Append, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        let (reply, sender) = ctx.reply_sender();
+        match self.sequence(msg) {
+            Sequenced::Now(r) => {
+                if let Some(s) = sender {
+                    s.send(r);
+                }
+            }
+            Sequenced::Pending(appended, record) => {
+                self.batch.acks.push(Ack::Append(sender, appended));
+                self.batch.records.push(record);
+                // Let appends that are already queued join this batch: the
+                // flush starts when the kick comes round the mailbox.
+                if self.io.is_some() && !self.kick_pending {
+                    self.kick(ctx.actor_ref(), self.last_batch);
+                }
+            }
+        }
+        reply
+    }
+}
+
+impl Message<Seal> for LogWriter {
+    type Reply = DelegatedReply<Result<Option<SegmentInfo>, Error>>;
+
+    async fn handle(&mut self, _: Seal, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        let (reply, sender) = ctx.reply_sender();
+        if let Some(reason) = &self.failed {
+            if let Some(s) = sender {
+                s.send(Err(failed_err(reason)));
+            }
+            return reply;
+        }
+        let info = match self.active.take() {
+            Some(seg) if seg.last >= seg.first => Some(SegmentInfo {
+                first_commit: seg.first,
+                last_commit: seg.last,
+                path: recovery::segment_path(&self.args.dir, seg.first),
+                bytes: seg.len,
+            }),
+            other => {
+                // An empty segment stays active.
+                self.active = other;
+                None
+            }
+        };
+        if info.is_some() {
+            self.batch.close_active = true;
+        }
+        self.batch.sync = true;
+        self.batch.acks.push(Ack::Seal(sender, info));
+        self.maybe_flush(ctx.actor_ref());
+        reply
+    }
+}
+
+impl Message<Flush> for LogWriter {
+    type Reply = DelegatedReply<Result<u64, Error>>;
+
+    async fn handle(&mut self, _: Flush, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        let (reply, sender) = ctx.reply_sender();
+        if let Some(reason) = &self.failed {
+            if let Some(s) = sender {
+                s.send(Err(failed_err(reason)));
+            }
+            return reply;
+        }
+        self.batch.sync = true;
+        self.batch
+            .acks
+            .push(Ack::Flush(sender, self.next_commit - 1));
+        self.maybe_flush(ctx.actor_ref());
+        reply
+    }
+}
+
+impl Message<FlushDone> for LogWriter {
+    type Reply = Result<(), Error>;
+
+    async fn handle(
+        &mut self,
+        msg: FlushDone,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        if msg.generation != self.generation {
+            return Ok(());
+        }
+        self.io = msg.io;
+        match msg.result {
+            Ok(needs_sync) => {
+                // Flushes are serial: a synced flush covers every earlier write.
+                self.dirty = needs_sync;
+                // The appenders just acknowledged will likely append again:
+                // let them join the waiting batch (one fsync for both groups).
+                let waiting = self.batch.records.len();
+                if waiting > 0 && !self.kick_pending {
+                    self.kick(ctx.actor_ref(), waiting + self.last_batch);
+                } else if !self.kick_pending {
+                    self.maybe_flush(ctx.actor_ref());
+                }
+                Ok(())
+            }
+            Err(FlushFailure::Failed(reason)) => {
+                self.fail_pending(&reason);
+                self.failed = Some(reason);
+                Ok(())
+            }
+            Err(FlushFailure::Panicked(reason)) => {
+                self.fail_pending(&reason);
+                // Returning an error from a `tell` handler stops this
+                // incarnation; the supervisor restarts it from disk.
+                Err(failed_err(&reason))
+            }
+        }
+    }
+}
+
+impl Message<Kick> for LogWriter {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: Kick, ctx: &mut Context<Self, Self::Reply>) {
+        if msg.generation != self.generation {
+            return;
+        }
+        // The appenders acknowledged by the last batch are likely still on
+        // their way back: go round the mailbox a few more times while the
+        // batch is much smaller than the last one (bounded, so a lone
+        // appender never waits).
+        if self.batch.records.len() < self.kick_target && self.kick_rounds < MAX_KICK_ROUNDS {
+            let kick = Kick {
+                generation: self.generation,
+            };
+            if ctx.actor_ref().tell(kick).try_send().is_ok() {
+                self.kick_rounds += 1;
+                // Give the woken appenders a turn on this worker thread.
+                tokio::task::yield_now().await;
+                return;
+            }
+        }
+        self.kick_pending = false;
+        self.kick_rounds = 0;
+        self.maybe_flush(ctx.actor_ref());
+    }
+}
+
+impl Message<SyncTick> for LogWriter {
+    type Reply = bool;
+
+    async fn handle(&mut self, msg: SyncTick, ctx: &mut Context<Self, Self::Reply>) -> bool {
+        if msg.generation != self.generation {
+            return false;
+        }
+        if self.dirty && self.io.is_some() && self.failed.is_none() {
+            self.dirty = false;
+            self.batch.sync = true;
+            self.maybe_flush(ctx.actor_ref());
+        }
+        true
+    }
+}
+
+/// The last acknowledged commit, as seen by [`WriterShared::last_acked`].
+pub fn last_acked(shared: &WriterShared) -> u64 {
+    shared.last_acked.load(Ordering::SeqCst)
+}

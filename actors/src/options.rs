@@ -1,0 +1,54 @@
+//! Store options.
+//!
+//! This module owns [`Options`] and [`Durability`] with their defaults. It
+//! never reads the environment or files; callers build options in code
+//! (start from `Options::default()` and set fields).
+
+use std::time::Duration;
+
+/// When an appended record counts as durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Every batch is fsynced before any of its records is acknowledged.
+    #[default]
+    Immediate,
+    /// Records are acknowledged after the write; the log is fsynced every
+    /// `interval` (and on close, seal and flush). A crash can lose the last
+    /// `interval` of acknowledged commits, never corrupt the store.
+    Buffered {
+        /// How often to fsync.
+        interval: Duration,
+    },
+}
+
+/// Options for opening a store. Start from [`Options::default`] and set
+/// fields: more fields are added over time.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Options {
+    /// When a commit counts as durable. Default: [`Durability::Immediate`].
+    pub durability: Durability,
+    /// Permission bits cleared from directories (`0o777 & !umask`) and files
+    /// (`0o666 & !umask`) logd creates. Default `0o022`.
+    pub umask: u32,
+    /// A log segment is sealed and a new one started once it passes this
+    /// size. Default 64 MiB.
+    pub segment_bytes: u64,
+    /// Largest encoded record (frame) accepted; larger appends get
+    /// `Error::TooLarge`. Default 16 MiB.
+    pub max_record_bytes: u32,
+    /// How long a transaction may wait for its participants. Default 30 s.
+    pub tx_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            durability: Durability::Immediate,
+            umask: 0o022,
+            segment_bytes: 64 << 20,
+            max_record_bytes: 16 << 20,
+            tx_timeout: Duration::from_secs(30),
+        }
+    }
+}

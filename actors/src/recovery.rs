@@ -1,0 +1,332 @@
+//! Opening a store directory: the `LOCK`, the `meta` file, and recovery of
+//! the log.
+//!
+//! This module owns what happens before any actor runs: [`DirLock`] (an
+//! advisory `flock` on `<dir>/LOCK`, one opener per store, in this process or
+//! any other), creating `wal/` and `meta` for a new store, and [`recover`]:
+//! one scan of every segment that checks every CRC, truncates a torn tail of
+//! the last segment, refuses corruption anywhere else (naming file and
+//! offset), and returns every good record so the index can be rebuilt from
+//! the same scan. It never appends records (the log writer does) and never
+//! skips a bad record silently.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use logd_core::meta::{self, Meta};
+use logd_core::wal::{self, HEADER_LEN, TailStatus, WalErrorKind};
+
+use crate::error::Error;
+use crate::fileops::FileOps;
+use crate::log_writer::CommittedRecord;
+use crate::options::Options;
+
+/// The directory holding the log segments, inside a store directory.
+pub fn wal_dir(dir: &Path) -> PathBuf {
+    dir.join("wal")
+}
+
+/// The path of the segment whose first commit is `first`.
+pub fn segment_path(dir: &Path, first: u64) -> PathBuf {
+    wal_dir(dir).join(wal::segment_file_name(first))
+}
+
+/// An exclusive advisory lock on `<dir>/LOCK`, released when dropped.
+#[derive(Debug)]
+pub struct DirLock {
+    file: File,
+    dir: PathBuf,
+}
+
+impl DirLock {
+    /// Creates `dir` if needed and locks it. A second lock on the same
+    /// directory (any process, or another `DirLock` in this one) fails with
+    /// [`Error::Locked`].
+    pub fn acquire(dir: &Path, options: &Options) -> Result<DirLock, Error> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o777 & !options.umask)
+            .create(dir)
+            .map_err(|e| Error::io("create dir", dir, &e))?;
+        let path = dir.join("LOCK");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o666 & !options.umask)
+            .open(&path)
+            .map_err(|e| Error::io("open", &path, &e))?;
+        // SAFETY: flock on a file descriptor we own; no memory is shared.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            return if err.kind() == std::io::ErrorKind::WouldBlock {
+                Err(Error::Locked {
+                    dir: dir.to_path_buf(),
+                })
+            } else {
+                Err(Error::io("lock", &path, &err))
+            };
+        }
+        Ok(DirLock {
+            file,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The locked directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        // SAFETY: unlocking our own descriptor; closing it would unlock anyway.
+        unsafe {
+            libc::flock(self.file.as_raw_fd(), libc::LOCK_UN);
+        }
+    }
+}
+
+/// A log segment on disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// The first commit (the file's name).
+    pub first_commit: u64,
+    /// The last commit in it (`first_commit - 1` when it holds none yet).
+    pub last_commit: u64,
+    /// The file.
+    pub path: PathBuf,
+    /// Its length in bytes (header included).
+    pub bytes: u64,
+}
+
+/// What [`recover`] found: every good record, the segments, and what was
+/// repaired. Hand `records` to the index; hand the whole value to the log
+/// writer (see `supervisor::start`).
+#[derive(Clone, Debug)]
+pub struct Recovered {
+    /// Every good record, in commit order.
+    pub records: Vec<CommittedRecord>,
+    /// The segments, oldest first.
+    pub segments: Vec<SegmentInfo>,
+    /// The last durable commit (0 for an empty store).
+    pub last_commit: u64,
+    /// Where a torn tail was cut off (file, offset), if one was.
+    pub truncated: Option<(PathBuf, u64)>,
+    /// The meta file's contents.
+    pub meta: Meta,
+    /// The largest transaction id found in the log (0 if none).
+    pub max_tx_id: u64,
+}
+
+fn create_new_file(
+    fs_ops: &dyn FileOps,
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    umask: u32,
+) -> Result<File, Error> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let dst = dir.join(name);
+    let f = fs_ops
+        .create(&tmp, 0o666 & !umask)
+        .map_err(|e| Error::io("create", &tmp, &e))?;
+    fs_ops
+        .write_at(&f, bytes, 0)
+        .map_err(|e| Error::io("write", &tmp, &e))?;
+    fs_ops.sync(&f).map_err(|e| Error::io("sync", &tmp, &e))?;
+    fs_ops
+        .rename(&tmp, &dst)
+        .map_err(|e| Error::io("rename", &tmp, &e))?;
+    fs_ops
+        .sync_dir(dir)
+        .map_err(|e| Error::io("sync dir", dir, &e))?;
+    Ok(f)
+}
+
+/// Creates a new file atomically: writes `bytes` to `<dir>/<name>.tmp`,
+/// fsyncs it, renames it to `<dir>/<name>` and fsyncs the directory. Returns
+/// the open file (positioned nowhere; use positional writes).
+pub fn create_file_atomic(
+    fs_ops: &dyn FileOps,
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    umask: u32,
+) -> Result<File, Error> {
+    create_new_file(fs_ops, dir, name, bytes, umask)
+}
+
+/// Writes `<dir>/meta` atomically.
+pub fn write_meta(fs_ops: &dyn FileOps, dir: &Path, m: &Meta, umask: u32) -> Result<(), Error> {
+    create_new_file(fs_ops, dir, "meta", &meta::encode(m), umask).map(drop)
+}
+
+/// Reads and checks `<dir>/meta`.
+pub fn read_meta(dir: &Path) -> Result<Meta, Error> {
+    let path = dir.join("meta");
+    let bytes = fs::read(&path).map_err(|e| Error::io("read", &path, &e))?;
+    meta::decode(&bytes).map_err(|e| Error::corrupt(&path, e.offset, e.reason))
+}
+
+/// Recovers the store at `dir` (which the caller has locked): creates
+/// `wal/` and `meta` when missing, scans every segment, truncates a torn
+/// tail of the last segment (logged with `tracing::warn!`), and fails with
+/// [`Error::Corrupt`] on anything else.
+pub fn recover(dir: &Path, options: &Options, fs_ops: &dyn FileOps) -> Result<Recovered, Error> {
+    let umask = options.umask;
+    let wdir = wal_dir(dir);
+    fs_ops
+        .create_dir(&wdir, 0o777 & !umask)
+        .map_err(|e| Error::io("create dir", &wdir, &e))?;
+    let meta_path = dir.join("meta");
+    let meta = if meta_path.exists() {
+        read_meta(dir)?
+    } else {
+        let m = Meta {
+            wal_format: wal::FORMAT_VERSION,
+            tx_id_high_water: 0,
+        };
+        write_meta(fs_ops, dir, &m, umask)?;
+        m
+    };
+    if meta.wal_format != wal::FORMAT_VERSION {
+        return Err(Error::corrupt(
+            &meta_path,
+            0,
+            format!("unsupported log format {}", meta.wal_format),
+        ));
+    }
+
+    let mut names = Vec::new();
+    for ent in fs::read_dir(&wdir).map_err(|e| Error::io("read dir", &wdir, &e))? {
+        let ent = ent.map_err(|e| Error::io("read dir", &wdir, &e))?;
+        let name = ent.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(first) = wal::parse_segment_file_name(name) {
+            names.push(first);
+        } else if name.ends_with(".seg.tmp") {
+            // A segment that was never renamed into place: never acknowledged.
+            let p = wdir.join(name);
+            tracing::warn!(file = %p.display(), "removing unfinished segment");
+            fs_ops.remove(&p).map_err(|e| Error::io("remove", &p, &e))?;
+        }
+    }
+    names.sort_unstable();
+
+    let mut out = Recovered {
+        records: Vec::new(),
+        segments: Vec::new(),
+        last_commit: 0,
+        truncated: None,
+        meta,
+        max_tx_id: 0,
+    };
+    let count = names.len();
+    for (i, first) in names.into_iter().enumerate() {
+        let is_last = i + 1 == count;
+        let path = segment_path(dir, first);
+        let bytes = fs::read(&path).map_err(|e| Error::io("read", &path, &e))?;
+        let scan = match wal::scan(&bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                if is_last && bytes.len() < HEADER_LEN as usize {
+                    // Cannot happen with rename-into-place, but a cut header
+                    // of the newest segment holds no record either way.
+                    tracing::warn!(file = %path.display(), "removing segment with a torn header");
+                    fs_ops
+                        .remove(&path)
+                        .map_err(|e| Error::io("remove", &path, &e))?;
+                    continue;
+                }
+                return Err(Error::corrupt(&path, e.offset, e.kind.to_string()));
+            }
+        };
+        if scan.first_commit != first {
+            return Err(Error::corrupt(
+                &path,
+                0,
+                format!("header names first commit {}", scan.first_commit),
+            ));
+        }
+        let prev_last = out.segments.last().map(|s| s.last_commit);
+        if prev_last.is_some_and(|last| first != last + 1) {
+            return Err(Error::corrupt(
+                &path,
+                0,
+                format!(
+                    "segment starts at commit {first} but the previous one ends at {}",
+                    out.last_commit
+                ),
+            ));
+        }
+        if first == 0 {
+            return Err(Error::corrupt(&path, 0, "segment starts at commit 0"));
+        }
+        let mut expect = first;
+        for r in scan.records {
+            if r.entry.commit != expect {
+                return Err(Error::corrupt(
+                    &path,
+                    r.location.offset,
+                    format!("record holds commit {}, expected {expect}", r.entry.commit),
+                ));
+            }
+            expect += 1;
+            out.max_tx_id = out.max_tx_id.max(r.entry.tx_id);
+            out.records.push(CommittedRecord {
+                commit: r.entry.commit,
+                location: r.location,
+                entry: Arc::new(r.entry),
+            });
+        }
+        let mut len = bytes.len() as u64;
+        match scan.tail {
+            TailStatus::Clean => {}
+            // Zero fill ahead of the records (the writer's preallocation).
+            TailStatus::Zeroed { offset } => len = offset,
+            TailStatus::Torn { offset, error } if is_last => {
+                tracing::warn!(
+                    file = %path.display(),
+                    offset,
+                    error = %error,
+                    "truncating torn tail of the last log segment"
+                );
+                let f = fs_ops
+                    .open(&path)
+                    .map_err(|e| Error::io("open", &path, &e))?;
+                fs_ops
+                    .truncate(&f, offset)
+                    .map_err(|e| Error::io("truncate", &path, &e))?;
+                fs_ops.sync(&f).map_err(|e| Error::io("sync", &path, &e))?;
+                out.truncated = Some((path.clone(), offset));
+                len = offset;
+            }
+            TailStatus::Torn { error, .. } | TailStatus::Corrupt { error, .. } => {
+                let what = match error.kind {
+                    WalErrorKind::Truncated { .. } => "truncated record inside the log",
+                    _ => "bad record",
+                };
+                return Err(Error::corrupt(
+                    &path,
+                    error.offset,
+                    format!("{what}: {}", error.kind),
+                ));
+            }
+        }
+        out.last_commit = expect - 1;
+        out.segments.push(SegmentInfo {
+            first_commit: first,
+            last_commit: expect - 1,
+            path,
+            bytes: len,
+        });
+    }
+    Ok(out)
+}

@@ -114,7 +114,7 @@ proptest! {
                 }
             }
             // At most per_tier per tier, besides the newest and the anchor.
-            let anchor = snaps.iter().copied().filter(|&c| c <= boundary).next_back();
+            let anchor = snaps.iter().copied().rfind(|&c| c <= boundary);
             let (mut start, mut width) = (0u64, first_tier.max(1));
             for _ in 0..64 {
                 let end = start.saturating_add(width);

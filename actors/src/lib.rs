@@ -11,17 +11,23 @@
 //! | [`recovery`] | `LOCK`, `meta`, and the single recovery scan of the log |
 //! | [`log_writer`] | the sequencer: conflict checks, commit numbers, group commit, fsync |
 //! | [`supervisor`] | spawning and restarting the actors |
+//! | [`catalog`] | the snapshot catalogue, the read horizon, pinned read plans |
+//! | [`snapshotter`] | writing snapshots (rewrite from the previous one) |
+//! | [`compactor`] | applying the retention policy: forget, then delete files |
 
 #![warn(missing_docs)]
 
+pub mod catalog;
+pub mod compactor;
 pub mod error;
 pub mod fileops;
 pub mod index;
 pub mod log_writer;
 pub mod options;
 pub mod recovery;
+pub mod snapshotter;
 pub mod supervisor;
 
 pub use error::Error;
 pub use fileops::{FileOps, RealFs};
-pub use options::{Durability, Options};
+pub use options::{Cutoff, Durability, Options, Retention, SnapshotEvery};

@@ -15,6 +15,11 @@
 //!    contiguous at every instant), then the dropped snapshots; then each
 //!    directory is fsynced.
 //!
+//! Snapshot files older than the horizon that the catalogue does not hold
+//! (an interrupted compaction's leftovers, or files skipped as corrupt) are
+//! deleted too, and so are the snapshots a failed compaction took out of the
+//! catalogue but could not delete (remembered in memory until it succeeds).
+//!
 //! A crash anywhere leaves a store that opens: every file still present is
 //! whole, the retained snapshot covering the deleted segments was written
 //! durably before (by the snapshotter), and leftovers are only extra files.
@@ -32,7 +37,7 @@ use logd_core::retention::{CompactionPlan, Retention, plan_compaction};
 use logd_core::wal;
 use tracing::{info, instrument, warn};
 
-use crate::catalog::{Catalog, snap_dir, snapshot_path};
+use crate::catalog::{Catalog, parse_snapshot_file_name, snap_dir, snapshot_path};
 use crate::error::Error;
 use crate::fileops::FileOps;
 use crate::index::{ForgetBefore, IndexActor, LastCommit};
@@ -58,12 +63,18 @@ pub struct CompactorArgs {
 #[derive(Actor, Debug)]
 pub struct Compactor {
     args: CompactorArgs,
+    /// Snapshots already out of the catalogue whose files a failed
+    /// compaction may not have deleted; retried by the next one.
+    pending: std::collections::BTreeSet<u64>,
 }
 
 impl Compactor {
     /// A compactor with `args`.
     pub fn new(args: CompactorArgs) -> Compactor {
-        Compactor { args }
+        Compactor {
+            args,
+            pending: std::collections::BTreeSet::new(),
+        }
     }
 }
 
@@ -139,6 +150,40 @@ fn list_segments(dir: &std::path::Path, last: u64) -> Result<Vec<(u64, u64)>, Er
 }
 
 impl Compactor {
+    /// Snapshot files older than `horizon` that the catalogue does not hold
+    /// (left by an interrupted compaction, or skipped as corrupt at open):
+    /// nothing can read them any more.
+    async fn leftovers(&self, horizon: u64) -> Result<Vec<u64>, Error> {
+        if horizon == 0 {
+            return Ok(Vec::new());
+        }
+        let held: std::collections::BTreeSet<u64> =
+            self.args.catalog.list().iter().map(|s| s.commit).collect();
+        let sdir = snap_dir(&self.args.dir);
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let rd = match std::fs::read_dir(&sdir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+                Err(e) => return Err(Error::io("read dir", &sdir, &e)),
+            };
+            for ent in rd {
+                let ent = ent.map_err(|e| Error::io("read dir", &sdir, &e))?;
+                if let Some(c) = ent.file_name().to_str().and_then(parse_snapshot_file_name) {
+                    if c < horizon && !held.contains(&c) {
+                        out.push(c);
+                    }
+                }
+            }
+            out.sort_unstable();
+            Ok(out)
+        })
+        .await
+        .map_err(|e| Error::WriterFailed {
+            reason: format!("compaction task failed: {e}"),
+        })?
+    }
+
     #[instrument(name = "compactor.compact", skip_all)]
     async fn compact(&mut self, now: SystemTime) -> Result<CompactionReport, Error> {
         let args = &self.args;
@@ -162,7 +207,12 @@ impl Compactor {
             .collect();
         let plan: CompactionPlan = plan_compaction(&args.policy, &snaps, &segments, now, last);
         let oldest = plan.oldest_reconstructible.max(args.catalog.horizon());
-        if plan.is_empty() {
+        let mut leftovers = self.leftovers(oldest).await?;
+        leftovers.extend(self.pending.iter().copied());
+        leftovers.sort_unstable();
+        leftovers.dedup();
+        let args = &self.args;
+        if plan.is_empty() && leftovers.is_empty() {
             return Ok(CompactionReport {
                 oldest_commit: oldest,
                 ..CompactionReport::default()
@@ -191,7 +241,9 @@ impl Compactor {
         let fs = args.fs.clone();
         let dir = args.dir.clone();
         let drop_segments = plan.drop_segments.clone();
-        let snap_commits: Vec<u64> = dropped.iter().map(|e| e.commit).collect();
+        let mut snap_commits: Vec<u64> = dropped.iter().map(|e| e.commit).collect();
+        snap_commits.extend(&leftovers);
+        self.pending.extend(snap_commits.iter().copied());
         bytes_freed += dropped.iter().map(|e| e.bytes).sum::<u64>();
         drop(dropped);
         let seg_bytes = tokio::task::spawn_blocking(move || -> Result<u64, Error> {
@@ -225,8 +277,13 @@ impl Compactor {
             reason: format!("compaction task failed: {e}"),
         })??;
         bytes_freed += seg_bytes;
+        self.pending.clear();
+        let mut dropped_snapshots = plan.drop_snapshots;
+        dropped_snapshots.extend(leftovers);
+        dropped_snapshots.sort_unstable();
+        dropped_snapshots.dedup();
         let report = CompactionReport {
-            dropped_snapshots: plan.drop_snapshots,
+            dropped_snapshots,
             dropped_segments: plan.drop_segments,
             oldest_commit: oldest,
             bytes_freed,

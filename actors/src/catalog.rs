@@ -26,7 +26,7 @@ use logd_core::wal::{self, Location};
 
 use crate::error::Error;
 use crate::fileops::FileOps;
-use crate::recovery::segment_path;
+use crate::recovery::{Recovered, segment_path};
 
 /// The directory holding the snapshots, inside a store directory.
 pub fn snap_dir(dir: &Path) -> PathBuf {
@@ -148,6 +148,21 @@ impl Catalog {
                 }
             }
         }
+        Ok((catalog, skipped))
+    }
+
+    /// [`Catalog::open`] for a store whose log recovery found `recovered`,
+    /// with the horizon set from where the retained log starts
+    /// ([`Catalog::horizon_for_log`]). What a store calls at open.
+    pub fn open_recovered(
+        dir: &Path,
+        fs: &dyn FileOps,
+        umask: u32,
+        recovered: &Recovered,
+    ) -> Result<(Catalog, Vec<Skipped>), Error> {
+        let (catalog, skipped) = Catalog::open(dir, fs, umask)?;
+        let log_first = recovered.segments.first().map(|s| s.first_commit);
+        catalog.set_horizon(catalog.horizon_for_log(log_first)?);
         Ok((catalog, skipped))
     }
 

@@ -37,7 +37,8 @@ use tracing::{info, instrument};
 use crate::catalog::{Catalog, SnapshotEntry, open_snapshot, snap_dir, snapshot_file_name};
 use crate::error::Error;
 use crate::fileops::FileOps;
-use crate::index::{IndexActor, Records};
+use crate::index::{IndexActor, LastCommit, Records};
+use crate::log_writer::{LogWriter, Seal};
 
 /// What the snapshotter is started with.
 #[derive(Clone, Debug)]
@@ -108,12 +109,59 @@ pub struct SnapshotInfo {
 impl Message<TakeSnapshot> for Snapshotter {
     type Reply = Result<SnapshotInfo, Error>;
 
-    #[instrument(name = "snapshotter.take", skip_all, fields(upto = msg.upto))]
     async fn handle(
         &mut self,
         msg: TakeSnapshot,
         _ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
+        self.take(msg).await
+    }
+}
+
+/// Seal the log writer's active segment, then snapshot the last commit of
+/// the sealed segment (`switch_and_snapshot`). When the active segment
+/// holds no record, snapshots the newest indexed commit instead (returning
+/// the existing snapshot when there is one at it). Replies `None` for a
+/// store without commits. Serialized with every other snapshot request.
+#[derive(Clone, Debug)]
+pub struct SwitchAndSnapshot {
+    /// The log writer to seal.
+    pub writer: ActorRef<LogWriter>,
+}
+
+impl Message<SwitchAndSnapshot> for Snapshotter {
+    type Reply = Result<Option<SnapshotInfo>, Error>;
+
+    async fn handle(
+        &mut self,
+        msg: SwitchAndSnapshot,
+        _ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        let sealed = msg
+            .writer
+            .ask(Seal)
+            .await
+            .map_err(crate::error::from_send)?;
+        let upto = match sealed {
+            Some(seg) => seg.last_commit,
+            None => self
+                .args
+                .index
+                .ask(LastCommit)
+                .await
+                .map_err(|_| Error::Closed)?
+                .unwrap_or(0),
+        };
+        if upto == 0 {
+            return Ok(None);
+        }
+        self.take(TakeSnapshot { upto }).await.map(Some)
+    }
+}
+
+impl Snapshotter {
+    #[instrument(name = "snapshotter.take", skip_all, fields(upto = msg.upto))]
+    async fn take(&mut self, msg: TakeSnapshot) -> Result<SnapshotInfo, Error> {
         let start = Instant::now();
         let cat = &self.args.catalog;
         let prev = cat.newest_at_or_before(msg.upto);

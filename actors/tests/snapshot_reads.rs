@@ -7,6 +7,7 @@ mod snapshot_common;
 use std::time::Instant;
 
 use logd_actors::options::Retention;
+use logd_actors::snapshotter::SwitchAndSnapshot;
 use logd_core::node::{Node, Value};
 use snapshot_common::{at, fold, fold_last, open, w1};
 
@@ -234,5 +235,30 @@ async fn a_corrupt_snapshot_is_skipped_for_an_older_one() {
     store.close().await;
     let store = open(dir.path(), Retention::KeepAll).await.unwrap();
     assert!(store.skipped.is_empty());
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_switch_and_snapshot_calls_are_serialized() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Retention::KeepAll).await.unwrap();
+    let switch = || {
+        store.snapshotter.ask(SwitchAndSnapshot {
+            writer: store.started.writer.clone(),
+        })
+    };
+    // Nothing to snapshot in an empty store.
+    assert_eq!(switch().await.unwrap(), None);
+    let patches: Vec<Node> = (1..=30).map(|i| w1(i, 5)).collect();
+    for p in &patches {
+        store.append(p.clone()).await;
+    }
+    let (a, b, c) = tokio::join!(switch(), switch(), switch());
+    for r in [a, b, c] {
+        let info = r.unwrap().unwrap();
+        assert_eq!(info.commit, 30);
+    }
+    assert_eq!(store.catalog.list().len(), 1);
+    assert_eq!(store.read("", 30).await.unwrap(), fold_last(&patches));
     store.close().await;
 }

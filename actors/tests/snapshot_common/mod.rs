@@ -18,7 +18,9 @@ use logd_actors::index::{IndexActor, IndexCommit, PlanRead};
 use logd_actors::log_writer::{Append, AppendOutcome, Committed, Seal, WriterArgs};
 use logd_actors::options::{Options, Retention};
 use logd_actors::recovery::{DirLock, SegmentInfo, recover};
-use logd_actors::snapshotter::{SnapshotInfo, Snapshotter, SnapshotterArgs, TakeSnapshot};
+use logd_actors::snapshotter::{
+    SnapshotInfo, Snapshotter, SnapshotterArgs, SwitchAndSnapshot, TakeSnapshot,
+};
 use logd_actors::supervisor::{Started, start};
 use logd_core::index::{PathIndex, touched_paths};
 use logd_core::kpath::KPath;
@@ -73,9 +75,7 @@ pub async fn open_with(
     let options = options(policy);
     let lock = DirLock::acquire(dir, &options)?;
     let recovered = recover(dir, &options, &*fs)?;
-    let (catalog, skipped) = Catalog::open(dir, &*fs, options.umask)?;
-    let log_first = recovered.segments.first().map(|s| s.first_commit);
-    catalog.set_horizon(catalog.horizon_for_log(log_first)?);
+    let (catalog, skipped) = Catalog::open_recovered(dir, &*fs, options.umask, &recovered)?;
     let mut index = PathIndex::new();
     for r in &recovered.records {
         index
@@ -143,6 +143,15 @@ impl Store {
 
     /// Seals the active segment and snapshots its last commit.
     pub async fn switch_and_snapshot(&self) -> Result<Option<SnapshotInfo>, Error> {
+        if std::env::var("LOGD_SNAP_MANUAL").is_err() {
+            return self
+                .snapshotter
+                .ask(SwitchAndSnapshot {
+                    writer: self.started.writer.clone(),
+                })
+                .await
+                .map_err(logd_actors::error::from_send);
+        }
         let sealed: Option<SegmentInfo> = self
             .started
             .writer

@@ -13,8 +13,10 @@
 pub mod inspect;
 mod storage;
 
+pub use logd_actors::compactor::CompactionReport;
+pub use logd_actors::snapshotter::SnapshotInfo;
 pub use logd_actors::transaction::{Outcome, Patch, PatchMeta, TxId};
-pub use logd_actors::{Durability, Error, Options};
+pub use logd_actors::{Cutoff, Durability, Error, Options, Retention, SnapshotEvery};
 pub use logd_core::kpath::{KPath, KPathError, Segment};
 pub use logd_core::node::{Key, Kind, Node, Tag, Value};
 pub use logd_core::patch;
@@ -24,8 +26,10 @@ pub use storage::{Actors, CommitInfo, Patcher, Storage, Tx};
 /// The engine's internals, for tools and load tests that drive the actors'
 /// mailboxes directly (see [`Storage::actors`]).
 pub mod actors {
+    pub use logd_actors::compactor;
     pub use logd_actors::index;
     pub use logd_actors::log_writer;
+    pub use logd_actors::snapshotter;
     pub use logd_actors::transaction;
 }
 

@@ -12,12 +12,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use kameo::actor::{ActorRef, Spawn};
+use logd_actors::catalog::Catalog;
+use logd_actors::compactor::{Compact, CompactionReport, Compactor, CompactorArgs};
 use logd_actors::engine::{Engine, TxIds};
 use logd_actors::fileops::{FileOps, RealFs};
 use logd_actors::index::IndexActor;
 use logd_actors::log_writer::{Committed, LogWriter, WriterArgs};
 use logd_actors::reader::{Reader, RecordCache};
 use logd_actors::recovery::{DirLock, Recovered, recover};
+use logd_actors::snapshotter::{SnapshotInfo, Snapshotter, SnapshotterArgs, SwitchAndSnapshot};
 use logd_actors::supervisor::{Started, Supervisor, start};
 use logd_actors::transaction::{Outcome, Patch, PatchMeta, TxHandle, TxId, TxRegistry};
 use logd_actors::{Error, Options};
@@ -35,8 +38,12 @@ pub struct Actors {
     pub supervisor: ActorRef<Supervisor>,
     /// The log writer: send it `Append`, `Seal`, `Flush`.
     pub log_writer: ActorRef<LogWriter>,
-    /// The path index: send it `Plan`, `PlanFrom`, `Affecting`, `Stats`.
+    /// The path index: send it `Plan`, `PlanFrom`, `PlanRead`, `Affecting`, `Stats`.
     pub index: ActorRef<IndexActor>,
+    /// The snapshotter: send it `SwitchAndSnapshot`, `TakeSnapshot`.
+    pub snapshotter: ActorRef<Snapshotter>,
+    /// The compactor: send it `Compact`.
+    pub compactor: ActorRef<Compactor>,
 }
 
 #[derive(Debug)]
@@ -46,6 +53,8 @@ pub(crate) struct Inner {
     pub(crate) lock: Mutex<Option<DirLock>>,
     pub(crate) started: Started,
     pub(crate) index: ActorRef<IndexActor>,
+    pub(crate) snapshotter: ActorRef<Snapshotter>,
+    pub(crate) compactor: ActorRef<Compactor>,
     pub(crate) engine: Arc<Engine>,
     pub(crate) registry: Arc<TxRegistry<Engine>>,
     pub(crate) tx_ids: TxIds,
@@ -108,7 +117,7 @@ impl Storage {
     ) -> Result<(Storage, Recovered), Error> {
         let dir = dir.as_ref().to_path_buf();
         let lock = DirLock::acquire(&dir, &options)?;
-        let (recovered, index, options, fs) = {
+        let (recovered, index, catalog, skipped, options, fs) = {
             let dir = dir.clone();
             tokio::task::spawn_blocking(move || {
                 let recovered = recover(&dir, &options, &*fs)?;
@@ -124,15 +133,22 @@ impl Storage {
                             )
                         })?;
                 }
-                Ok::<_, Error>((recovered, index, options, fs))
+                let (catalog, skipped) =
+                    Catalog::open_recovered(&dir, &*fs, options.umask, &recovered)?;
+                Ok::<_, Error>((recovered, index, catalog, skipped, options, fs))
             })
             .await
             .map_err(|e| Error::WriterFailed {
                 reason: format!("recovery task failed: {e}"),
             })??
         };
+        for s in &skipped {
+            tracing::warn!(snapshot = ?s, "skipped an unusable snapshot");
+        }
         let records = Arc::new(RecordCache::new(RECORD_CACHE_BYTES));
-        let index = IndexActor::spawn(IndexActor::with_cache(index, records.clone()));
+        let index = IndexActor::spawn(
+            IndexActor::with_catalog(index, catalog.clone()).with_records(records.clone()),
+        );
         let observer = index.clone().reply_recipient::<Committed>();
         let tx_ids = TxIds::open(
             dir.clone(),
@@ -141,6 +157,20 @@ impl Storage {
             fs.clone(),
             options.umask,
         )?;
+        let snapshotter = Snapshotter::spawn(SnapshotterArgs {
+            dir: dir.clone(),
+            fs: fs.clone(),
+            umask: options.umask,
+            catalog: catalog.clone(),
+            index: index.clone(),
+        });
+        let compactor = Compactor::spawn(Compactor::new(CompactorArgs {
+            dir: dir.clone(),
+            fs: fs.clone(),
+            catalog,
+            index: index.clone(),
+            policy: options.compaction.clone(),
+        }));
         let args = WriterArgs::new(dir.clone(), options.clone(), fs, Some(observer), &recovered);
         let started = start(args).await?;
         let last_acked = started.last_acked.clone();
@@ -163,6 +193,8 @@ impl Storage {
                 lock: Mutex::new(Some(lock)),
                 started,
                 index,
+                snapshotter,
+                compactor,
                 engine,
                 registry: Arc::new(TxRegistry::default()),
                 tx_ids,
@@ -195,6 +227,8 @@ impl Storage {
             supervisor: self.inner.started.supervisor.clone(),
             log_writer: self.inner.started.writer.clone(),
             index: self.inner.index.clone(),
+            snapshotter: self.inner.snapshotter.clone(),
+            compactor: self.inner.compactor.clone(),
         }
     }
 
@@ -276,6 +310,39 @@ impl Storage {
         Ok(out)
     }
 
+    /// Seals the active log segment (writers go on in a fresh one and never
+    /// wait for the snapshot) and writes a snapshot of the state at the sealed
+    /// segment's last commit. Concurrent calls are serialized by the
+    /// snapshotter actor. `None` for an empty store. Then applies the
+    /// retention policy ([`Options::compaction`]).
+    pub async fn switch_and_snapshot(&self) -> Result<Option<SnapshotInfo>, Error> {
+        self.check_open()?;
+        let info = self
+            .inner
+            .snapshotter
+            .ask(SwitchAndSnapshot {
+                writer: self.inner.started.writer.clone(),
+            })
+            .await
+            .map_err(logd_actors::error::from_send)?;
+        if info.is_some() {
+            self.compact().await?;
+        }
+        Ok(info)
+    }
+
+    /// Removes the snapshots and sealed segments the retention policy no
+    /// longer needs (after the index stops pointing at them). Reads of
+    /// commits that are no longer reconstructible get [`Error::Compacted`].
+    pub async fn compact(&self) -> Result<CompactionReport, Error> {
+        self.check_open()?;
+        self.inner
+            .compactor
+            .ask(Compact)
+            .await
+            .map_err(logd_actors::error::from_send)
+    }
+
     /// Makes everything durable, stops the actors and releases the lock.
     /// Later calls (on any clone) return `Ok(())`; other operations on a
     /// closed store fail with [`Error::Closed`].
@@ -284,6 +351,10 @@ impl Storage {
             return Ok(());
         }
         let result = self.inner.started.stop().await;
+        let _ = self.inner.snapshotter.stop_gracefully().await;
+        self.inner.snapshotter.wait_for_shutdown().await;
+        let _ = self.inner.compactor.stop_gracefully().await;
+        self.inner.compactor.wait_for_shutdown().await;
         let _ = self.inner.index.stop_gracefully().await;
         self.inner.index.wait_for_shutdown().await;
         if let Ok(mut g) = self.inner.lock.lock() {

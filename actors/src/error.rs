@@ -72,6 +72,27 @@ pub enum Error {
     /// The store (or the actor asked) is closed.
     #[error("store is closed")]
     Closed,
+    /// The commit asked for is older than the oldest commit the store can
+    /// still rebuild (compaction removed what it needs).
+    #[error("commit {commit} was compacted: the oldest readable commit is {oldest}")]
+    Compacted {
+        /// The commit asked for.
+        commit: u64,
+        /// The oldest commit still readable.
+        oldest: u64,
+    },
+    /// A snapshot is already being taken; try again after it finishes.
+    #[error("a snapshot is already being taken")]
+    SnapshotBusy,
+    /// Writing a snapshot failed for a reason other than I/O or corruption
+    /// (e.g. the log and the snapshot disagree while rewriting).
+    #[error("snapshot {file}: {reason}")]
+    Snapshot {
+        /// The snapshot file.
+        file: PathBuf,
+        /// What failed.
+        reason: String,
+    },
     /// A commit number after the current one was named.
     #[error("commit {commit} is in the future (current is {current})")]
     FutureCommit {
@@ -126,20 +147,31 @@ pub enum Error {
         /// Its deadline.
         after: std::time::Duration,
     },
-    /// The commit asked for is older than the oldest retained commit.
-    #[error("commit {commit} was compacted away (the oldest readable commit is {oldest})")]
-    Compacted {
-        /// The commit asked for.
-        commit: u64,
-        /// The oldest commit that can still be read.
-        oldest: u64,
-    },
     /// An argument is out of range (e.g. a transaction with 0 participants).
     #[error("invalid argument: {reason}")]
     InvalidArgument {
         /// What is wrong.
         reason: String,
     },
+}
+
+/// Extra variants for snapshots and compaction.
+impl Error {
+    /// An [`Error::Corrupt`] from a snapshot error at `file`.
+    pub fn from_snapshot(file: impl AsRef<Path>, e: &logd_core::snapshot::SnapshotError) -> Error {
+        use logd_core::snapshot::SnapshotError as S;
+        match e {
+            S::Corrupt { offset, reason } => Error::corrupt(file, *offset, reason.clone()),
+            S::Version { found } => {
+                Error::corrupt(file, 8, format!("unsupported snapshot format {found}"))
+            }
+            S::Io { source, .. } => Error::io("snapshot io", file, source),
+            other => Error::Snapshot {
+                file: file.as_ref().to_path_buf(),
+                reason: other.to_string(),
+            },
+        }
+    }
 }
 
 impl Error {

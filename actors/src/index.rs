@@ -10,7 +10,15 @@
 //! holds the actor for one lookup only and never blocks commits behind record
 //! I/O or patch application.
 //!
-//! This actor never reads or writes files and never applies patches.
+//! With a [`Catalog`] ([`IndexActor::with_catalog`]) it also answers
+//! [`PlanRead`]: the plan starts from the newest snapshot at or before the
+//! commit, and the reply pins that snapshot and the segment files to replay
+//! ([`BasePlan`]). Because [`ForgetBefore`] is handled by this same actor,
+//! a plan is always made over files the compactor has not yet deleted.
+//!
+//! This actor never writes files and never applies patches; it only opens a
+//! segment file read-only the first time a plan needs it (cached in the
+//! catalogue).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -26,6 +34,9 @@ use tracing::{debug, error, instrument};
 use crate::log_writer::Committed;
 use crate::reader::RecordCache;
 
+use crate::catalog::{BasePlan, Catalog};
+use crate::error::Error;
+
 /// The index actor. Spawn it with `IndexActor::spawn(IndexActor::new())`
 /// (kameo's `Spawn` trait), or from an index rebuilt at open.
 #[derive(Actor, Debug, Default)]
@@ -33,6 +44,7 @@ pub struct IndexActor {
     index: PathIndex,
     /// Where durable records observed from the log writer are kept for readers.
     records: Option<Arc<RecordCache>>,
+    catalog: Option<Catalog>,
 }
 
 impl IndexActor {
@@ -46,6 +58,7 @@ impl IndexActor {
         IndexActor {
             index,
             records: None,
+            catalog: None,
         }
     }
 
@@ -55,8 +68,49 @@ impl IndexActor {
         IndexActor {
             index,
             records: Some(records),
+            catalog: None,
         }
     }
+
+    /// An actor over `index` whose [`PlanRead`]s start from the snapshots
+    /// of `catalog`.
+    pub fn with_catalog(index: PathIndex, catalog: Catalog) -> IndexActor {
+        IndexActor {
+            index,
+            records: None,
+            catalog: Some(catalog),
+        }
+    }
+
+    /// The same actor, also keeping every record it is told about (through
+    /// [`Committed`]) in `records`, for readers.
+    pub fn with_records(mut self, records: Arc<RecordCache>) -> IndexActor {
+        self.records = Some(records);
+        self
+    }
+}
+
+/// Plan a read of `path` as of `commit` from the newest snapshot at or
+/// before it (the empty document when there is none or the actor has no
+/// catalogue). Replies with the plan and what it pins, or
+/// [`Error::FutureCommit`] / [`Error::Compacted`].
+#[derive(Clone, Debug)]
+pub struct PlanRead {
+    /// The path to read.
+    pub path: KPath,
+    /// The commit to read as of.
+    pub commit: u64,
+}
+
+/// The commits in `(from, to]` with their record locations, ascending
+/// (e.g. what the snapshotter replays on top of the snapshot at `from`).
+/// Fails with [`IndexError::Compacted`] when some were forgotten.
+#[derive(Clone, Copy, Debug)]
+pub struct Records {
+    /// Exclusive lower bound.
+    pub from: u64,
+    /// Inclusive upper bound.
+    pub to: u64,
 }
 
 /// Index a batch of durable commits: `(commit, location, merged root patch)`,
@@ -270,5 +324,70 @@ impl Message<ForgetBefore> for IndexActor {
     ) -> Self::Reply {
         self.index.forget_before(msg.commit);
         self.index.first_commit()
+    }
+}
+
+impl Message<PlanRead> for IndexActor {
+    type Reply = Result<BasePlan, Error>;
+
+    #[instrument(name = "index.plan_read", skip_all, fields(path = %msg.path, commit = msg.commit))]
+    async fn handle(
+        &mut self,
+        msg: PlanRead,
+        _ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        let horizon = self.catalog.as_ref().map_or(0, Catalog::horizon);
+        let compacted = Error::Compacted {
+            commit: msg.commit,
+            oldest: horizon,
+        };
+        let last = self.index.next_commit().map_or(0, |n| n - 1);
+        if msg.commit > last {
+            return Err(Error::FutureCommit {
+                commit: msg.commit,
+                current: last,
+            });
+        }
+        if msg.commit < horizon {
+            return Err(compacted);
+        }
+        let base = self
+            .catalog
+            .as_ref()
+            .and_then(|c| c.newest_at_or_before(msg.commit))
+            .map_or(0, |s| s.commit);
+        let plan = match self.index.plan(&msg.path, base, msg.commit) {
+            Ok(p) => p,
+            Err(IndexError::Compacted { .. }) => return Err(compacted),
+            Err(IndexError::FutureCommit { commit, last }) => {
+                return Err(Error::FutureCommit {
+                    commit,
+                    current: last,
+                });
+            }
+            Err(e) => {
+                return Err(Error::Snapshot {
+                    file: std::path::PathBuf::new(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        debug!(base, root = %plan.root, records = plan.records.len(), "planned");
+        match &self.catalog {
+            Some(c) => c.pin(plan),
+            None => Err(Error::Snapshot {
+                file: std::path::PathBuf::new(),
+                reason: "the index actor has no catalogue (spawn it with IndexActor::with_catalog)"
+                    .into(),
+            }),
+        }
+    }
+}
+
+impl Message<Records> for IndexActor {
+    type Reply = Result<Vec<(u64, Location)>, IndexError>;
+
+    async fn handle(&mut self, msg: Records, _ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        Ok(self.index.plan(&KPath::root(), msg.from, msg.to)?.records)
     }
 }

@@ -12,9 +12,14 @@
 //! | [`log_writer`] | the sequencer: conflict checks, commit numbers, group commit, fsync |
 //! | [`supervisor`] | spawning and restarting the actors |
 //! | [`index`] | the index actor |
+//! | [`catalog`] | the snapshot catalogue, the read horizon, pinned read plans |
+//! | [`snapshotter`] | writing snapshots (rewrite from the previous one) |
+//! | [`compactor`] | applying the retention policy: forget, then delete files |
 
 #![warn(missing_docs)]
 
+pub mod catalog;
+pub mod compactor;
 pub mod engine;
 pub mod error;
 pub mod fileops;
@@ -23,9 +28,10 @@ pub mod log_writer;
 pub mod options;
 pub mod reader;
 pub mod recovery;
+pub mod snapshotter;
 pub mod supervisor;
 pub mod transaction;
 
 pub use error::Error;
 pub use fileops::{FileOps, RealFs};
-pub use options::{Durability, Options};
+pub use options::{Cutoff, Durability, Options, Retention, SnapshotEvery};

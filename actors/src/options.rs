@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+pub use logd_core::retention::{Cutoff, Retention};
+
 /// When an appended record counts as durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Durability {
@@ -39,6 +41,22 @@ pub struct Options {
     pub max_record_bytes: u32,
     /// How long a transaction may wait for its participants. Default 30 s.
     pub tx_timeout: Duration,
+    /// When the store takes a snapshot on its own (besides explicit
+    /// `switch_and_snapshot` calls). Default `None`: only when asked.
+    pub snapshot_every: Option<SnapshotEvery>,
+    /// Which snapshots and sealed segments compaction keeps. Default
+    /// [`Retention::KeepAll`].
+    pub compaction: Retention,
+}
+
+/// How often the store snapshots on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SnapshotEvery {
+    /// After this many commits since the last snapshot.
+    Commits(u64),
+    /// Whenever the log writer seals a segment (by size).
+    Segment,
 }
 
 impl Default for Options {
@@ -49,6 +67,8 @@ impl Default for Options {
             segment_bytes: 64 << 20,
             max_record_bytes: 16 << 20,
             tx_timeout: Duration::from_secs(30),
+            snapshot_every: None,
+            compaction: Retention::KeepAll,
         }
     }
 }

@@ -170,11 +170,37 @@ impl Reader {
         if commit > current {
             return Err(Error::FutureCommit { commit, current });
         }
-        let plan = self.plan(path, 0, commit).await?;
-        if plan.records.len() <= MATERIALIZE_THRESHOLD {
-            return self.execute(&plan, None);
+        let fast = match self.plan(path, 0, commit).await {
+            Ok(plan) if plan.records.len() <= MATERIALIZE_THRESHOLD => self.execute(&plan, None),
+            Ok(_) => self.read_materialized(path, commit).await,
+            Err(e) => Err(e),
+        };
+        match fast {
+            // Compaction dropped the start of the log: start from a snapshot.
+            Err(Error::Compacted { .. }) => self.read_from_snapshot(path, commit).await,
+            other => other,
         }
-        self.read_materialized(path, commit).await
+    }
+
+    /// Plans from the newest snapshot at or before `commit` (the catalogue
+    /// pins its files) and replays the later records, off the async threads.
+    async fn read_from_snapshot(&self, path: &KPath, commit: u64) -> Result<Option<Node>, Error> {
+        let plan = self
+            .index
+            .ask(crate::index::PlanRead {
+                path: path.clone(),
+                commit,
+            })
+            .await
+            .map_err(|e| match e {
+                kameo::error::SendError::HandlerError(e) => e,
+                _ => Error::Closed,
+            })?;
+        tokio::task::spawn_blocking(move || plan.execute())
+            .await
+            .map_err(|e| Error::WriterFailed {
+                reason: format!("read task failed: {e}"),
+            })?
     }
 
     async fn plan(&self, path: &KPath, base: u64, commit: u64) -> Result<ReadPlan, Error> {

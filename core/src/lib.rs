@@ -15,6 +15,7 @@
 //! | [`snapshot`] | snapshot file format: streaming writer, sub-path reader |
 //! | [`index`] | the path index: which commits touch which paths, read plans |
 //! | [`read`] | executing a read plan: sub-patches folded from a base |
+//! | [`retention`] | the compaction policy: which snapshots and segments to keep |
 //! | [`conflict`] | sequencing-time checks: did a commit after `r` affect `p` |
 //! | [`meta`] | the `<dir>/meta` file format |
 
@@ -28,6 +29,7 @@ pub mod meta;
 pub mod node;
 pub mod patch;
 pub mod read;
+pub mod retention;
 pub mod snapshot;
 pub mod text;
 pub mod wal;

@@ -169,7 +169,7 @@ impl Storage {
             fs: fs.clone(),
             catalog,
             index: index.clone(),
-            policy: options.compaction.clone(),
+            policy: options.compaction,
         }));
         let args = WriterArgs::new(dir.clone(), options.clone(), fs, Some(observer), &recovered);
         let started = start(args).await?;

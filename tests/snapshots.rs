@@ -96,9 +96,7 @@ async fn compaction_gives_compacted_never_a_different_answer() {
         first_tier: 10,
         multiplier: 2,
     };
-    let s = Storage::open(dir.path(), options(policy.clone()))
-        .await
-        .unwrap();
+    let s = Storage::open(dir.path(), options(policy)).await.unwrap();
     let states = history(&s).await;
     let report = s.compact().await.unwrap();
     let oldest = report.oldest_commit;

@@ -242,3 +242,53 @@ mod tests {
         assert!(split_match("a.b").is_err());
     }
 }
+
+/// `logd snapshot`: seals the active segment and writes a snapshot at the
+/// current commit.
+pub async fn snapshot(dir: &Path) -> Result<(), String> {
+    let info = with_store(dir, async |s: &Storage| {
+        s.switch_and_snapshot().await.map_err(|e| e.to_string())
+    })
+    .await?;
+    match info {
+        Some(info) => println!("{}", describe_snapshot(&info)),
+        None => println!("nothing to snapshot: the store has no commit"),
+    }
+    Ok(())
+}
+
+/// The one-line form of a snapshot.
+pub fn describe_snapshot(info: &logd::SnapshotInfo) -> String {
+    format!(
+        "snapshot at commit {}: {} bytes, {} entries, {} blocks ({}), from {} + {} commits, {} ms",
+        info.commit,
+        info.bytes,
+        info.entries,
+        info.blocks,
+        info.path.display(),
+        info.from,
+        info.replayed,
+        info.took.as_millis()
+    )
+}
+
+/// `logd compact`: applies the retention policy.
+pub async fn compact(dir: &Path) -> Result<(), String> {
+    let r = with_store(dir, async |s: &Storage| {
+        s.compact().await.map_err(|e| e.to_string())
+    })
+    .await?;
+    println!("{}", describe_compaction(&r));
+    Ok(())
+}
+
+/// The one-line form of a compaction.
+pub fn describe_compaction(r: &logd::CompactionReport) -> String {
+    format!(
+        "compacted: dropped {} snapshots, {} segments, freed {} bytes; oldest readable commit {}",
+        r.dropped_snapshots.len(),
+        r.dropped_segments.len(),
+        r.bytes_freed,
+        r.oldest_commit
+    )
+}

@@ -144,7 +144,16 @@ pub async fn run(base: &Path) -> Result<(), String> {
         );
     }
 
-    println!("\n6. close and reopen: everything is still there");
+    println!("\n6. switch the log and snapshot; then compact (retention: keep all)");
+    match s.switch_and_snapshot().await.map_err(e)? {
+        Some(info) => println!("    {}", super::commands::describe_snapshot(&info)),
+        None => println!("    nothing to snapshot"),
+    }
+    let report = s.compact().await.map_err(e)?;
+    println!("    {}", super::commands::describe_compaction(&report));
+    show(&s, "shop.stock", seeded).await?;
+
+    println!("\n7. close and reopen: everything is still there");
     s.close().await.map_err(e)?;
     let s = Storage::open(&dir, Options::default()).await.map_err(e)?;
     println!("    reopened at commit {}", s.current_commit());

@@ -45,6 +45,10 @@ pub enum Command {
     Check,
     /// Commits, segments, snapshots and index statistics.
     Stats,
+    /// Seal the active log segment and write a snapshot at its last commit.
+    Snapshot,
+    /// Remove the snapshots and segments the retention policy no longer needs.
+    Compact,
     /// A load generator: prints `ack <commit> <path> <value>` per acknowledged write.
     Stress(stress::StressArgs),
 }
@@ -68,6 +72,8 @@ pub fn main() -> ExitCode {
             Command::Get(args) => commands::get(args, &cli.dir).await,
             Command::Log(args) => commands::log(args, &cli.dir).await,
             Command::Check => commands::check(&cli.dir),
+            Command::Snapshot => commands::snapshot(&cli.dir).await,
+            Command::Compact => commands::compact(&cli.dir).await,
             Command::Stats => commands::stats(&cli.dir).await,
             Command::Stress(args) => stress::run(args, &cli.dir).await,
         }

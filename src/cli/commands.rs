@@ -228,21 +228,6 @@ pub async fn stats(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::split_match;
-
-    #[test]
-    fn match_splits_outside_quotes() {
-        assert_eq!(split_match("a.b=1").unwrap(), ("a.b", "1"));
-        assert_eq!(
-            split_match("\"x=y\".b=\"=\"").unwrap(),
-            ("\"x=y\".b", "\"=\"")
-        );
-        assert!(split_match("a.b").is_err());
-    }
-}
-
 /// `logd snapshot`: seals the active segment and writes a snapshot at the
 /// current commit.
 pub async fn snapshot(dir: &Path) -> Result<(), String> {
@@ -291,4 +276,19 @@ pub fn describe_compaction(r: &logd::CompactionReport) -> String {
         r.bytes_freed,
         r.oldest_commit
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_match;
+
+    #[test]
+    fn match_splits_outside_quotes() {
+        assert_eq!(split_match("a.b=1").unwrap(), ("a.b", "1"));
+        assert_eq!(
+            split_match("\"x=y\".b=\"=\"").unwrap(),
+            ("\"x=y\".b", "\"=\"")
+        );
+        assert!(split_match("a.b").is_err());
+    }
 }

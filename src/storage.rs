@@ -146,9 +146,10 @@ impl Storage {
             tracing::warn!(snapshot = ?s, "skipped an unusable snapshot");
         }
         let records = Arc::new(RecordCache::new(RECORD_CACHE_BYTES));
-        let index = IndexActor::spawn(
-            IndexActor::with_catalog(index, catalog.clone()).with_records(records.clone()),
-        );
+        let index_actor =
+            IndexActor::with_catalog(index, catalog.clone()).with_records(records.clone());
+        let shared_index = index_actor.shared();
+        let index = IndexActor::spawn(index_actor);
         let observer = index.clone().reply_recipient::<Committed>();
         let tx_ids = TxIds::open(
             dir.clone(),
@@ -174,12 +175,10 @@ impl Storage {
         let args = WriterArgs::new(dir.clone(), options.clone(), fs, Some(observer), &recovered);
         let started = start(args).await?;
         let last_acked = started.last_acked.clone();
-        let reader = Arc::new(Reader::new(
-            dir.clone(),
-            index.clone(),
-            records,
-            last_acked.clone(),
-        ));
+        let reader = Arc::new(
+            Reader::new(dir.clone(), index.clone(), records, last_acked.clone())
+                .with_shared_index(shared_index),
+        );
         let engine = Arc::new(Engine {
             writer: started.writer.clone(),
             index: index.clone(),

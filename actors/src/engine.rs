@@ -1,8 +1,9 @@
 //! The wiring between transactions and the rest of the engine.
 //!
 //! This module owns [`Engine`], the [`TxBackend`] the `Transaction` actors
-//! use in a real store: reads go through the [`Reader`], `seq` checks through
-//! the [`IndexActor`], appends to the [`LogWriter`]. It also owns [`TxIds`],
+//! use in a real store: reads and `seq` checks go through the [`Reader`]
+//! (which plans over the index the [`IndexActor`] shares), appends to the
+//! [`LogWriter`]. It also owns [`TxIds`],
 //! which hands out transaction ids that stay unique across restarts. It never
 //! decides anything a transaction decides (that is `transaction`), and never
 //! writes log records itself.
@@ -19,7 +20,7 @@ use logd_core::{KPath, Node};
 
 use crate::error::{Error, from_send};
 use crate::fileops::FileOps;
-use crate::index::{Affecting, IndexActor};
+use crate::index::IndexActor;
 use crate::log_writer::{Append, AppendOutcome, LogWriter};
 use crate::reader::Reader;
 use crate::recovery;
@@ -53,20 +54,7 @@ impl TxBackend for Engine {
         from: u64,
         to: u64,
     ) -> Result<Option<u64>, Error> {
-        let mut latest = None;
-        for path in paths {
-            let commits = self
-                .index
-                .ask(Affecting {
-                    path: path.clone(),
-                    from,
-                    to,
-                })
-                .await
-                .map_err(|_| Error::Closed)?;
-            latest = latest.max(commits.last().copied());
-        }
-        Ok(latest)
+        self.reader.latest_affecting(paths, from, to).await
     }
 
     async fn wait_for(&self, commit: u64) -> Result<(), Error> {

@@ -185,6 +185,26 @@ impl Error {
         }
     }
 
+    /// The one mapping of a path-index error met while reading `commit`:
+    /// a future commit is [`Error::FutureCommit`], forgotten commits are
+    /// [`Error::Compacted`], anything else means the index and the log
+    /// disagree ([`Error::Corrupt`] naming `<index>`).
+    pub fn from_index(e: logd_core::index::IndexError, commit: u64) -> Error {
+        use logd_core::index::IndexError as I;
+        match e {
+            I::FutureCommit { commit, last } => Error::FutureCommit {
+                commit,
+                current: last,
+            },
+            I::Compacted { oldest, .. } => Error::Compacted { commit, oldest },
+            other => Error::Corrupt {
+                file: PathBuf::from("<index>"),
+                offset: 0,
+                reason: other.to_string(),
+            },
+        }
+    }
+
     /// An [`Error::Corrupt`].
     pub fn corrupt(file: impl AsRef<Path>, offset: u64, reason: impl Into<String>) -> Error {
         Error::Corrupt {

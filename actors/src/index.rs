@@ -16,12 +16,25 @@
 //! ([`BasePlan`]). Because [`ForgetBefore`] is handled by this same actor,
 //! a plan is always made over files the compactor has not yet deleted.
 //!
+//! # The read-shared index
+//!
+//! The [`PathIndex`] lives in a [`SharedIndex`] (`Arc<RwLock<PathIndex>>`).
+//! This actor is its only writer (the write methods are private to this
+//! module): it takes the write lock once per durable batch, after computing
+//! the batch's touched paths outside the lock, and for [`ForgetBefore`].
+//! Readers ([`crate::reader::Reader`], a transaction's `seq` check) plan
+//! directly in their own task under a short read lock, without a mailbox
+//! round trip: a read never blocks commits for longer than one lookup, and
+//! a commit never waits behind record I/O or a fold. Because the log writer
+//! acknowledges a batch only after this actor has inserted it, a read that
+//! starts after an acknowledgement plans over an index that holds it.
+//!
 //! This actor never writes files and never applies patches; it only opens a
 //! segment file read-only the first time a plan needs it (cached in the
 //! catalogue).
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use kameo::Actor;
 use kameo::message::{Context, Message};
@@ -37,11 +50,81 @@ use crate::reader::RecordCache;
 use crate::catalog::{BasePlan, Catalog};
 use crate::error::Error;
 
+/// The path index, shared between the [`IndexActor`] (its only writer) and
+/// readers, which plan under a short read lock. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct SharedIndex {
+    inner: Arc<RwLock<PathIndex>>,
+}
+
+impl SharedIndex {
+    /// Shares `index`.
+    pub fn new(index: PathIndex) -> SharedIndex {
+        SharedIndex {
+            inner: Arc::new(RwLock::new(index)),
+        }
+    }
+
+    /// The read lock. A poisoned lock means the index actor panicked while
+    /// writing and is gone: readers get [`Error::Closed`], as they would
+    /// from its mailbox.
+    fn read(&self) -> Result<RwLockReadGuard<'_, PathIndex>, Error> {
+        self.inner.read().map_err(|_| Error::Closed)
+    }
+
+    /// For the actor itself: it only runs while no write of its own panicked.
+    fn read_own(&self) -> RwLockReadGuard<'_, PathIndex> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_own(&self) -> RwLockWriteGuard<'_, PathIndex> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// [`PathIndex::plan`] of `path` as of `commit`, replaying from the
+    /// state at `base`; index errors are mapped by [`Error::from_index`].
+    pub fn plan(&self, path: &KPath, base: u64, commit: u64) -> Result<ReadPlan, Error> {
+        self.read()?
+            .plan(path, base, commit)
+            .map_err(|e| Error::from_index(e, commit))
+    }
+
+    /// [`PathIndex::affecting`]: the commits in `(from, to]` that can change
+    /// the node at `path`, ascending.
+    pub fn affecting(&self, path: &KPath, from: u64, to: u64) -> Result<Vec<u64>, Error> {
+        Ok(self.read()?.affecting(path, from, to))
+    }
+
+    /// The newest of [`PathIndex::affecting`] over several paths.
+    pub fn latest_affecting(
+        &self,
+        paths: &[KPath],
+        from: u64,
+        to: u64,
+    ) -> Result<Option<u64>, Error> {
+        let index = self.read()?;
+        Ok(paths
+            .iter()
+            .filter_map(|p| index.affecting(p, from, to).last().copied())
+            .max())
+    }
+
+    /// Where the record of `commit` lives (`None` when not held).
+    pub fn location(&self, commit: u64) -> Result<Option<Location>, Error> {
+        Ok(self.read()?.location(commit))
+    }
+
+    /// The newest indexed commit (`None` before the first).
+    pub fn last_commit(&self) -> Result<Option<u64>, Error> {
+        Ok(self.read()?.last_commit())
+    }
+}
+
 /// The index actor. Spawn it with `IndexActor::spawn(IndexActor::new())`
 /// (kameo's `Spawn` trait), or from an index rebuilt at open.
 #[derive(Actor, Debug, Default)]
 pub struct IndexActor {
-    index: PathIndex,
+    index: SharedIndex,
     /// Where durable records observed from the log writer are kept for readers.
     records: Option<Arc<RecordCache>>,
     catalog: Option<Catalog>,
@@ -56,7 +139,7 @@ impl IndexActor {
     /// An actor over an existing index (e.g. rebuilt by scanning the log at open).
     pub fn with_index(index: PathIndex) -> IndexActor {
         IndexActor {
-            index,
+            index: SharedIndex::new(index),
             records: None,
             catalog: None,
         }
@@ -66,7 +149,7 @@ impl IndexActor {
     /// told about (through [`Committed`]) into `records`, for readers.
     pub fn with_cache(index: PathIndex, records: Arc<RecordCache>) -> IndexActor {
         IndexActor {
-            index,
+            index: SharedIndex::new(index),
             records: Some(records),
             catalog: None,
         }
@@ -76,7 +159,7 @@ impl IndexActor {
     /// of `catalog`.
     pub fn with_catalog(index: PathIndex, catalog: Catalog) -> IndexActor {
         IndexActor {
-            index,
+            index: SharedIndex::new(index),
             records: None,
             catalog: Some(catalog),
         }
@@ -87,6 +170,12 @@ impl IndexActor {
     pub fn with_records(mut self, records: Arc<RecordCache>) -> IndexActor {
         self.records = Some(records);
         self
+    }
+
+    /// The index this actor writes, for readers that plan without a mailbox
+    /// round trip (take it before spawning the actor).
+    pub fn shared(&self) -> SharedIndex {
+        self.index.clone()
     }
 }
 
@@ -180,8 +269,14 @@ impl Message<IndexCommit> for IndexActor {
         msg: IndexCommit,
         _ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
+        let touched: Vec<Vec<KPath>> = msg
+            .records
+            .iter()
+            .map(|(_, _, patch)| touched_paths(patch))
+            .collect();
+        let mut index = self.index.write_own();
         // Refuse a batch that does not continue the index before touching it.
-        let mut expected = self.index.next_commit();
+        let mut expected = index.next_commit();
         for (commit, _, _) in &msg.records {
             let want = expected.unwrap_or((*commit).max(1));
             if *commit != want {
@@ -192,11 +287,10 @@ impl Message<IndexCommit> for IndexActor {
             }
             expected = Some(want + 1);
         }
-        for (commit, location, patch) in &msg.records {
-            self.index
-                .insert(*commit, &touched_paths(patch), *location)?;
+        for ((commit, location, _), paths) in msg.records.iter().zip(&touched) {
+            index.insert(*commit, paths, *location)?;
         }
-        let last = self.index.last_commit();
+        let last = index.last_commit();
         debug!(?last, "indexed");
         Ok(last)
     }
@@ -224,7 +318,7 @@ impl Message<PlanFrom> for IndexActor {
         msg: PlanFrom,
         _ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        self.index.plan(&msg.path, msg.base, msg.commit)
+        self.index.read_own().plan(&msg.path, msg.base, msg.commit)
     }
 }
 
@@ -237,15 +331,28 @@ impl Message<Committed> for IndexActor {
 
     #[instrument(name = "index.committed", level = "debug", skip_all, fields(records = msg.records.len()))]
     async fn handle(&mut self, msg: Committed, _ctx: &mut Context<Self, ()>) {
-        for rec in &msg.records {
-            let next = self.index.next_commit().unwrap_or(rec.commit);
-            if rec.commit < next {
+        // Walk the patches before taking the write lock: readers wait for
+        // the inserts only. This actor is the only writer, so `next` holds.
+        let next = self.index.read_own().next_commit();
+        let fresh = |commit: u64| next.is_none_or(|n| commit >= n);
+        let touched: Vec<Vec<KPath>> = msg
+            .records
+            .iter()
+            .map(|rec| {
+                if fresh(rec.commit) {
+                    touched_paths(&rec.entry.patch)
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
+        let mut index = self.index.write_own();
+        for (rec, paths) in msg.records.iter().zip(&touched) {
+            if !fresh(rec.commit) {
                 continue;
             }
-            if let Err(e) =
-                self.index
-                    .insert(rec.commit, &touched_paths(&rec.entry.patch), rec.location)
-            {
+            let inserted = index.insert(rec.commit, paths, rec.location);
+            if let Err(e) = inserted {
                 error!(commit = rec.commit, error = %e, "cannot index a durable record");
                 return;
             }
@@ -261,7 +368,7 @@ impl Message<Plan> for IndexActor {
 
     #[instrument(name = "index.plan", skip_all, fields(path = %msg.path, commit = msg.commit))]
     async fn handle(&mut self, msg: Plan, _ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
-        let plan = self.index.plan(&msg.path, 0, msg.commit)?;
+        let plan = self.index.read_own().plan(&msg.path, 0, msg.commit)?;
         debug!(root = %plan.root, records = plan.records.len(), "planned");
         Ok(plan)
     }
@@ -276,7 +383,7 @@ impl Message<Affecting> for IndexActor {
         msg: Affecting,
         _ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        self.index.affecting(&msg.path, msg.from, msg.to)
+        self.index.read_own().affecting(&msg.path, msg.from, msg.to)
     }
 }
 
@@ -288,7 +395,7 @@ impl Message<LastCommit> for IndexActor {
         _msg: LastCommit,
         _ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        self.index.last_commit()
+        self.index.read_own().last_commit()
     }
 }
 
@@ -300,7 +407,7 @@ impl Message<LocationOf> for IndexActor {
         msg: LocationOf,
         _ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        self.index.location(msg.commit)
+        self.index.read_own().location(msg.commit)
     }
 }
 
@@ -309,7 +416,7 @@ impl Message<Stats> for IndexActor {
     type Reply = Result<IndexStats, Infallible>;
 
     async fn handle(&mut self, _msg: Stats, _ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
-        Ok(self.index.stats())
+        Ok(self.index.read_own().stats())
     }
 }
 
@@ -322,8 +429,9 @@ impl Message<ForgetBefore> for IndexActor {
         msg: ForgetBefore,
         _ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        self.index.forget_before(msg.commit);
-        self.index.first_commit()
+        let mut index = self.index.write_own();
+        index.forget_before(msg.commit);
+        index.first_commit()
     }
 }
 
@@ -337,17 +445,18 @@ impl Message<PlanRead> for IndexActor {
         _ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         let horizon = self.catalog.as_ref().map_or(0, Catalog::horizon);
-        let compacted = Error::Compacted {
-            commit: msg.commit,
-            oldest: horizon,
-        };
-        let last = self.index.next_commit().map_or(0, |n| n - 1);
+        let index = self.index.read_own();
+        let last = index.next_commit().map_or(0, |n| n - 1);
         if msg.commit > last {
             return Err(Error::FutureCommit {
                 commit: msg.commit,
                 current: last,
             });
         }
+        let compacted = Error::Compacted {
+            commit: msg.commit,
+            oldest: horizon,
+        };
         if msg.commit < horizon {
             return Err(compacted);
         }
@@ -356,22 +465,13 @@ impl Message<PlanRead> for IndexActor {
             .as_ref()
             .and_then(|c| c.newest_at_or_before(msg.commit))
             .map_or(0, |s| s.commit);
-        let plan = match self.index.plan(&msg.path, base, msg.commit) {
+        let plan = match index.plan(&msg.path, base, msg.commit) {
             Ok(p) => p,
+            // The catalogue's horizon, not the index's, is the oldest readable commit.
             Err(IndexError::Compacted { .. }) => return Err(compacted),
-            Err(IndexError::FutureCommit { commit, last }) => {
-                return Err(Error::FutureCommit {
-                    commit,
-                    current: last,
-                });
-            }
-            Err(e) => {
-                return Err(Error::Snapshot {
-                    file: std::path::PathBuf::new(),
-                    reason: e.to_string(),
-                });
-            }
+            Err(e) => return Err(Error::from_index(e, msg.commit)),
         };
+        drop(index);
         debug!(base, root = %plan.root, records = plan.records.len(), "planned");
         match &self.catalog {
             Some(c) => c.pin(plan),
@@ -388,6 +488,10 @@ impl Message<Records> for IndexActor {
     type Reply = Result<Vec<(u64, Location)>, IndexError>;
 
     async fn handle(&mut self, msg: Records, _ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
-        Ok(self.index.plan(&KPath::root(), msg.from, msg.to)?.records)
+        Ok(self
+            .index
+            .read_own()
+            .plan(&KPath::root(), msg.from, msg.to)?
+            .records)
     }
 }

@@ -1,8 +1,9 @@
 //! The read path: `read_state_at(path, commit)` in the caller's task.
 //!
-//! This module owns [`Reader`]: it asks the [`IndexActor`] for a read plan
-//! (one lookup; the actor is never held while records are read or patches
-//! applied), fetches the planned records, and folds them with
+//! This module owns [`Reader`]: it plans over the index the [`IndexActor`]
+//! shares ([`SharedIndex`]: one lookup under a short read lock, in the
+//! caller's task, no mailbox round trip; without a shared index it asks the
+//! actor), fetches the planned records, and folds them with
 //! [`logd_core::read::execute`]. Records come from a shared [`RecordCache`]
 //! (the index fills it with every durable batch, so recent commits never
 //! touch the disk) or by positional, CRC-checked reads of the segment files
@@ -15,6 +16,14 @@
 //! checkpoints at older commits for reads in the past. Its oracle is the
 //! plain fold: both must give the same node, which the tests check.
 //!
+//! A read of any path at or after the materialized commit is also served
+//! from it when that is cheap: the plan is made from the materialized commit
+//! (`PlanFrom { base }`), only the node at the plan's read root is cloned
+//! out of the materialized root (never the whole document, unless the path
+//! is the root), and only the few records after it are folded. The
+//! materialized state is only looked at with `try_lock`: a read never waits
+//! behind another read that is moving it forward.
+//!
 //! It never writes files and never decides which commits matter (the index
 //! does).
 
@@ -26,14 +35,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use kameo::actor::ActorRef;
-use logd_core::index::{IndexError, ReadPlan};
+use logd_core::index::ReadPlan;
 use logd_core::read::{self, ReadError};
 use logd_core::wal::{self, Entry, Location};
 use logd_core::{KPath, Node, Value};
 use tracing::instrument;
 
 use crate::error::Error;
-use crate::index::{IndexActor, PlanFrom};
+use crate::index::{Affecting, IndexActor, PlanFrom, SharedIndex};
 use crate::recovery;
 
 /// Plans that replay more records than this go through the materialized state.
@@ -129,6 +138,8 @@ struct Materialized {
 pub struct Reader {
     dir: PathBuf,
     index: ActorRef<IndexActor>,
+    /// The index, read directly; `None`: every plan asks the actor.
+    shared: Option<SharedIndex>,
     records: Arc<RecordCache>,
     files: Mutex<HashMap<u64, Arc<File>>>,
     last_acked: Arc<AtomicU64>,
@@ -151,11 +162,46 @@ impl Reader {
         Reader {
             dir,
             index,
+            shared: None,
             records,
             files: Mutex::new(HashMap::new()),
             last_acked,
             materialized: tokio::sync::Mutex::new(Materialized::default()),
         }
+    }
+
+    /// The same reader, planning over `shared` (the index of the actor it
+    /// was given: [`IndexActor::shared`]) instead of asking the actor.
+    pub fn with_shared_index(mut self, shared: SharedIndex) -> Reader {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// The newest commit in `(from, to]` that affects any of `paths`
+    /// (e.g. a transaction's `seq` check).
+    pub async fn latest_affecting(
+        &self,
+        paths: &[KPath],
+        from: u64,
+        to: u64,
+    ) -> Result<Option<u64>, Error> {
+        if let Some(shared) = &self.shared {
+            return shared.latest_affecting(paths, from, to);
+        }
+        let mut latest = None;
+        for path in paths {
+            let commits = self
+                .index
+                .ask(Affecting {
+                    path: path.clone(),
+                    from,
+                    to,
+                })
+                .await
+                .map_err(|_| Error::Closed)?;
+            latest = latest.max(commits.last().copied());
+        }
+        Ok(latest)
     }
 
     /// The store directory.
@@ -169,6 +215,9 @@ impl Reader {
         let current = self.last_acked.load(Ordering::Acquire);
         if commit > current {
             return Err(Error::FutureCommit { commit, current });
+        }
+        if let Some(done) = self.near_materialized(path, commit).await {
+            return done;
         }
         let fast = match self.plan(path, 0, commit).await {
             Ok(plan) if plan.records.len() <= MATERIALIZE_THRESHOLD => self.execute(&plan, None),
@@ -203,7 +252,36 @@ impl Reader {
             })?
     }
 
+    /// Serves a read at or after the materialized commit from the
+    /// materialized root (see the module docs). `None` when the materialized
+    /// state is busy, empty or newer than `commit`, or the plan from it is
+    /// not small: the caller takes the other paths.
+    async fn near_materialized(
+        &self,
+        path: &KPath,
+        commit: u64,
+    ) -> Option<Result<Option<Node>, Error>> {
+        let m = self.materialized.try_lock().ok()?;
+        if m.commit == 0 || m.commit > commit {
+            return None;
+        }
+        let plan = self.plan(path, m.commit, commit).await.ok()?;
+        if plan.records.len() > MATERIALIZE_THRESHOLD {
+            return None;
+        }
+        let base = m
+            .root
+            .as_ref()
+            .and_then(|r| r.get_path(&plan.root))
+            .cloned();
+        drop(m);
+        Some(self.execute(&plan, base))
+    }
+
     async fn plan(&self, path: &KPath, base: u64, commit: u64) -> Result<ReadPlan, Error> {
+        if let Some(shared) = &self.shared {
+            return shared.plan(path, base, commit);
+        }
         self.index
             .ask(PlanFrom {
                 path: path.clone(),
@@ -212,7 +290,7 @@ impl Reader {
             })
             .await
             .map_err(|e| match e {
-                kameo::error::SendError::HandlerError(e) => index_error(e, commit),
+                kameo::error::SendError::HandlerError(e) => Error::from_index(e, commit),
                 _ => Error::Closed,
             })
     }
@@ -220,7 +298,7 @@ impl Reader {
     fn execute(&self, plan: &ReadPlan, base: Option<Node>) -> Result<Option<Node>, Error> {
         read::execute(plan, base, |commit, loc| self.fetch(commit, loc)).map_err(|e| match e {
             ReadError::Fetch { source, .. } => source.0,
-            ReadError::Index(e) => index_error(e, plan.commit),
+            ReadError::Index(e) => Error::from_index(e, plan.commit),
             other => Error::Corrupt {
                 file: self.dir.join("wal"),
                 offset: 0,
@@ -319,15 +397,18 @@ impl Reader {
 
     /// The log record of `commit` (from the cache or the segment file).
     pub async fn entry(&self, commit: u64) -> Result<Arc<Entry>, Error> {
-        let loc = self
-            .index
-            .ask(crate::index::LocationOf { commit })
-            .await
-            .map_err(|_| Error::Closed)?
-            .ok_or(Error::FutureCommit {
-                commit,
-                current: self.last_acked.load(Ordering::Acquire),
-            })?;
+        let loc = match &self.shared {
+            Some(shared) => shared.location(commit)?,
+            None => self
+                .index
+                .ask(crate::index::LocationOf { commit })
+                .await
+                .map_err(|_| Error::Closed)?,
+        };
+        let loc = loc.ok_or(Error::FutureCommit {
+            commit,
+            current: self.last_acked.load(Ordering::Acquire),
+        })?;
         self.fetch(commit, loc).map(|r| r.0).map_err(|e| e.0)
     }
 
@@ -336,21 +417,6 @@ impl Reader {
         if let Ok(mut files) = self.files.lock() {
             files.retain(|s, _| *s >= first_commit);
         }
-    }
-}
-
-fn index_error(e: IndexError, commit: u64) -> Error {
-    match e {
-        IndexError::FutureCommit { commit, last } => Error::FutureCommit {
-            commit,
-            current: last,
-        },
-        IndexError::Compacted { oldest, .. } => Error::Compacted { commit, oldest },
-        other => Error::Corrupt {
-            file: PathBuf::from("<index>"),
-            offset: 0,
-            reason: other.to_string(),
-        },
     }
 }
 

@@ -29,15 +29,33 @@
 //! [`Error::TxTimeout`] for the participants that arrived, writes nothing and
 //! stops.
 //!
+//! # One participant: decided inline
+//!
+//! A transaction of `n = 1` has nobody to wait for, so [`TxRegistry::spawn`]
+//! spawns no actor for it: its one [`Patcher::commit`] runs the very same
+//! decision (the shared `decide`: match, `seq`, applicability, merge, one
+//! append with checks, re-evaluation on a sequencer conflict) in the
+//! caller's task, and so saves the actor, its timer, its stream and two
+//! mailbox hops per commit. What callers see is unchanged: while it is live
+//! the transaction is in the registry ([`TxRegistry::get`] finds it), a
+//! second [`TxHandle::new_patcher`] gets [`Error::TxFull`], `commit()` is
+//! idempotent, and when it ends it leaves the registry. Its deadline is
+//! checked lazily instead of by a timer: a transaction whose participant has
+//! not committed within `max_duration` is over: `get`, `new_patcher` and a
+//! late `commit` then see [`Error::TxNotFound`], exactly as after the actor
+//! of a timed-out transaction stopped, and the registry drops such entries
+//! when it next sweeps (amortized over [`TxRegistry::spawn`]).
+//!
 //! The actor never touches files itself: reads, index lookups and the append
 //! go through a [`TxBackend`] (the storage layer wires it to the Index and
 //! LogWriter actors; tests use an in-memory one).
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use kameo::Actor;
 use kameo::actor::{ActorRef, Spawn, WeakActorRef};
@@ -202,13 +220,27 @@ struct Arrival {
 
 /// The live transactions of a store, by id.
 pub struct TxRegistry<B: TxBackend> {
-    live: Mutex<HashMap<TxId, TxHandle<B>>>,
+    live: Mutex<Live<B>>,
 }
+
+/// The registry's map, and when to next sweep out expired inline
+/// transactions.
+struct Live<B: TxBackend> {
+    map: HashMap<TxId, TxHandle<B>>,
+    sweep_at: usize,
+}
+
+/// The registry sweeps expired inline transactions when it holds at least
+/// this many (and then twice as many as after the last sweep).
+const SWEEP_MIN: usize = 1024;
 
 impl<B: TxBackend> Default for TxRegistry<B> {
     fn default() -> Self {
         TxRegistry {
-            live: Mutex::new(HashMap::new()),
+            live: Mutex::new(Live {
+                map: HashMap::new(),
+                sweep_at: SWEEP_MIN,
+            }),
         }
     }
 }
@@ -224,17 +256,26 @@ impl<B: TxBackend> std::fmt::Debug for TxRegistry<B> {
 impl<B: TxBackend> TxRegistry<B> {
     /// The live transaction `id`, or `TxNotFound` for unknown or finished ones.
     pub fn get(&self, id: TxId) -> Result<TxHandle<B>, Error> {
-        self.live
-            .lock()
-            .map_err(|_| Error::TxNotFound { id: id.0 })?
-            .get(&id)
-            .cloned()
-            .ok_or(Error::TxNotFound { id: id.0 })
+        let not_found = Error::TxNotFound { id: id.0 };
+        let mut live = self.live.lock().map_err(|_| not_found.clone())?;
+        let handle = live.map.get(&id).ok_or(not_found.clone())?;
+        if handle.expired(Instant::now()) {
+            live.map.remove(&id);
+            return Err(not_found);
+        }
+        Ok(handle.clone())
     }
 
     /// Number of live transactions.
     pub fn len(&self) -> usize {
-        self.live.lock().map(|m| m.len()).unwrap_or(0)
+        let now = Instant::now();
+        self.live
+            .lock()
+            .map(|mut m| {
+                m.map.retain(|_, h| !h.expired(now));
+                m.map.len()
+            })
+            .unwrap_or(0)
     }
 
     /// Whether no transaction is live.
@@ -244,12 +285,24 @@ impl<B: TxBackend> TxRegistry<B> {
 
     fn remove(&self, id: TxId) {
         if let Ok(mut live) = self.live.lock() {
-            live.remove(&id);
+            live.map.remove(&id);
         }
     }
 
-    /// Spawns the actor of a new transaction with `participants` slots and
-    /// registers it.
+    fn register(&self, handle: TxHandle<B>) -> Result<(), Error> {
+        let mut live = self.live.lock().map_err(|_| Error::Closed)?;
+        if live.map.len() >= live.sweep_at {
+            let now = Instant::now();
+            live.map.retain(|_, h| !h.expired(now));
+            live.sweep_at = (2 * live.map.len()).max(SWEEP_MIN);
+        }
+        live.map.insert(handle.id, handle);
+        Ok(())
+    }
+
+    /// Starts a new transaction with `participants` slots and registers it:
+    /// an actor for several participants, the inline path (module docs)
+    /// for one.
     pub fn spawn(
         self: &Arc<Self>,
         backend: Arc<B>,
@@ -263,31 +316,118 @@ impl<B: TxBackend> TxRegistry<B> {
                 reason: "a transaction needs at least one participant".into(),
             });
         }
-        let (tx, rx) = flume::unbounded();
         let deadline = meta.max_duration.unwrap_or(timeout);
-        let actor = Transaction::spawn(Transaction {
-            id,
-            participants,
-            meta,
-            backend,
-            arrived: Vec::with_capacity(participants),
-            registry: Arc::downgrade(self),
-            timer: None,
-            deadline,
-        });
-        let _stream = actor.attach_stream(rx.into_stream(), (), ());
+        let route = if participants == 1 {
+            Route::Inline(Arc::new(Inline {
+                id,
+                meta,
+                backend,
+                registry: Arc::downgrade(self),
+                expires: Instant::now().checked_add(deadline),
+                taken: AtomicBool::new(false),
+            }))
+        } else {
+            let (tx, rx) = flume::unbounded();
+            let actor = Transaction::spawn(Transaction {
+                id,
+                participants,
+                meta,
+                backend,
+                arrived: Vec::with_capacity(participants),
+                registry: Arc::downgrade(self),
+                timer: None,
+                deadline,
+            });
+            let _stream = actor.attach_stream(rx.into_stream(), (), ());
+            Route::Actor {
+                arrivals: tx,
+                actor,
+            }
+        };
         let handle = TxHandle {
             id,
             participants,
             reserved: Arc::new(AtomicUsize::new(0)),
-            arrivals: tx,
-            actor,
+            route,
         };
-        self.live
-            .lock()
-            .map_err(|_| Error::Closed)?
-            .insert(id, handle.clone());
+        self.register(handle.clone())?;
         Ok(handle)
+    }
+}
+
+/// How a transaction's participants reach its decision.
+enum Route<B: TxBackend> {
+    /// Several participants: the transaction's actor collects them.
+    Actor {
+        arrivals: flume::Sender<Arrival>,
+        actor: ActorRef<Transaction<B>>,
+    },
+    /// One participant: decided in its own task.
+    Inline(Arc<Inline<B>>),
+}
+
+impl<B: TxBackend> Clone for Route<B> {
+    fn clone(&self) -> Self {
+        match self {
+            Route::Actor { arrivals, actor } => Route::Actor {
+                arrivals: arrivals.clone(),
+                actor: actor.clone(),
+            },
+            Route::Inline(i) => Route::Inline(i.clone()),
+        }
+    }
+}
+
+/// A one-participant transaction, decided inline.
+struct Inline<B: TxBackend> {
+    id: TxId,
+    meta: PatchMeta,
+    backend: Arc<B>,
+    registry: std::sync::Weak<TxRegistry<B>>,
+    /// `None`: a deadline too far away to represent.
+    expires: Option<Instant>,
+    /// Set by the one `commit` that decides it.
+    taken: AtomicBool,
+}
+
+impl<B: TxBackend> Inline<B> {
+    fn expired(&self, now: Instant) -> bool {
+        self.expires.is_some_and(|e| now >= e)
+    }
+
+    fn leave_registry(&self) {
+        if let Some(registry) = self.registry.upgrade() {
+            registry.remove(self.id);
+        }
+    }
+}
+
+/// The inline decision, type-erased so that [`Patcher`] need not know the
+/// backend.
+trait InlineDecide: Send + Sync {
+    fn decide_inline(
+        self: Arc<Self>,
+        patch: Patch,
+    ) -> Pin<Box<dyn Future<Output = Result<Outcome, Error>> + Send>>;
+}
+
+impl<B: TxBackend> InlineDecide for Inline<B> {
+    fn decide_inline(
+        self: Arc<Self>,
+        patch: Patch,
+    ) -> Pin<Box<dyn Future<Output = Result<Outcome, Error>> + Send>> {
+        Box::pin(async move {
+            let not_found = Error::TxNotFound { id: self.id.0 };
+            // Past its deadline the transaction is over (as if its actor had
+            // timed out and stopped), and it decides only once.
+            if self.expired(Instant::now()) || self.taken.swap(true, Ordering::AcqRel) {
+                self.leave_registry();
+                return Err(not_found);
+            }
+            let result = decide(&*self.backend, self.id, &self.meta, &[&patch]).await;
+            self.leave_registry();
+            result
+        })
     }
 }
 
@@ -296,8 +436,7 @@ pub struct TxHandle<B: TxBackend> {
     id: TxId,
     participants: usize,
     reserved: Arc<AtomicUsize>,
-    arrivals: flume::Sender<Arrival>,
-    actor: ActorRef<Transaction<B>>,
+    route: Route<B>,
 }
 
 impl<B: TxBackend> Clone for TxHandle<B> {
@@ -306,8 +445,7 @@ impl<B: TxBackend> Clone for TxHandle<B> {
             id: self.id,
             participants: self.participants,
             reserved: self.reserved.clone(),
-            arrivals: self.arrivals.clone(),
-            actor: self.actor.clone(),
+            route: self.route.clone(),
         }
     }
 }
@@ -317,6 +455,7 @@ impl<B: TxBackend> std::fmt::Debug for TxHandle<B> {
         f.debug_struct("TxHandle")
             .field("id", &self.id)
             .field("participants", &self.participants)
+            .field("inline", &matches!(self.route, Route::Inline(_)))
             .finish()
     }
 }
@@ -327,14 +466,31 @@ impl<B: TxBackend> TxHandle<B> {
         self.id
     }
 
-    /// The transaction's actor (for load tests driving it directly).
-    pub fn actor(&self) -> &ActorRef<Transaction<B>> {
-        &self.actor
+    /// The transaction's actor (for load tests driving it directly);
+    /// `None` for a one-participant transaction, which has no actor.
+    pub fn actor(&self) -> Option<&ActorRef<Transaction<B>>> {
+        match &self.route {
+            Route::Actor { actor, .. } => Some(actor),
+            Route::Inline(_) => None,
+        }
+    }
+
+    /// Whether this is an inline transaction past its deadline (an actor's
+    /// transaction leaves the registry by itself).
+    fn expired(&self, now: Instant) -> bool {
+        match &self.route {
+            Route::Inline(i) => i.expired(now),
+            Route::Actor { .. } => false,
+        }
     }
 
     /// Registers a participant; the `n+1`-th gets `TxFull`.
     pub fn new_patcher(&self, patch: Patch) -> Result<Patcher, Error> {
-        if self.arrivals.is_disconnected() {
+        let over = match &self.route {
+            Route::Actor { arrivals, .. } => arrivals.is_disconnected(),
+            Route::Inline(i) => i.expired(Instant::now()),
+        };
+        if over {
             return Err(Error::TxNotFound { id: self.id.0 });
         }
         self.reserved
@@ -345,22 +501,42 @@ impl<B: TxBackend> TxHandle<B> {
                 id: self.id.0,
                 participants: self.participants,
             })?;
+        let to = match &self.route {
+            Route::Actor { arrivals, .. } => To::Actor(arrivals.clone()),
+            Route::Inline(i) => To::Inline(i.clone()),
+        };
         Ok(Patcher {
             tx: self.id,
             patch: Some(patch),
-            arrivals: self.arrivals.clone(),
+            to,
             outcome: None,
         })
     }
 }
 
+/// Where a participant's patch goes.
+enum To {
+    Actor(flume::Sender<Arrival>),
+    Inline(Arc<dyn InlineDecide>),
+}
+
 /// One participant of a transaction.
-#[derive(Debug)]
 pub struct Patcher {
     tx: TxId,
     patch: Option<Patch>,
-    arrivals: flume::Sender<Arrival>,
+    to: To,
     outcome: Option<Result<Outcome, Error>>,
+}
+
+impl std::fmt::Debug for Patcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Patcher")
+            .field("tx", &self.tx)
+            .field("patch", &self.patch)
+            .field("inline", &matches!(self.to, To::Inline(_)))
+            .field("outcome", &self.outcome)
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for Arrival {
@@ -384,10 +560,11 @@ impl Patcher {
         if let Some(done) = &self.outcome {
             return done.clone();
         }
-        let result = match self.patch.take() {
-            Some(patch) => {
+        let result = match (self.patch.take(), &self.to) {
+            (Some(patch), To::Inline(inline)) => inline.clone().decide_inline(patch).await,
+            (Some(patch), To::Actor(arrivals)) => {
                 let (reply, outcome) = flume::bounded(1);
-                match self.arrivals.send(Arrival { patch, reply }) {
+                match arrivals.send(Arrival { patch, reply }) {
                     Ok(()) => outcome
                         .recv_async()
                         .await
@@ -395,7 +572,7 @@ impl Patcher {
                     Err(_) => Err(Error::TxNotFound { id: self.tx.0 }),
                 }
             }
-            None => Err(Error::TxNotFound { id: self.tx.0 }),
+            (None, _) => Err(Error::TxNotFound { id: self.tx.0 }),
         };
         self.outcome = Some(result.clone());
         result
@@ -482,7 +659,8 @@ impl<B: TxBackend> Message<StreamMessage<Arrival, (), ()>> for Transaction<B> {
         if let Some(timer) = self.timer.take() {
             timer.abort();
         }
-        let result = self.decide().await;
+        let patches: Vec<&Patch> = self.arrived.iter().map(|a| &a.patch).collect();
+        let result = decide(&*self.backend, self.id, &self.meta, &patches).await;
         self.finish(result, ctx);
     }
 }
@@ -498,94 +676,97 @@ impl<B: TxBackend> Transaction<B> {
         }
         ctx.stop();
     }
+}
 
-    /// Evaluates, merges and appends, retrying on sequencer conflicts.
-    async fn decide(&self) -> Result<Outcome, Error> {
-        let patches: Vec<&Patch> = self.arrived.iter().map(|a| &a.patch).collect();
-        let parts: Vec<(KPath, Node)> = patches
-            .iter()
-            .map(|p| (p.path.clone(), p.data.clone()))
-            .collect();
-        let merged = patch::merge(&parts).map_err(|e| Error::Conflict {
-            path: String::new(),
-            commit: 0,
-            reason: e.to_string(),
-        })?;
-        let checks = checks_for(&patches, self.meta.seq.is_some());
-        let mut last_conflict = 0;
-        for attempt in 0..MAX_ATTEMPTS {
-            let read_commit = self.backend.current_commit();
-            if let Some(outcome) = self.evaluate(&patches, read_commit).await? {
-                return Ok(outcome);
-            }
-            let answer = self
-                .backend
-                .append(AppendRequest {
-                    tx_id: self.id,
-                    patch: merged.clone(),
-                    participants: patches
-                        .iter()
-                        .map(|p| (p.path.clone(), p.matches.clone()))
-                        .collect(),
-                    label: self.meta.label.clone(),
-                    seq: self.meta.seq,
-                    when: self.meta.when.unwrap_or_else(SystemTime::now),
-                    checks: checks.clone(),
-                    read_commit,
-                })
-                .await?;
-            match answer {
-                AppendAnswer::Appended { commit } => return Ok(Outcome::Committed { commit }),
-                AppendAnswer::Conflict { commit } => {
-                    debug!(attempt, commit, "sequencer conflict; re-evaluating");
-                    last_conflict = commit;
-                    self.backend.wait_for(commit).await?;
-                }
+/// Evaluates, merges and appends, retrying on sequencer conflicts: the one
+/// decision of a transaction, whether its actor or (for one participant)
+/// the participant's own task runs it.
+async fn decide<B: TxBackend>(
+    backend: &B,
+    id: TxId,
+    meta: &PatchMeta,
+    patches: &[&Patch],
+) -> Result<Outcome, Error> {
+    let parts: Vec<(KPath, Node)> = patches
+        .iter()
+        .map(|p| (p.path.clone(), p.data.clone()))
+        .collect();
+    let merged = patch::merge(&parts).map_err(|e| Error::Conflict {
+        path: String::new(),
+        commit: 0,
+        reason: e.to_string(),
+    })?;
+    let checks = checks_for(patches, meta.seq.is_some());
+    let mut last_conflict = 0;
+    for attempt in 0..MAX_ATTEMPTS {
+        let read_commit = backend.current_commit();
+        if let Some(outcome) = evaluate(backend, meta, patches, read_commit).await? {
+            return Ok(outcome);
+        }
+        let answer = backend
+            .append(AppendRequest {
+                tx_id: id,
+                patch: merged.clone(),
+                participants: patches
+                    .iter()
+                    .map(|p| (p.path.clone(), p.matches.clone()))
+                    .collect(),
+                label: meta.label.clone(),
+                seq: meta.seq,
+                when: meta.when.unwrap_or_else(SystemTime::now),
+                checks: checks.clone(),
+                read_commit,
+            })
+            .await?;
+        match answer {
+            AppendAnswer::Appended { commit } => return Ok(Outcome::Committed { commit }),
+            AppendAnswer::Conflict { commit } => {
+                debug!(attempt, commit, "sequencer conflict; re-evaluating");
+                last_conflict = commit;
+                backend.wait_for(commit).await?;
             }
         }
-        Err(Error::Conflict {
-            path: String::new(),
-            commit: last_conflict,
-            reason: format!("still conflicting after {MAX_ATTEMPTS} attempts"),
-        })
     }
+    Err(Error::Conflict {
+        path: String::new(),
+        commit: last_conflict,
+        reason: format!("still conflicting after {MAX_ATTEMPTS} attempts"),
+    })
+}
 
-    /// Evaluates matches, `seq` and patch applicability at `read_commit`.
-    /// `Some(outcome)` ends the transaction without writing; `None` means
-    /// the append may go ahead.
-    async fn evaluate(
-        &self,
-        patches: &[&Patch],
-        read_commit: u64,
-    ) -> Result<Option<Outcome>, Error> {
-        for p in patches {
-            if let Some((path, pattern)) = &p.matches {
-                let state = self.backend.read(path, read_commit).await?;
-                if !patch::matches(state.as_ref(), pattern)? {
-                    return Ok(Some(Outcome::NotMatched));
-                }
+/// Evaluates matches, `seq` and patch applicability at `read_commit`.
+/// `Some(outcome)` ends the transaction without writing; `None` means
+/// the append may go ahead.
+async fn evaluate<B: TxBackend>(
+    backend: &B,
+    meta: &PatchMeta,
+    patches: &[&Patch],
+    read_commit: u64,
+) -> Result<Option<Outcome>, Error> {
+    for p in patches {
+        if let Some((path, pattern)) = &p.matches {
+            let state = backend.read(path, read_commit).await?;
+            if !patch::matches(state.as_ref(), pattern)? {
+                return Ok(Some(Outcome::NotMatched));
             }
         }
-        if let Some(seq) = self.meta.seq {
-            let paths: Vec<KPath> = patches.iter().map(|p| p.path.clone()).collect();
-            if seq < read_commit
-                && let Some(latest) = self
-                    .backend
-                    .latest_affecting(&paths, seq, read_commit)
-                    .await?
-            {
-                return Ok(Some(Outcome::Stale { latest }));
-            }
-        }
-        for p in patches {
-            if needs_state(p) {
-                let state = self.backend.read(&p.path, read_commit).await?;
-                patch::apply(state.as_ref(), &p.data)?;
-                check_index_in_range(&*self.backend, &p.path, read_commit).await?;
-            }
-        }
-        Ok(None)
     }
+    if let Some(seq) = meta.seq {
+        let paths: Vec<KPath> = patches.iter().map(|p| p.path.clone()).collect();
+        if seq < read_commit
+            && let Some(latest) = backend.latest_affecting(&paths, seq, read_commit).await?
+        {
+            return Ok(Some(Outcome::Stale { latest }));
+        }
+    }
+    for p in patches {
+        if needs_state(p) {
+            let state = backend.read(&p.path, read_commit).await?;
+            patch::apply(state.as_ref(), &p.data)?;
+            check_index_in_range(backend, &p.path, read_commit).await?;
+        }
+    }
+    Ok(None)
 }
 
 /// Whether applying this participant's patch depends on the current state:

@@ -466,3 +466,161 @@ fn estimate_bytes(root: &Node) -> usize {
     }
     total
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log_writer::{Committed, CommittedRecord};
+    use kameo::actor::Spawn;
+    use logd_core::index::PathIndex;
+    use logd_core::patch;
+    use logd_core::wal::EntryMeta;
+
+    fn p(s: &str) -> KPath {
+        KPath::parse(s).unwrap()
+    }
+
+    /// Commit `c` of the test history: users `u{c % 20}` get an object,
+    /// every 7th is deleted, every 50th commit replaces all of `users` by a
+    /// scalar (so plans of a leaf must start above it), every 13th patches the root.
+    fn patch_for(c: u64) -> Node {
+        if c % 50 == 0 {
+            return Node::object([("users", Node::int(c as i64))]);
+        }
+        if c % 13 == 0 {
+            return Node::object([("meta", Node::int(c as i64))]);
+        }
+        let body = if c % 7 == 0 {
+            Node::tagged("delete", Value::Null)
+        } else {
+            Node::object([
+                ("n", Node::int(c as i64)),
+                ("tags", Node::array([Node::string("a")])),
+            ])
+        };
+        Node::object([("users", Node::object([(format!("u{}", c % 20), body)]))])
+    }
+
+    fn record(c: u64) -> CommittedRecord {
+        CommittedRecord {
+            commit: c,
+            location: Location {
+                segment: 1,
+                offset: c * 100,
+                len: 100,
+            },
+            entry: Arc::new(Entry {
+                commit: c,
+                tx_id: c,
+                timestamp: 0,
+                patch: patch_for(c),
+                participants: vec![],
+                meta: EntryMeta::default(),
+            }),
+        }
+    }
+
+    /// Reads through the shared index, the materialized root (moved forward
+    /// by root reads while commits arrive) and its checkpoints, and through
+    /// the actor (no shared index), all equal the root fold, at the current
+    /// commit and in the past, while a writer indexes and acknowledges
+    /// commits concurrently; a read right after an acknowledgement sees it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_equal_the_root_fold_while_commits_arrive() {
+        const N: u64 = 1200;
+        let mut docs: Vec<Option<Node>> = vec![None];
+        for c in 1..=N {
+            let next = patch::apply_owned(docs[c as usize - 1].clone(), &patch_for(c)).unwrap();
+            docs.push(next);
+        }
+        let docs = Arc::new(docs);
+        let records = Arc::new(RecordCache::new(64 << 20));
+        let actor = IndexActor::with_cache(PathIndex::new(), records.clone());
+        let shared = actor.shared();
+        let index = IndexActor::spawn(actor);
+        let acked = Arc::new(AtomicU64::new(0));
+        let dir = PathBuf::from("/nonexistent-logd-reader-test");
+        let direct = Arc::new(
+            Reader::new(dir.clone(), index.clone(), records.clone(), acked.clone())
+                .with_shared_index(shared),
+        );
+        let via_actor = Arc::new(Reader::new(dir, index.clone(), records, acked.clone()));
+        let writer = {
+            let (index, acked, direct, docs) =
+                (index.clone(), acked.clone(), direct.clone(), docs.clone());
+            tokio::spawn(async move {
+                for c in 1..=N {
+                    index
+                        .ask(Committed {
+                            records: vec![record(c)],
+                        })
+                        .await
+                        .unwrap();
+                    acked.store(c, Ordering::Release);
+                    // Read-your-acknowledged-write, every few commits.
+                    if c % 9 == 0 {
+                        let path = p(&format!("users.u{}", c % 20));
+                        let want = docs[c as usize].as_ref().and_then(|d| d.get_path(&path));
+                        let got = direct.read(&path, c).await.unwrap();
+                        assert_eq!(got.as_ref(), want, "{path} right after ack of {c}");
+                    }
+                }
+            })
+        };
+        let mut readers = Vec::new();
+        for r in 0..2u64 {
+            let (direct, via_actor, acked, docs) = (
+                direct.clone(),
+                via_actor.clone(),
+                acked.clone(),
+                docs.clone(),
+            );
+            readers.push(tokio::spawn(async move {
+                let mut checked = 0u64;
+                let mut i = r;
+                loop {
+                    let current = acked.load(Ordering::Acquire);
+                    let path = match i % 5 {
+                        0 => KPath::root(),
+                        1 => p("users"),
+                        2 => p("meta"),
+                        _ => p(&format!("users.u{}", i % 21)),
+                    };
+                    let at = if i % 3 == 0 {
+                        current
+                    } else {
+                        (i * 37) % (current + 1)
+                    };
+                    let want = docs[at as usize].as_ref().and_then(|d| d.get_path(&path));
+                    let reader = if i % 4 == 3 { &via_actor } else { &direct };
+                    let got = reader.read(&path, at).await.unwrap();
+                    assert_eq!(got.as_ref(), want, "{path} at {at} (current {current})");
+                    checked += 1;
+                    i += 2;
+                    if current == N && checked > 400 {
+                        break;
+                    }
+                    if i % 16 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                checked
+            }));
+        }
+        writer.await.unwrap();
+        for r in readers {
+            assert!(r.await.unwrap() > 400);
+        }
+        // A future commit is refused, by both readers.
+        for reader in [&direct, &via_actor] {
+            assert_eq!(
+                reader.read(&p("users.u1"), N + 1).await,
+                Err(Error::FutureCommit {
+                    commit: N + 1,
+                    current: N
+                })
+            );
+        }
+        index.kill();
+    }
+}

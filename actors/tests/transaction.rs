@@ -321,3 +321,134 @@ async fn ten_thousand_transactions_finish_and_leave_nothing_behind() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(r.is_empty(), "{} transactions still live", r.len());
 }
+
+/// One participant is decided inline (no actor), with the actor's semantics:
+/// live in the registry until it commits, `TxFull` for a second patcher
+/// (also through a handle found with `get`), idempotent commit, matches and
+/// `seq` checks, and it leaves the registry when decided.
+#[tokio::test]
+async fn one_participant_inline_keeps_the_semantics() {
+    let (b, r) = setup(MemBackend::default());
+    let tx = new_tx(&b, &r, 1, PatchMeta::default());
+    assert!(tx.actor().is_none(), "n = 1 spawns no actor");
+    let found = r.get(tx.id()).unwrap();
+    let mut w = found.new_patcher(Patch::new(p("a"), Node::int(1))).unwrap();
+    assert!(matches!(
+        tx.new_patcher(Patch::new(p("b"), Node::int(2))),
+        Err(Error::TxFull {
+            participants: 1,
+            ..
+        })
+    ));
+    assert!(r.get(tx.id()).is_ok(), "live until it commits");
+    assert_eq!(w.commit().await, Ok(Outcome::Committed { commit: 1 }));
+    assert_eq!(w.commit().await, Ok(Outcome::Committed { commit: 1 }));
+    assert_eq!(b.appends.load(Ordering::Relaxed), 1);
+    assert!(matches!(r.get(tx.id()), Err(Error::TxNotFound { .. })));
+    assert!(matches!(
+        tx.new_patcher(Patch::new(p("b"), Node::int(2))),
+        Err(Error::TxFull { .. })
+    ));
+    assert!(r.is_empty());
+
+    let one = |patch: Patch, meta: PatchMeta| {
+        let tx = new_tx(&b, &r, 1, meta);
+        async move { tx.new_patcher(patch).unwrap().commit().await }
+    };
+    let stale = PatchMeta {
+        seq: Some(0),
+        ..PatchMeta::default()
+    };
+    assert_eq!(
+        one(Patch::new(p("a"), Node::int(5)), stale).await,
+        Ok(Outcome::Stale { latest: 1 })
+    );
+    let fresh = PatchMeta {
+        seq: Some(1),
+        ..PatchMeta::default()
+    };
+    let cas =
+        |want: i64| Patch::new(p("a"), Node::int(want + 1)).with_match(p("a"), Node::int(want));
+    assert_eq!(
+        one(cas(7), PatchMeta::default()).await,
+        Ok(Outcome::NotMatched)
+    );
+    assert_eq!(
+        one(cas(1), fresh).await,
+        Ok(Outcome::Committed { commit: 2 })
+    );
+    assert_eq!(
+        b.appends.load(Ordering::Relaxed),
+        2,
+        "refused ones wrote nothing"
+    );
+    assert_eq!(
+        b.state_at(2).unwrap().get_path(&p("a")),
+        Some(&Node::int(2))
+    );
+    // A patch that cannot apply fails and writes nothing.
+    let bad = Patch::new(p("a"), Node::tagged("strdiff", Value::Null));
+    assert!(matches!(
+        one(bad, PatchMeta::default()).await,
+        Err(Error::Patch(_))
+    ));
+    assert_eq!(b.appends.load(Ordering::Relaxed), 2);
+    assert!(r.is_empty());
+}
+
+/// An inline transaction whose participant did not commit within
+/// `max_duration` is over, as if its actor had timed out and stopped: `get`,
+/// `new_patcher` and a late `commit` see `TxNotFound`, nothing is written.
+#[tokio::test]
+async fn one_participant_past_its_deadline_is_over() {
+    let (b, r) = setup(MemBackend::default());
+    let meta = PatchMeta {
+        max_duration: Some(Duration::from_millis(60)),
+        ..PatchMeta::default()
+    };
+    let late = new_tx(&b, &r, 1, meta.clone());
+    let mut w = late.new_patcher(Patch::new(p("a"), Node::int(1))).unwrap();
+    let unused = new_tx(&b, &r, 1, meta.clone());
+    let in_time = new_tx(&b, &r, 1, meta);
+    let mut ok = in_time
+        .new_patcher(Patch::new(p("b"), Node::int(1)))
+        .unwrap();
+    assert_eq!(ok.commit().await, Ok(Outcome::Committed { commit: 1 }));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(matches!(r.get(late.id()), Err(Error::TxNotFound { .. })));
+    assert!(matches!(w.commit().await, Err(Error::TxNotFound { .. })));
+    assert!(matches!(
+        unused.new_patcher(Patch::new(p("c"), Node::int(1))),
+        Err(Error::TxNotFound { .. })
+    ));
+    assert_eq!(b.appends.load(Ordering::Relaxed), 1, "nothing more written");
+    assert!(r.is_empty(), "expired ones leave the registry");
+}
+
+/// Abandoned one-participant transactions (a patcher never committed) do not
+/// pile up: the registry sweeps expired ones as new ones are spawned.
+#[tokio::test]
+async fn abandoned_one_participant_transactions_are_swept() {
+    let (b, r) = setup(MemBackend::default());
+    let meta = PatchMeta {
+        max_duration: Some(Duration::from_millis(1)),
+        ..PatchMeta::default()
+    };
+    let mut kept = Vec::new();
+    for _ in 0..3000 {
+        let tx = new_tx(&b, &r, 1, meta.clone());
+        kept.push(tx.new_patcher(Patch::new(p("a"), Node::int(1))).unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Live ones are never swept.
+    let live = new_tx(&b, &r, 1, PatchMeta::default());
+    for _ in 0..3000 {
+        new_tx(&b, &r, 1, meta.clone());
+    }
+    assert!(r.get(live.id()).is_ok());
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(r.len(), 1);
+    let mut w = live.new_patcher(Patch::new(p("z"), Node::int(1))).unwrap();
+    assert_eq!(w.commit().await, Ok(Outcome::Committed { commit: 1 }));
+    assert!(r.is_empty());
+}

@@ -21,7 +21,7 @@ use logd_core::{KPath, Node};
 use crate::error::{Error, from_send};
 use crate::fileops::FileOps;
 use crate::index::IndexActor;
-use crate::log_writer::{Append, AppendOutcome, LogWriter};
+use crate::log_writer::{Append, AppendOutcome, LogWriter, WaitAcked};
 use crate::reader::Reader;
 use crate::recovery;
 use crate::transaction::{AppendAnswer, AppendRequest, TxBackend, TxId};
@@ -59,19 +59,17 @@ impl TxBackend for Engine {
 
     async fn wait_for(&self, commit: u64) -> Result<(), Error> {
         // The conflicting commit was sequenced before our append and is in a
-        // batch being made durable: it is acknowledged within one fsync,
-        // unless the writer failed, which the next append reports.
-        let deadline = tokio::time::Instant::now() + WAIT_FOR_ACK;
-        while self.last_acked.load(Ordering::Acquire) < commit {
-            if tokio::time::Instant::now() > deadline {
-                return Err(Error::WriterFailed {
-                    reason: format!("commit {commit} was not acknowledged within {WAIT_FOR_ACK:?}"),
-                });
-            }
-            tokio::task::yield_now().await;
-            tokio::time::sleep(std::time::Duration::from_micros(100)).await;
+        // batch being made durable: the writer answers when the flush that
+        // covers it is done (no polling), or fails if the writer failed.
+        if self.last_acked.load(Ordering::Acquire) >= commit {
+            return Ok(());
         }
-        Ok(())
+        match tokio::time::timeout(WAIT_FOR_ACK, self.writer.ask(WaitAcked { commit })).await {
+            Ok(answer) => answer.map(|_| ()).map_err(from_send),
+            Err(_) => Err(Error::WriterFailed {
+                reason: format!("commit {commit} was not acknowledged within {WAIT_FOR_ACK:?}"),
+            }),
+        }
     }
 
     async fn append(&self, req: AppendRequest) -> Result<AppendAnswer, Error> {

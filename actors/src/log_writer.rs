@@ -118,6 +118,18 @@ pub struct Seal;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Flush;
 
+/// Wait until `commit` is acknowledged (durable and observed by the
+/// index). Replies with the last acknowledged commit once it is at least
+/// `commit`: at once when it already is, else when the flush that covers it
+/// is done. Fails when the writer has failed (or stops first), and with
+/// [`Error::FutureCommit`] for a commit not sequenced yet, which no flush
+/// would ever cover.
+#[derive(Clone, Copy, Debug)]
+pub struct WaitAcked {
+    /// The commit to wait for.
+    pub commit: u64,
+}
+
 /// Internal: a flush task finished.
 struct FlushDone {
     generation: u64,
@@ -349,6 +361,8 @@ pub struct LogWriter {
     /// The batch size a queued [`Kick`] waits for.
     kick_target: usize,
     scratch: Vec<u8>,
+    /// [`WaitAcked`] callers, answered as flushes complete.
+    waiters: Vec<(u64, ReplySender<Result<u64, Error>>)>,
 }
 
 impl std::fmt::Debug for LogWriter {
@@ -424,6 +438,7 @@ impl Actor for LogWriter {
             kick_rounds: 0,
             kick_target: 0,
             scratch: Vec::new(),
+            waiters: Vec::new(),
             args,
         })
     }
@@ -437,6 +452,9 @@ impl Actor for LogWriter {
         let reason = format!("log writer stopped: {reason:?}");
         for a in batch.acks {
             a.fail(failed_err(&reason));
+        }
+        for (_, w) in self.waiters.drain(..) {
+            w.send(Err(failed_err(&reason)));
         }
         Ok(())
     }
@@ -639,6 +657,26 @@ impl LogWriter {
         let batch = std::mem::take(&mut self.batch);
         for a in batch.acks {
             a.fail(failed_err(reason));
+        }
+        for (_, w) in self.waiters.drain(..) {
+            w.send(Err(failed_err(reason)));
+        }
+    }
+
+    /// Answers the [`WaitAcked`] callers whose commit is now acknowledged.
+    fn wake_waiters(&mut self) {
+        if self.waiters.is_empty() {
+            return;
+        }
+        let acked = self.args.shared.last_acked.load(Ordering::SeqCst);
+        let mut i = 0;
+        while i < self.waiters.len() {
+            if self.waiters[i].0 <= acked {
+                let (_, w) = self.waiters.swap_remove(i);
+                w.send(Ok(acked));
+            } else {
+                i += 1;
+            }
         }
     }
 }
@@ -875,6 +913,7 @@ impl Message<FlushDone> for LogWriter {
             Ok(needs_sync) => {
                 // Flushes are serial: a synced flush covers every earlier write.
                 self.dirty = needs_sync;
+                self.wake_waiters();
                 // The appenders just acknowledged will likely append again:
                 // let them join the waiting batch (one fsync for both groups).
                 let waiting = self.batch.records.len();
@@ -925,6 +964,36 @@ impl Message<Kick> for LogWriter {
         self.kick_pending = false;
         self.kick_rounds = 0;
         self.maybe_flush(ctx.actor_ref());
+    }
+}
+
+impl Message<WaitAcked> for LogWriter {
+    type Reply = DelegatedReply<Result<u64, Error>>;
+
+    async fn handle(
+        &mut self,
+        msg: WaitAcked,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        let (reply, sender) = ctx.reply_sender();
+        let Some(sender) = sender else {
+            return reply;
+        };
+        let acked = self.args.shared.last_acked.load(Ordering::SeqCst);
+        let sequenced = self.next_commit - 1;
+        if let Some(reason) = &self.failed {
+            sender.send(Err(failed_err(reason)));
+        } else if msg.commit <= acked {
+            sender.send(Ok(acked));
+        } else if msg.commit > sequenced {
+            sender.send(Err(Error::FutureCommit {
+                commit: msg.commit,
+                current: sequenced,
+            }));
+        } else {
+            self.waiters.push((msg.commit, sender));
+        }
+        reply
     }
 }
 

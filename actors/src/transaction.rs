@@ -696,9 +696,21 @@ async fn decide<B: TxBackend>(
         commit: 0,
         reason: e.to_string(),
     })?;
+    // The first attempt moves the merged patch into its append; a retry
+    // (after a sequencer conflict, rare) merges again rather than every
+    // commit paying for a copy.
+    let mut merged = Some(merged);
     let checks = checks_for(patches, meta.seq.is_some());
     let mut last_conflict = 0;
     for attempt in 0..MAX_ATTEMPTS {
+        let merged = match merged.take() {
+            Some(m) => m,
+            None => patch::merge(&parts).map_err(|e| Error::Conflict {
+                path: String::new(),
+                commit: 0,
+                reason: e.to_string(),
+            })?,
+        };
         let read_commit = backend.current_commit();
         if let Some(outcome) = evaluate(backend, meta, patches, read_commit).await? {
             return Ok(outcome);
@@ -706,7 +718,7 @@ async fn decide<B: TxBackend>(
         let answer = backend
             .append(AppendRequest {
                 tx_id: id,
-                patch: merged.clone(),
+                patch: merged,
                 participants: patches
                     .iter()
                     .map(|p| (p.path.clone(), p.matches.clone()))

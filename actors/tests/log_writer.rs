@@ -14,7 +14,7 @@ use kameo::message::{Context, Message};
 use logd_actors::error::{Error, from_send};
 use logd_actors::fileops::{FileOps, RealFs};
 use logd_actors::log_writer::{
-    Append, AppendOutcome, Appended, Committed, Flush, LogWriter, Seal, WriterArgs,
+    Append, AppendOutcome, Appended, Committed, Flush, LogWriter, Seal, WaitAcked, WriterArgs,
 };
 use logd_actors::options::{Durability, Options};
 use logd_actors::recovery::{DirLock, Recovered, recover};
@@ -631,4 +631,58 @@ async fn directories_honour_the_umask_option() {
     let meta = logd_actors::recovery::read_meta(&store_dir).unwrap();
     assert_eq!(meta.wal_format, wal::FORMAT_VERSION);
     store.started.stop().await.unwrap();
+}
+
+/// `WaitAcked` answers when the flush covering the commit is done (never
+/// before its acknowledgement), at once for acknowledged commits, refuses
+/// commits not sequenced, and fails waiters when the flush fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_acked_answers_when_the_covering_flush_is_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(FaultFs::default());
+    let store = open_with(dir.path(), Options::default(), fs.clone(), None)
+        .await
+        .unwrap();
+    let w = store.started.writer.clone();
+    let acked = store.started.last_acked.clone();
+    assert!(matches!(
+        w.ask(WaitAcked { commit: 1 }).await.map_err(from_send),
+        Err(Error::FutureCommit {
+            commit: 1,
+            current: 0
+        })
+    ));
+    fs.slow_sync_ms.store(60, Ordering::SeqCst);
+    let in_flight = {
+        let w = w.clone();
+        tokio::spawn(async move { append_ok(&w, append_msg("a", 1)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(15)).await;
+    assert_eq!(acked.load(Ordering::SeqCst), 0, "still syncing");
+    let got = w.ask(WaitAcked { commit: 1 }).await.map_err(from_send);
+    assert_eq!(got, Ok(1));
+    assert!(
+        acked.load(Ordering::SeqCst) >= 1,
+        "answered only once acknowledged"
+    );
+    assert_eq!(in_flight.await.unwrap().commit, 1);
+    fs.slow_sync_ms.store(0, Ordering::SeqCst);
+    assert_eq!(
+        w.ask(WaitAcked { commit: 1 }).await.map_err(from_send),
+        Ok(1)
+    );
+
+    // A failing flush fails its waiters too.
+    fs.slow_sync_ms.store(60, Ordering::SeqCst);
+    fs.fail_sync.store(true, Ordering::SeqCst);
+    let failing = {
+        let w = w.clone();
+        tokio::spawn(async move { append(&w, append_msg("a", 2)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(15)).await;
+    let got = w.ask(WaitAcked { commit: 2 }).await.map_err(from_send);
+    assert!(matches!(got, Err(Error::WriterFailed { .. })), "{got:?}");
+    assert!(failing.await.unwrap().is_err());
+    fs.fail_sync.store(false, Ordering::SeqCst);
+    let _ = store.started.stop().await;
 }

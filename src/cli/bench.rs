@@ -20,6 +20,10 @@
 //!   patching its own path), in transactions per second;
 //! - W9: 64 concurrent one-participant writers, in commits per second.
 //!
+//! `LOGD_BENCH_CPU=1` also prints the CPU time per operation of W1, W8 and
+//! W9 on stderr; `LOGD_BENCH_ONLY=w9` runs W9 alone on an empty store (a
+//! profiling aid).
+//!
 //! `--quick` shrinks the counts (finishes well within 60 s); the
 //! environment variable `LOGD_BENCH_TINY=1` shrinks them further still (for
 //! the CLI test; the numbers are then only a smoke test).
@@ -244,6 +248,41 @@ async fn median_read_us(
     Ok(times[times.len() / 2])
 }
 
+/// CPU time (user + system) of the whole process so far, in seconds, from
+/// `/proc/self/stat` (clock ticks of 1/100 s).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let mut fields = after.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// With `LOGD_BENCH_CPU=1`, reports on stderr the CPU time per operation of
+/// a write workload (a load-independent view of the commit path's cost on a
+/// shared machine).
+struct CpuProbe {
+    on: bool,
+    start: Option<f64>,
+}
+
+impl CpuProbe {
+    fn start() -> CpuProbe {
+        let on = std::env::var("LOGD_BENCH_CPU").is_ok_and(|v| !v.is_empty() && v != "0");
+        CpuProbe {
+            on,
+            start: if on { cpu_seconds() } else { None },
+        }
+    }
+
+    fn report(self, name: &str, ops: u64) {
+        if let (true, Some(a), Some(b)) = (self.on, self.start, cpu_seconds()) {
+            eprintln!("cpu {name}: {:.1} us/op", (b - a) * 1e6 / ops as f64);
+        }
+    }
+}
+
 /// Peak resident set size in MiB (`VmHWM` of /proc/self/status).
 fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -303,13 +342,23 @@ async fn workloads(
     };
     let mut s = open(options.clone()).await?;
     let mut r = Results::default();
+    if std::env::var("LOGD_BENCH_ONLY").is_ok_and(|v| v.eq_ignore_ascii_case("w9")) {
+        // A profiling aid: W9 alone, on an empty store.
+        let cpu = CpuProbe::start();
+        r.w9_commits_per_s = Some(concurrent_commits(&s, counts.w9, 64, 0).await?);
+        cpu.report("W9", counts.w9);
+        s.close().await.map_err(|e| format!("close: {e}"))?;
+        return Ok(r);
+    }
 
     bar.set_message("W1 sequential commits");
     let start = Instant::now();
+    let cpu = CpuProbe::start();
     for i in 0..counts.w1 {
         commit_one(&s, user(i)?).await?;
     }
     r.w1_commits_per_s = Some(counts.w1 as f64 / start.elapsed().as_secs_f64());
+    cpu.report("W1", counts.w1);
     bar.inc(1);
 
     bar.set_message("W2 16 concurrent writers");
@@ -361,11 +410,15 @@ async fn workloads(
     bar.inc(1);
 
     bar.set_message("W8 8-participant transactions");
+    let cpu = CpuProbe::start();
     r.w8_tx_per_s = Some(eight_participant(&s, counts.w8).await?);
+    cpu.report("W8", counts.w8);
     bar.inc(1);
 
     bar.set_message("W9 64 concurrent writers");
+    let cpu = CpuProbe::start();
     r.w9_commits_per_s = Some(concurrent_commits(&s, counts.w9, 64, 0).await?);
+    cpu.report("W9", counts.w9);
     bar.inc(1);
 
     s.close().await.map_err(|e| format!("close: {e}"))?;

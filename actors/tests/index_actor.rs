@@ -299,3 +299,78 @@ async fn leaf_plans_stay_small() {
     eprintln!("leaf read through the actor (plan + fold): {per:?}");
     actor.kill();
 }
+
+/// The read-shared index: plans made directly (no mailbox) while the actor
+/// indexes batches equal the actor's own plans, a commit is plannable as
+/// soon as its batch is acknowledged (`IndexCommit` replied), and reads
+/// through shared plans equal the root fold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_plans_see_every_acknowledged_commit() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let store = Arc::new(history(1500, 50, Some(400), true));
+    let actor = IndexActor::new();
+    let shared = actor.shared();
+    let actor = IndexActor::spawn(actor);
+    let acked = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (actor, store, acked) = (actor.clone(), store.clone(), acked.clone());
+        tokio::spawn(async move {
+            let mut c = 1;
+            while c <= 1500 {
+                let end = (c + 6).min(1500);
+                index_all(&actor, &store, c, end, 7).await;
+                acked.store(end, Ordering::Release);
+                c = end + 1;
+            }
+        })
+    };
+    let mut readers = Vec::new();
+    for r in 0..3u64 {
+        let (actor, store, acked, shared) =
+            (actor.clone(), store.clone(), acked.clone(), shared.clone());
+        readers.push(tokio::spawn(async move {
+            let mut checked = 0;
+            for i in 0..400u64 {
+                let current = acked.load(Ordering::Acquire);
+                let c = if i % 2 == 0 {
+                    current
+                } else {
+                    (i * 31 + r) % (current + 1)
+                };
+                let path = p(&format!("users.u{}", (i + r) % 50));
+                let plan = shared.plan(&path, 0, c).unwrap();
+                let via_actor = actor
+                    .ask(Plan {
+                        path: path.clone(),
+                        commit: c,
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(plan, via_actor, "{path} at {c}");
+                let got = execute(&plan, None, |k, _| -> Result<Arc<Node>, Infallible> {
+                    Ok(store.records[&k].clone())
+                })
+                .unwrap();
+                let want = store.docs[c as usize]
+                    .as_ref()
+                    .and_then(|d| d.get_path(&path));
+                assert_eq!(got.as_ref(), want, "{path} at {c}");
+                checked += 1;
+            }
+            checked
+        }));
+    }
+    writer.await.unwrap();
+    for r in readers {
+        assert_eq!(r.await.unwrap(), 400);
+    }
+    assert_eq!(shared.last_commit().unwrap(), Some(1500));
+    assert!(matches!(
+        shared.plan(&p("users.u1"), 0, 1501),
+        Err(logd_actors::Error::FutureCommit {
+            commit: 1501,
+            current: 1500
+        })
+    ));
+    actor.kill();
+}

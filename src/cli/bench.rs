@@ -21,8 +21,8 @@
 //! - W9: 64 concurrent one-participant writers, in commits per second.
 //!
 //! `LOGD_BENCH_CPU=1` also prints the CPU time per operation of W1, W8 and
-//! W9 on stderr; `LOGD_BENCH_ONLY=w9` runs W9 alone on an empty store (a
-//! profiling aid).
+//! W9 on stderr; `LOGD_BENCH_ONLY=w9` runs W9 alone on an empty store, `=w1` stops
+//! after W1 (profiling aids).
 //!
 //! `--quick` shrinks the counts (finishes well within 60 s); the
 //! environment variable `LOGD_BENCH_TINY=1` shrinks them further still (for
@@ -342,7 +342,8 @@ async fn workloads(
     };
     let mut s = open(options.clone()).await?;
     let mut r = Results::default();
-    if std::env::var("LOGD_BENCH_ONLY").is_ok_and(|v| v.eq_ignore_ascii_case("w9")) {
+    let only = std::env::var("LOGD_BENCH_ONLY").unwrap_or_default();
+    if only.eq_ignore_ascii_case("w9") {
         // A profiling aid: W9 alone, on an empty store.
         let cpu = CpuProbe::start();
         r.w9_commits_per_s = Some(concurrent_commits(&s, counts.w9, 64, 0).await?);
@@ -360,6 +361,10 @@ async fn workloads(
     r.w1_commits_per_s = Some(counts.w1 as f64 / start.elapsed().as_secs_f64());
     cpu.report("W1", counts.w1);
     bar.inc(1);
+    if only.eq_ignore_ascii_case("w1") {
+        s.close().await.map_err(|e| format!("close: {e}"))?;
+        return Ok(r);
+    }
 
     bar.set_message("W2 16 concurrent writers");
     r.w2_commits_per_s = Some(concurrent_commits(&s, counts.w2, 16, counts.w1).await?);

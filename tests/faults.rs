@@ -283,22 +283,28 @@ async fn every_fault_at_every_call_keeps_acknowledged_commits() {
     for (n, (op, _)) in calls.iter().enumerate() {
         for fault in Fault::ALL {
             if fault.applies_to(*op) {
-                cases.push((n as u64, fault));
+                for sticky in [false, true] {
+                    cases.push((n as u64, fault, sticky));
+                }
             }
         }
     }
     if let Ok(only) = std::env::var("LOGD_FAULT_ONLY") {
-        cases.retain(|(n, f)| format!("{f:?}:{n}") == only);
+        cases.retain(|(n, f, st)| format!("{f:?}:{n}:{st}") == only);
     }
     let (mut fired, mut not_fired, mut with_errors, mut acks, mut cut) = (0, 0, 0, 0, 0);
     let (mut open_failed, mut known_bug) = (0, 0);
     // Two cases at a time: each is mostly waiting on fsync.
     for chunk in cases.chunks(2) {
         let mut set = tokio::task::JoinSet::new();
-        for &(n, fault) in chunk {
+        for &(n, fault, sticky) in chunk {
             set.spawn(async move {
                 let tmp = tempfile::tempdir().unwrap();
-                let fs = Arc::new(FaultFs::failing(n, fault));
+                let fs = Arc::new(if sticky {
+                    FaultFs::failing_from(n, fault)
+                } else {
+                    FaultFs::failing(n, fault)
+                });
                 let seen = workload(tmp.path(), fs.clone()).await;
                 let lost = fs.lose_unsynced(tmp.path());
                 if std::env::var_os("LOGD_FAULT_ONLY").is_some() {
@@ -308,7 +314,7 @@ async fn every_fault_at_every_call_keeps_acknowledged_commits() {
                         .status();
                     eprintln!("lost {lost} calls {:#?}", fs.calls());
                 }
-                let label = format!("{fault:?} at call {n} ({:?})", fs.fired());
+                let label = format!("{fault:?} at call {n}, sticky {sticky} ({:?})", fs.fired());
                 let (exact, bug) = check(tmp.path(), &seen, &label).await;
                 let fired = fs.fired().is_some();
                 (
@@ -337,7 +343,7 @@ async fn every_fault_at_every_call_keeps_acknowledged_commits() {
     }
     assert_eq!(PANICS.load(Ordering::SeqCst), 0, "something panicked");
     eprintln!(
-        "faults: {} calls per run {ops:?}; {} fault cases (call × kind), {fired} fired, \
+        "faults: {} calls per run {ops:?}; {} fault cases (call × kind × once/sticky), {fired} fired, \
          {not_fired} did not (the run took another path), {with_errors} runs saw errors, \
          {open_failed} failed to open; {acks} acks verified after reopen; \
          power loss cut {cut} files; {known_bug} cases hit the known empty-segment bug; {:.1} s",

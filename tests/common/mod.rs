@@ -246,7 +246,8 @@ pub enum Op {
 #[derive(Debug, Default)]
 pub struct FaultFs {
     calls: AtomicU64,
-    plan: Mutex<Option<(u64, Fault)>>,
+    /// (first call to fail, fault, whether it keeps failing after).
+    plan: Mutex<Option<(u64, Fault, bool)>>,
     log: Mutex<Vec<(Op, PathBuf)>>,
     fired: Mutex<Option<(u64, Op, PathBuf)>>,
     /// inode -> length at the last successful sync (0: never synced).
@@ -269,10 +270,19 @@ impl FaultFs {
         FaultFs::default()
     }
 
-    /// A `FaultFs` that fails call `at` with `fault`.
+    /// A `FaultFs` that fails call `at` with `fault` (once).
     pub fn failing(at: u64, fault: Fault) -> FaultFs {
         FaultFs {
-            plan: Mutex::new(Some((at, fault))),
+            plan: Mutex::new(Some((at, fault, false))),
+            ..FaultFs::default()
+        }
+    }
+
+    /// A `FaultFs` that fails call `at` and every later call `fault`
+    /// applies to (a disk that stays full or broken).
+    pub fn failing_from(at: u64, fault: Fault) -> FaultFs {
+        FaultFs {
+            plan: Mutex::new(Some((at, fault, true))),
             ..FaultFs::default()
         }
     }
@@ -339,10 +349,20 @@ impl FaultFs {
         self.log.lock().unwrap().push((op, path.to_path_buf()));
         let mut plan = self.plan.lock().unwrap();
         match *plan {
-            Some((at, fault)) if at == n && fault.applies_to(op) => {
-                *plan = None;
-                *self.fired.lock().unwrap() = Some((n, op, path.to_path_buf()));
+            Some((at, fault, sticky)) if (at == n || sticky && n > at) && fault.applies_to(op) => {
+                if !sticky {
+                    *plan = None;
+                }
+                self.fired
+                    .lock()
+                    .unwrap()
+                    .get_or_insert_with(|| (n, op, path.to_path_buf()));
                 Some(fault)
+            }
+            Some((at, _, true)) if at == n => {
+                // The first call to fail does not take this fault: nothing fires.
+                *plan = None;
+                None
             }
             _ => None,
         }

@@ -53,7 +53,7 @@ fn options() -> Options {
 }
 
 /// An acknowledged write.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 struct Acked {
     commit: u64,
     path: &'static str,
@@ -260,16 +260,123 @@ async fn reopen_with_an_empty_last_segment_after_compaction_reads_current() {
     s.close().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_fault_at_every_call_keeps_acknowledged_commits() {
+/// Which workload a sweep runs.
+#[derive(Clone, Copy, Debug)]
+enum Scenario {
+    /// [`workload`] on an empty directory.
+    Fresh,
+    /// [`reopen_workload`] on a copy of a store with a torn tail and
+    /// leftover temp files, so recovery's repairs meet the faults.
+    Recover,
+}
+
+/// Reopens a damaged store (recovery truncates, removes leftovers), commits
+/// once, snapshots, closes.
+async fn reopen_workload(dir: &Path, fs: Arc<FaultFs>, base: &[Acked]) -> Seen {
+    let mut seen = Seen {
+        acked: base.to_vec(),
+        ..Seen::default()
+    };
+    let opened = step(
+        "open",
+        &mut seen,
+        Storage::open_with(dir, options(), fs.clone()),
+    )
+    .await;
+    let Some((s, _)) = opened else {
+        return seen;
+    };
+    seen.opened = true;
+    one(&s, &mut seen, "d", 8).await;
+    step("snapshot", &mut seen, s.switch_and_snapshot()).await;
+    one(&s, &mut seen, "d", 9).await;
+    step("close", &mut seen, s.close()).await;
+    seen
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for ent in std::fs::read_dir(from).unwrap() {
+        let ent = ent.unwrap();
+        let dst = to.join(ent.file_name());
+        if ent.file_type().unwrap().is_dir() {
+            copy_dir(&ent.path(), &dst);
+        } else {
+            std::fs::copy(ent.path(), &dst).unwrap();
+        }
+    }
+}
+
+/// Builds the damaged store for [`Scenario::Recover`] in `dir`: the clean
+/// workload, then the last record of the last segment cut in half, a
+/// leftover segment temp file and a leftover snapshot temp file. Returns
+/// the acks that must survive.
+async fn damaged_template(dir: &Path) -> Vec<Acked> {
+    let seen = workload(dir, Arc::new(FaultFs::counting())).await;
+    assert!(seen.errors.is_empty(), "{:?}", seen.errors);
+    let last = seen.acked.iter().map(|a| a.commit).max().unwrap();
+    let mut segs: Vec<_> = std::fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    segs.sort();
+    let seg = segs.pop().unwrap();
+    let bytes = std::fs::read(&seg).unwrap();
+    let scan = logd_core::wal::scan(&bytes).unwrap();
+    let rec = scan.records.last().unwrap();
+    assert_eq!(rec.entry.commit, last);
+    let cut = rec.location.offset + u64::from(rec.location.len) / 2;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(cut)
+        .unwrap();
+    std::fs::write(
+        dir.join("wal/00000000000000000099.seg.tmp"),
+        b"half a segment",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("snap/00000000000000000099.snap.tmp"),
+        b"half a snapshot",
+    )
+    .unwrap();
+    seen.acked
+        .into_iter()
+        .filter(|a| a.commit != last)
+        .collect()
+}
+
+async fn run(sc: Scenario, dir: &Path, fs: Arc<FaultFs>, base: &[Acked]) -> Seen {
+    match sc {
+        Scenario::Fresh => workload(dir, fs).await,
+        Scenario::Recover => reopen_workload(dir, fs, base).await,
+    }
+}
+
+/// Runs `sc` once to count calls, then once per call × fault kind ×
+/// once/sticky; prints and checks the figures.
+async fn sweep(sc: Scenario) {
     count_panics();
     let started = Instant::now();
+    let template = tempfile::tempdir().unwrap();
+    let base = match sc {
+        Scenario::Fresh => Vec::new(),
+        Scenario::Recover => damaged_template(template.path()).await,
+    };
+    let prepare = |into: &Path| {
+        if let Scenario::Recover = sc {
+            copy_dir(template.path(), into);
+        }
+    };
     // Count the calls of a clean run (and check it, power loss included).
     let tmp = tempfile::tempdir().unwrap();
+    prepare(tmp.path());
     let fs = Arc::new(FaultFs::counting());
-    let seen = workload(tmp.path(), fs.clone()).await;
+    let seen = run(sc, tmp.path(), fs.clone(), &base).await;
     assert!(seen.errors.is_empty(), "clean run: {:?}", seen.errors);
-    assert_eq!(seen.acked.len(), 7);
     fs.lose_unsynced(tmp.path());
     let (exact, bug) = check(tmp.path(), &seen, "clean").await;
     assert!(exact > 0 && !bug);
@@ -298,23 +405,21 @@ async fn every_fault_at_every_call_keeps_acknowledged_commits() {
     for chunk in cases.chunks(2) {
         let mut set = tokio::task::JoinSet::new();
         for &(n, fault, sticky) in chunk {
+            let tmp = tempfile::tempdir().unwrap();
+            prepare(tmp.path());
+            let base = base.clone();
             set.spawn(async move {
-                let tmp = tempfile::tempdir().unwrap();
                 let fs = Arc::new(if sticky {
                     FaultFs::failing_from(n, fault)
                 } else {
                     FaultFs::failing(n, fault)
                 });
-                let seen = workload(tmp.path(), fs.clone()).await;
+                let seen = run(sc, tmp.path(), fs.clone(), &base).await;
                 let lost = fs.lose_unsynced(tmp.path());
-                if std::env::var_os("LOGD_FAULT_ONLY").is_some() {
-                    let _ = std::process::Command::new("ls")
-                        .arg("-laiR")
-                        .arg(tmp.path())
-                        .status();
-                    eprintln!("lost {lost} calls {:#?}", fs.calls());
-                }
-                let label = format!("{fault:?} at call {n}, sticky {sticky} ({:?})", fs.fired());
+                let label = format!(
+                    "{sc:?}: {fault:?} at call {n}, sticky {sticky} ({:?})",
+                    fs.fired()
+                );
                 let (exact, bug) = check(tmp.path(), &seen, &label).await;
                 let fired = fs.fired().is_some();
                 (
@@ -343,13 +448,23 @@ async fn every_fault_at_every_call_keeps_acknowledged_commits() {
     }
     assert_eq!(PANICS.load(Ordering::SeqCst), 0, "something panicked");
     eprintln!(
-        "faults: {} calls per run {ops:?}; {} fault cases (call × kind × once/sticky), {fired} fired, \
-         {not_fired} did not (the run took another path), {with_errors} runs saw errors, \
-         {open_failed} failed to open; {acks} acks verified after reopen; \
-         power loss cut {cut} files; {known_bug} cases hit the known empty-segment bug; {:.1} s",
+        "faults ({sc:?}): {} calls per run {ops:?}; {} fault cases (call × kind × once/sticky), \
+         {fired} fired, {not_fired} did not (the run took another path), {with_errors} runs saw \
+         errors, {open_failed} failed to open; {acks} acks verified after reopen; power loss \
+         cut {cut} files; {known_bug} cases hit the known empty-segment bug; {:.1} s",
         calls.len(),
         cases.len(),
         started.elapsed().as_secs_f64()
     );
     assert!(fired * 10 >= cases.len() * 9, "most faults must fire");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fault_at_every_call_keeps_acknowledged_commits() {
+    sweep(Scenario::Fresh).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_during_recovery_keep_acknowledged_commits() {
+    sweep(Scenario::Recover).await;
 }

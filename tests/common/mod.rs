@@ -250,7 +250,7 @@ pub struct FaultFs {
     plan: Mutex<Option<(u64, Fault, bool)>>,
     log: Mutex<Vec<(Op, PathBuf)>>,
     fired: Mutex<Option<(u64, Op, PathBuf)>>,
-    /// inode -> length at the last successful sync (0: never synced).
+    /// inode -> length at the last successful sync (or when first seen).
     synced: Mutex<BTreeMap<u64, u64>>,
 }
 
@@ -299,7 +299,7 @@ impl FaultFs {
 
     /// Simulates a power loss: every regular file under `dir` that was
     /// written through this `FaultFs` is truncated to the length it had at
-    /// its last successful `sync` (0 if never synced). Returns how many
+    /// its last successful `sync` (or when first touched). Returns how many
     /// files lost bytes.
     pub fn lose_unsynced(&self, dir: &Path) -> usize {
         use std::os::unix::fs::MetadataExt;
@@ -329,10 +329,17 @@ impl FaultFs {
         cut
     }
 
+    /// Called before a write-side change to `file`: a file seen for the
+    /// first time counts as durable up to its current length (what it held
+    /// before this run, or 0 when just created).
     fn wrote(&self, file: &File) {
         use std::os::unix::fs::MetadataExt;
         if let Ok(md) = file.metadata() {
-            self.synced.lock().unwrap().entry(md.ino()).or_insert(0);
+            self.synced
+                .lock()
+                .unwrap()
+                .entry(md.ino())
+                .or_insert(md.len());
         }
     }
 

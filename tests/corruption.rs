@@ -41,6 +41,8 @@ struct Golden {
     states: Vec<Option<Node>>,
     /// The paths and values each commit wrote (index = commit).
     writes: Vec<Vec<(String, i64)>>,
+    /// The largest transaction id handed out.
+    max_tx_id: u64,
 }
 
 fn options(compaction: Retention) -> Options {
@@ -57,6 +59,7 @@ async fn build(compaction: Retention) -> Golden {
     let mut states = vec![None];
     let mut writes = vec![vec![]];
     let mut n = 0i64;
+    let mut max_tx_id = 0;
     for round in 0..4 {
         for i in 0..12 {
             n += 1;
@@ -66,6 +69,7 @@ async fn build(compaction: Retention) -> Golden {
                 vec![(format!("users.u{}.n", (n * 7) % 5), n)]
             };
             let tx = s.new_tx(parts.len(), PatchMeta::default()).await.unwrap();
+            max_tx_id = max_tx_id.max(tx.id().0);
             let mut tasks = Vec::new();
             for (path, v) in &parts {
                 let mut p = tx
@@ -100,6 +104,7 @@ async fn build(compaction: Retention) -> Golden {
         dir,
         states,
         writes,
+        max_tx_id,
     }
 }
 
@@ -138,6 +143,7 @@ struct Tally {
     tail_cut: usize,
     read_detected: usize,
     compacted_reads: usize,
+    reused_tx_ids: usize,
 }
 
 /// Opens the damaged copy at `dir` and checks it (see the module docs).
@@ -315,6 +321,31 @@ async fn damaged_files_recover_exactly_or_refuse_to_open() {
             std::fs::remove_dir_all(&copy).unwrap();
         }
 
+        // `meta` deleted: either refused, or reopened with transaction ids
+        // that still never repeat one handed out before.
+        {
+            let copy = work.path().join(format!("c{case}"));
+            case += 1;
+            copy_dir(gdir, &copy);
+            std::fs::remove_file(copy.join("meta")).unwrap();
+            let label = format!("{name}: meta deleted");
+            let t = tallies.entry("meta deleted").or_default();
+            judge(g, &copy, &label, t, 0).await;
+            if let Ok(s) = Storage::open(&copy, Options::default()).await {
+                let id = s.new_tx(1, PatchMeta::default()).await.unwrap().id().0;
+                s.close().await.unwrap();
+                if id <= g.max_tx_id {
+                    t.reused_tx_ids += 1;
+                    eprintln!(
+                        "corruption: {label}: new transaction id {id} repeats one handed out \
+                         before (max {}): meta is silently recreated",
+                        g.max_tx_id
+                    );
+                }
+            }
+            std::fs::remove_dir_all(&copy).unwrap();
+        }
+
         // The last segment cut at every offset of its last record.
         let segs = files(gdir, "wal", "seg");
         let last = segs.last().unwrap();
@@ -329,6 +360,24 @@ async fn damaged_files_recover_exactly_or_refuse_to_open() {
             let whole = u64::from(len == start);
             let t = tallies.entry("last record cut").or_default();
             judge(g, &copy, &label, t, whole).await;
+            std::fs::remove_dir_all(&copy).unwrap();
+        }
+
+        // Bits flipped inside the last record: indistinguishable from a
+        // torn write, so cut off as a torn tail (reported), never misread.
+        for _ in 0..flips / 2 {
+            let copy = work.path().join(format!("c{case}"));
+            case += 1;
+            copy_dir(gdir, &copy);
+            let p = copy.join(&rel);
+            let mut bytes = std::fs::read(&p).unwrap();
+            let at = rng.range(start, end - 1);
+            let bit = rng.below(8) as u8;
+            bytes[at as usize] ^= 1 << bit;
+            std::fs::write(&p, bytes).unwrap();
+            let label = format!("{name}: last record bit flip at {at} bit {bit}");
+            let t = tallies.entry("last record bit flip").or_default();
+            judge(g, &copy, &label, t, 0).await;
             std::fs::remove_dir_all(&copy).unwrap();
         }
 

@@ -364,16 +364,7 @@ async fn verify(
     }
 
     // No gaps in the retained range written since the last check.
-    let from = from.max(h);
-    let listed: Vec<u64> = s
-        .history("", from, current)
-        .await
-        .unwrap()
-        .iter()
-        .map(|c| c.commit)
-        .collect();
-    let want: Vec<u64> = (from + 1..=current).collect();
-    assert_eq!(listed, want, "commits in ({from}, {current}]");
+    common::assert_gap_free(&s, h, from, current, "after a kill").await;
 
     acks.push(Ack {
         commit: c,

@@ -16,7 +16,8 @@
 //!   torn tail it cut off (`Recovered::truncated`) in the last segment.
 //!
 //! Cases: seeded random bit flips in every segment, snapshot and `meta`;
-//! the newest snapshot deleted, emptied, or cut in half; the last segment
+//! the newest snapshot deleted, emptied, or cut in half; the oldest one
+//! deleted; `meta` deleted (transaction ids must not repeat); the last segment
 //! truncated at every offset of its last record; an earlier segment cut
 //! short. There is no index checkpoint file in the store at the time of
 //! writing (if `index*` files appear, flip bits in them too).
@@ -315,6 +316,27 @@ async fn damaged_files_recover_exactly_or_refuse_to_open() {
                 &copy,
                 &label,
                 tallies.entry("newest snapshot").or_default(),
+                0,
+            )
+            .await;
+            std::fs::remove_dir_all(&copy).unwrap();
+        }
+
+        // The oldest snapshot deleted (in the compacted store, the one the
+        // log continues from): reads fall back to a newer base or refuse.
+        let oldest = files(gdir, "snap", "snap").swap_remove(0);
+        let rel = oldest.strip_prefix(gdir).unwrap().to_path_buf();
+        {
+            let copy = work.path().join(format!("c{case}"));
+            case += 1;
+            copy_dir(gdir, &copy);
+            std::fs::remove_file(copy.join(&rel)).unwrap();
+            let label = format!("{name}: oldest snapshot deleted");
+            judge(
+                g,
+                &copy,
+                &label,
+                tallies.entry("oldest snapshot deleted").or_default(),
                 0,
             )
             .await;

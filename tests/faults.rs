@@ -450,6 +450,10 @@ async fn sweep(sc: Scenario) {
         started.elapsed().as_secs_f64()
     );
     assert!(fired * 10 >= cases.len() * 9, "most faults must fire");
+    assert_eq!(
+        with_errors, fired,
+        "every injected fault reaches a caller as an error"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -48,11 +48,14 @@ pub struct StressArgs {
     pub value_base: i64,
 }
 
+/// Prints one line with a single write (a kill never leaves half of it
+/// followed by a newline), then flushes.
 fn line(text: std::fmt::Arguments<'_>) -> Result<(), String> {
+    let mut buf = text.to_string();
+    buf.push('\n');
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    out.write_fmt(text)
-        .and_then(|()| out.write_all(b"\n"))
+    out.write_all(buf.as_bytes())
         .and_then(|()| out.flush())
         .map_err(|e| format!("cannot write to stdout: {e}"))
 }

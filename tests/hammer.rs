@@ -396,3 +396,56 @@ async fn close_ends_waiting_transactions() {
         "a participant waiting at close: {r:?}"
     );
 }
+
+/// Many tasks race for the seats of transactions: exactly `n` get a
+/// `Patcher`, every other one `Error::TxFull` (or `Error::TxNotFound` once
+/// the transaction is over), and the `n` commit as one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_for_seats_gives_exactly_n_patchers() {
+    let (_dir, s) = common::open_temp(common::buffered()).await;
+    let mut full = 0;
+    for round in 0..20i64 {
+        let n = 1 + (round as usize % 4);
+        let tx = s.new_tx(n, PatchMeta::default()).await.unwrap();
+        let id = tx.id();
+        let mut tasks = tokio::task::JoinSet::new();
+        for k in 0..12 {
+            let s = s.clone();
+            tasks.spawn(async move {
+                let tx = s.get_tx(id).await?;
+                let path = format!("seats.r{round}.k{k}");
+                let mut p = tx
+                    .new_patcher(Patch::new(common::kp(&path), Node::int(round)))
+                    .await?;
+                let o = bounded("commit", p.commit()).await?;
+                Ok::<_, Error>((path, o))
+            });
+        }
+        let mut seated = Vec::new();
+        while let Some(r) = bounded("seat tasks", tasks.join_next()).await {
+            match r.unwrap() {
+                Ok(x) => seated.push(x),
+                Err(Error::TxFull { participants, .. }) => {
+                    assert_eq!(participants, n);
+                    full += 1;
+                }
+                Err(Error::TxNotFound { .. }) => full += 1,
+                Err(e) => panic!("round {round}: {e}"),
+            }
+        }
+        assert_eq!(seated.len(), n, "round {round}");
+        let Outcome::Committed { commit } = seated[0].1 else {
+            panic!("{seated:?}")
+        };
+        for (path, o) in &seated {
+            assert_eq!(o, &Outcome::Committed { commit });
+            assert_eq!(
+                s.read_state_at(path, commit).await,
+                Ok(Some(Node::int(round)))
+            );
+        }
+        assert_eq!(s.history("", commit - 1, commit).await.unwrap().len(), 1);
+    }
+    assert_eq!(full, 20 * 12 - (1 + 2 + 3 + 4) * 5);
+    s.close().await.unwrap();
+}

@@ -247,7 +247,12 @@ async fn check_acks(s: &Storage, acks: &[Ack], horizon: u64) -> usize {
         let got = s.read_state_at(&a.path, a.commit).await;
         if a.commit < horizon {
             match got {
-                Err(Error::Compacted { oldest, .. }) => assert!(oldest > a.commit),
+                Err(Error::Compacted { oldest, .. }) => {
+                    assert_eq!(
+                        oldest, horizon,
+                        "ack {a:?}: Compacted names the oldest readable"
+                    )
+                }
                 other => panic!("ack {a:?} below horizon {horizon}: {other:?}"),
             }
         } else {

@@ -60,7 +60,7 @@ async fn verify(s: &Storage, acks: &[Ack]) -> (usize, u64) {
         let got = bounded("read", s.read_state_at(&a.path, a.commit)).await;
         if a.commit < h {
             assert!(
-                matches!(got, Err(Error::Compacted { .. })),
+                matches!(got, Err(Error::Compacted { oldest, .. }) if oldest == h),
                 "{a:?}: {got:?}"
             );
         } else {

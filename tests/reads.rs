@@ -3,20 +3,17 @@
 //! ever existed (plus some that never did), before and after a reopen; the
 //! long histories go through the materialized-state path as well.
 
+mod common;
+
 use std::collections::BTreeSet;
 
-use logd::{
-    Durability, Error, KPath, Key, Node, Options, Outcome, Patch, PatchMeta, Storage, Value, patch,
-};
+use common::commit_one;
+use logd::{Error, KPath, Key, Node, Options, Outcome, Storage, Value, patch};
 use proptest::prelude::*;
 
+/// These tests are about read answers, not fsync; buffered keeps them fast.
 fn options() -> Options {
-    let mut o = Options::default();
-    // These tests are about read answers, not fsync; buffered keeps them fast.
-    o.durability = Durability::Buffered {
-        interval: std::time::Duration::from_millis(5),
-    };
-    o
+    common::buffered()
 }
 
 /// All paths of a document (the root included).
@@ -71,14 +68,6 @@ fn step() -> impl Strategy<Value = (String, Node)> {
             )
         )),
     ]
-}
-
-async fn commit_one(s: &Storage, path: &str, data: Node) -> Result<Outcome, Error> {
-    let tx = s.new_tx(1, PatchMeta::default()).await?;
-    let mut p = tx
-        .new_patcher(Patch::new(KPath::parse(path)?, data))
-        .await?;
-    p.commit().await
 }
 
 /// Commits the history (steps that fail are refused and left out, as a real

@@ -2,20 +2,17 @@
 //! commit for all, identical outcomes, timeouts, and no lost updates under
 //! contention (matches and `seq`), all on a real, durable store.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use logd::{Error, KPath, Node, Options, Outcome, Patch, PatchMeta, Storage, Value};
-
-fn p(s: &str) -> KPath {
-    KPath::parse(s).unwrap()
-}
+use common::kp as p;
+use logd::{Error, Node, Options, Outcome, Patch, PatchMeta, Storage, Value};
 
 async fn open() -> (tempfile::TempDir, Storage) {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Storage::open(dir.path(), Options::default()).await.unwrap();
-    (dir, s)
+    common::open_temp(Options::default()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,12 +97,7 @@ async fn tx_full_and_timeout_write_nothing() {
 #[tokio::test]
 async fn matches_not_matched_and_conflicting_paths() {
     let (_d, s) = open().await;
-    let tx = s.new_tx(1, PatchMeta::default()).await.unwrap();
-    let mut w = tx
-        .new_patcher(Patch::new(p("flag"), Node::string("on")))
-        .await
-        .unwrap();
-    assert_eq!(w.commit().await, Ok(Outcome::Committed { commit: 1 }));
+    assert_eq!(common::commit(&s, "flag", Node::string("on")).await, 1);
 
     let tx = s.new_tx(2, PatchMeta::default()).await.unwrap();
     let mut a = tx
@@ -150,12 +142,7 @@ async fn counter(s: &Storage, at: u64) -> i64 {
 /// number of `Committed` outcomes.
 async fn no_lost_updates(use_seq: bool) {
     let (_d, s) = open().await;
-    let tx = s.new_tx(1, PatchMeta::default()).await.unwrap();
-    let mut w = tx
-        .new_patcher(Patch::new(p("counter"), Node::int(0)))
-        .await
-        .unwrap();
-    w.commit().await.unwrap();
+    common::commit(&s, "counter", Node::int(0)).await;
     let committed = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..16 {
@@ -212,15 +199,9 @@ async fn ten_thousand_concurrent_transactions() {
     for i in 0..10_000u32 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            let tx = s.new_tx(1, PatchMeta::default()).await.unwrap();
-            let mut w = tx
-                .new_patcher(Patch::new(
-                    p(&format!("users.u{}", i % 500)),
-                    Node::int(i as i64),
-                ))
+            common::commit_one(&s, &format!("users.u{}", i % 500), Node::int(i as i64))
                 .await
-                .unwrap();
-            w.commit().await.unwrap()
+                .unwrap()
         }));
     }
     for t in tasks {

@@ -2,12 +2,20 @@
 //! per acknowledged write, `ack <commit> <path> <value>`, flushed as it
 //! happens, so a crash test can compare what was acknowledged with what
 //! survives.
+//!
+//! With `--snapshot-every-ms M` a background task seals the log and writes a
+//! snapshot every M ms, then compacts (with `--keep-recent N`, compaction
+//! really deletes files), printing `snap-start`, `snap-done <commit>`,
+//! `compact-start` and `compact-done <oldest> <segments> <snapshots>` around
+//! each step, so a crash test can aim its kills at those moments. It never
+//! touches store files itself.
 
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use logd::{Durability, Node, Options, Outcome, Patch, PatchMeta, Storage};
+use logd::actors::snapshotter::SwitchAndSnapshot;
+use logd::{Cutoff, Durability, Node, Options, Outcome, Patch, PatchMeta, Retention, Storage};
 
 /// Options of `logd stress`.
 #[derive(clap::Args, Debug)]
@@ -24,23 +32,87 @@ pub struct StressArgs {
     /// `immediate` (fsync before ack, the default) or `buffered`.
     #[arg(long, default_value = "immediate")]
     pub durability: String,
+    /// Seal, snapshot and compact every M milliseconds (0: never).
+    #[arg(long = "snapshot-every-ms", default_value_t = 0)]
+    pub snapshot_every_ms: u64,
+    /// Retention: keep only the last N commits readable (plus what the
+    /// tiered policy keeps), so compaction deletes files. 0: keep all.
+    #[arg(long = "keep-recent", default_value_t = 0)]
+    pub keep_recent: u64,
+    /// The top-level field the writers write under (`<prefix>.w<i>`).
+    #[arg(long, default_value = "stress")]
+    pub prefix: String,
+    /// Values written start after this number (so runs on one store write
+    /// distinct values).
+    #[arg(long = "value-base", default_value_t = 0)]
+    pub value_base: i64,
 }
 
-fn ack(commit: u64, path: &str, value: i64) -> Result<(), String> {
+/// Prints one line with a single write (a kill never leaves half of it
+/// followed by a newline), then flushes.
+fn line(text: std::fmt::Arguments<'_>) -> Result<(), String> {
+    let mut buf = text.to_string();
+    buf.push('\n');
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    writeln!(out, "ack {commit} {path} {value}")
+    out.write_all(buf.as_bytes())
         .and_then(|()| out.flush())
         .map_err(|e| format!("cannot write to stdout: {e}"))
 }
 
-async fn writer(storage: Storage, w: usize, k: usize, deadline: Instant) -> Result<u64, String> {
+fn ack(commit: u64, path: &str, value: i64) -> Result<(), String> {
+    line(format_args!("ack {commit} {path} {value}"))
+}
+
+/// Every `every`: seal + snapshot (`snap-start` / `snap-done <commit>`),
+/// then compact (`compact-start` / `compact-done <oldest> <segments>
+/// <snapshots>`), until `deadline`. Returns how many snapshots were taken.
+async fn snapshots(storage: Storage, every: Duration, deadline: Instant) -> Result<u64, String> {
+    let actors = storage.actors();
+    let mut taken = 0;
+    loop {
+        tokio::time::sleep(every).await;
+        if Instant::now() >= deadline {
+            return Ok(taken);
+        }
+        line(format_args!("snap-start"))?;
+        let info = actors
+            .snapshotter
+            .ask(SwitchAndSnapshot {
+                writer: actors.log_writer.clone(),
+            })
+            .await
+            .map_err(|e| format!("snapshot failed: {}", logd_actors::error::from_send(e)))?;
+        let commit = info.map_or(0, |i| i.commit);
+        line(format_args!("snap-done {commit}"))?;
+        taken += 1;
+        line(format_args!("compact-start"))?;
+        let report = storage
+            .compact()
+            .await
+            .map_err(|e| format!("compaction failed: {e}"))?;
+        line(format_args!(
+            "compact-done {} {} {}",
+            report.oldest_commit,
+            report.dropped_segments.len(),
+            report.dropped_snapshots.len()
+        ))?;
+    }
+}
+
+async fn writer(
+    storage: Storage,
+    prefix: String,
+    (w, k): (usize, usize),
+    base: i64,
+    deadline: Instant,
+) -> Result<u64, String> {
     let paths: Vec<String> = if k == 1 {
-        vec![format!("stress.w{w}")]
+        vec![format!("{prefix}.w{w}")]
     } else {
-        (0..k).map(|j| format!("stress.w{w}.p{j}")).collect()
+        (0..k).map(|j| format!("{prefix}.w{w}.p{j}")).collect()
     };
-    let mut value: i64 = 0;
+    let mut value: i64 = base;
     let mut commits = 0;
     while Instant::now() < deadline {
         value += 1;
@@ -91,6 +163,14 @@ pub async fn run(args: &StressArgs, dir: &Path) -> Result<(), String> {
         },
         other => return Err(format!("bad --durability {other:?}: immediate or buffered")),
     };
+    if args.keep_recent > 0 {
+        options.compaction = Retention::Tiered {
+            keep_recent: Cutoff::Commits(args.keep_recent),
+            per_tier: 0,
+            first_tier: 1,
+            multiplier: 2,
+        };
+    }
     let storage = Storage::open(dir, options)
         .await
         .map_err(|e| format!("cannot open store {}: {e}", dir.display()))?;
@@ -100,11 +180,19 @@ pub async fn run(args: &StressArgs, dir: &Path) -> Result<(), String> {
     for w in 0..args.writers {
         handles.push(tokio::spawn(writer(
             storage.clone(),
-            w,
-            args.participants,
+            args.prefix.clone(),
+            (w, args.participants),
+            args.value_base,
             deadline,
         )));
     }
+    let snapper = (args.snapshot_every_ms > 0).then(|| {
+        tokio::spawn(snapshots(
+            storage.clone(),
+            Duration::from_millis(args.snapshot_every_ms),
+            deadline,
+        ))
+    });
     let mut total = 0;
     let mut first_error = None;
     for h in handles {
@@ -118,6 +206,18 @@ pub async fn run(args: &StressArgs, dir: &Path) -> Result<(), String> {
             }
         }
     }
+    let mut snaps = 0;
+    if let Some(h) = snapper {
+        match h.await {
+            Ok(Ok(n)) => snaps = n,
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => {
+                first_error.get_or_insert(format!("snapshot task failed: {e}"));
+            }
+        }
+    }
     let closed = storage.close().await;
     if let Some(e) = first_error {
         return Err(e);
@@ -125,7 +225,7 @@ pub async fn run(args: &StressArgs, dir: &Path) -> Result<(), String> {
     closed.map_err(|e| format!("close failed: {e}"))?;
     let secs = start.elapsed().as_secs_f64();
     eprintln!(
-        "stress: {total} commits by {} writers in {secs:.2} s ({:.0} commits/s)",
+        "stress: {total} commits by {} writers in {secs:.2} s ({:.0} commits/s), {snaps} snapshots",
         args.writers,
         total as f64 / secs.max(1e-9)
     );

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use super::{
     MAX_DEPTH, PatchError, REFUSED_OPS, View, brief, index_segment, is_patch_op, key_segment,
-    split_op,
+    no_rest, split_op,
 };
 use crate::kpath::{KPath, Segment};
 use crate::node::{Key, Node, Tag, TagHead, Value};
@@ -380,16 +380,6 @@ fn then_child(node: Node, child: View<'_>, depth: usize) -> Res {
         Ok(Some(node))
     } else {
         apply_view(Some(node), child, depth + 1).map_err(|e| *e)
-    }
-}
-
-fn no_rest(op: &str, rest: Option<&Tag>) -> Result<(), PatchError> {
-    match rest {
-        None => Ok(()),
-        Some(r) => Err(PatchError::bad(
-            op,
-            format!("nothing may be chained after !{op} (found {r})"),
-        )),
     }
 }
 

@@ -7,7 +7,9 @@
 
 use std::collections::HashMap;
 
-use super::{MAX_DEPTH, PatchError, View, glob::glob_match, index_segment, key_segment, split_op};
+use super::{
+    MAX_DEPTH, PatchError, View, glob::glob_match, index_segment, key_segment, no_rest, split_op,
+};
 use crate::kpath::KPath;
 use crate::node::{Key, Kind, Node, Tag, TagHead, Value};
 
@@ -120,16 +122,6 @@ fn plain(doc: Option<&Node>, pv: &Value, depth: usize) -> Result<bool, PatchErro
         (Value::String(a), Value::String(b)) => a == b,
         _ => false,
     })
-}
-
-fn no_rest(op: &str, rest: Option<&Tag>) -> Result<(), PatchError> {
-    match rest {
-        None => Ok(()),
-        Some(r) => Err(PatchError::bad(
-            op,
-            format!("nothing may be chained after !{op} (found {r})"),
-        )),
-    }
 }
 
 /// Objects and sparse arrays are one type; int and float are two.

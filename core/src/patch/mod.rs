@@ -387,6 +387,17 @@ impl<'a> View<'a> {
     }
 }
 
+/// Refuses a tag chain after an op that ends it (`!delete`, a match op, ...).
+pub(crate) fn no_rest(op: &str, rest: Option<&Tag>) -> Result<(), PatchError> {
+    match rest {
+        None => Ok(()),
+        Some(r) => Err(PatchError::bad(
+            op,
+            format!("nothing may be chained after !{op} (found {r})"),
+        )),
+    }
+}
+
 /// The first part of a tag chain when it names an op in `ops`, with the rest
 /// of the chain.
 pub(crate) fn split_op<'t>(

@@ -826,21 +826,35 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// At the next item of a flow container closed by `close`: skips blank
+    /// space and comments, consumes `close` and returns `true` at the end,
+    /// `false` before an item, and fails at the end of input or on a stray
+    /// `,` (`what` names the expected item).
+    fn flow_close(&mut self, close: u8, what: &str) -> PResult<bool> {
+        self.skip_flow_ws();
+        let close_ch = close as char;
+        match self.peek() {
+            Some(c) if c == close => {
+                self.pos += 1;
+                Ok(true)
+            }
+            None => fail(
+                self.pos,
+                format!("expected '{close_ch}', found end of input"),
+            ),
+            Some(b',') => fail(
+                self.pos,
+                format!("expected {what} or '{close_ch}', found ','"),
+            ),
+            _ => Ok(false),
+        }
+    }
+
     fn flow_array(&mut self) -> PResult<Node> {
         self.enter(self.pos)?;
         self.pos += 1;
         let mut items = Vec::new();
-        loop {
-            self.skip_flow_ws();
-            match self.peek() {
-                Some(b']') => {
-                    self.pos += 1;
-                    break;
-                }
-                None => return fail(self.pos, "expected ']', found end of input"),
-                Some(b',') => return fail(self.pos, "expected a value or ']', found ','"),
-                _ => {}
-            }
+        while !self.flow_close(b']', "a value")? {
             items.push(self.flow_value()?);
             self.skip_flow_ws();
             if self.peek() == Some(b',') {
@@ -892,17 +906,7 @@ impl<'a> Parser<'a> {
         self.pos += 1;
         let mut entries = Vec::new();
         let mut positions = Vec::new();
-        loop {
-            self.skip_flow_ws();
-            match self.peek() {
-                Some(b'}') => {
-                    self.pos += 1;
-                    break;
-                }
-                None => return fail(self.pos, "expected '}', found end of input"),
-                Some(b',') => return fail(self.pos, "expected a key or '}', found ','"),
-                _ => {}
-            }
+        while !self.flow_close(b'}', "a key")? {
             let key_pos = self.pos;
             let key = self.flow_key()?;
             check_key_kind(&entries, &key, key_pos)?;

@@ -201,6 +201,26 @@ fn indent(out: &mut String, n: usize) {
     out.extend(std::iter::repeat_n(' ', n));
 }
 
+/// Writes what follows a non-empty container's key or `-`: its tag and a
+/// line break, or (for an untagged sequence item) one space so the first
+/// entry sits on the item's own line. Returns whether it does.
+fn open_container(v: &Node, item: bool, out: &mut String) -> bool {
+    match &v.tag {
+        Some(tag) => {
+            let _ = writeln!(out, " {tag}");
+            false
+        }
+        None if item => {
+            out.push(' ');
+            true
+        }
+        None => {
+            out.push('\n');
+            false
+        }
+    }
+}
+
 /// The value after `key:` or `-` written at column `owner`: writes it
 /// through the end of its last line, or, for a non-empty container, writes
 /// what precedes its lines and returns the frame that prints them.
@@ -212,20 +232,7 @@ fn value_block<'a>(
 ) -> Option<BlockFrame<'a>> {
     match &v.value {
         Value::Object(entries) if !entries.is_empty() => {
-            let inline_first = match &v.tag {
-                Some(tag) => {
-                    let _ = writeln!(out, " {tag}");
-                    false
-                }
-                None if item => {
-                    out.push(' ');
-                    true
-                }
-                None => {
-                    out.push('\n');
-                    false
-                }
-            };
+            let inline_first = open_container(v, item, out);
             return Some(BlockFrame::Entries {
                 iter: entries.iter(),
                 at: owner + 2,
@@ -235,20 +242,7 @@ fn value_block<'a>(
         Value::Array(items) if !items.is_empty() => {
             // Under a key, a sequence sits at the key's own indentation.
             let at = if item { owner + 2 } else { owner };
-            let inline_first = match &v.tag {
-                Some(tag) => {
-                    let _ = writeln!(out, " {tag}");
-                    false
-                }
-                None if item => {
-                    out.push(' ');
-                    true
-                }
-                None => {
-                    out.push('\n');
-                    false
-                }
-            };
+            let inline_first = open_container(v, item, out);
             return Some(BlockFrame::Seq {
                 iter: items.iter(),
                 at,

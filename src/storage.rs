@@ -349,6 +349,7 @@ impl Storage {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
+        self.inner.registry.close_all();
         let result = self.inner.started.stop().await;
         let _ = self.inner.snapshotter.stop_gracefully().await;
         self.inner.snapshotter.wait_for_shutdown().await;

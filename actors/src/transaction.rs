@@ -289,6 +289,26 @@ impl<B: TxBackend> TxRegistry<B> {
         }
     }
 
+    /// Ends every live transaction (the store is closing): participants
+    /// waiting for others get [`Error::Closed`] now instead of at their
+    /// deadline; a transaction already deciding finishes its decision
+    /// first. The registry is left empty.
+    pub fn close_all(&self) {
+        let drained: Vec<TxHandle<B>> = match self.live.lock() {
+            Ok(mut live) => live.map.drain().map(|(_, h)| h).collect(),
+            Err(_) => return,
+        };
+        for handle in drained {
+            if let Route::Actor { actor, .. } = &handle.route
+                && actor.tell(Abort).try_send().is_err()
+            {
+                // A full or closed mailbox: stopping still answers the
+                // waiting participants (`on_stop`).
+                actor.kill();
+            }
+        }
+    }
+
     fn register(&self, handle: TxHandle<B>) -> Result<(), Error> {
         let mut live = self.live.lock().map_err(|_| Error::Closed)?;
         if live.map.len() >= live.sweep_at {
@@ -641,6 +661,19 @@ impl<B: TxBackend> Message<Expire> for Transaction<B> {
             after: self.deadline,
         };
         self.finish(Err(err), ctx);
+    }
+}
+
+/// The store is closing: end the transaction with [`Error::Closed`].
+#[derive(Debug)]
+pub struct Abort;
+
+impl<B: TxBackend> Message<Abort> for Transaction<B> {
+    type Reply = ();
+
+    async fn handle(&mut self, _: Abort, ctx: &mut Context<Self, ()>) {
+        debug!(tx = %self.id, arrived = self.arrived.len(), "transaction aborted: store closing");
+        self.finish(Err(Error::Closed), ctx);
     }
 }
 

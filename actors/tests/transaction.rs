@@ -452,3 +452,25 @@ async fn abandoned_one_participant_transactions_are_swept() {
     assert_eq!(w.commit().await, Ok(Outcome::Committed { commit: 1 }));
     assert!(r.is_empty());
 }
+
+/// Closing the store ends live transactions at once: a participant waiting
+/// for one that never comes gets `Closed`, nothing is written, and the
+/// registry is empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_all_ends_waiting_transactions() {
+    let (b, r) = setup(MemBackend::default());
+    let tx = new_tx(&b, &r, 2, PatchMeta::default());
+    let mut waiting = tx.new_patcher(Patch::new(p("a"), Node::int(1))).unwrap();
+    let waiter = tokio::spawn(async move { waiting.commit().await });
+    let inline = new_tx(&b, &r, 1, PatchMeta::default());
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    r.close_all();
+    let got = tokio::time::timeout(Duration::from_secs(2), waiter)
+        .await
+        .expect("the waiting participant is answered at once")
+        .unwrap();
+    assert_eq!(got, Err(Error::Closed));
+    assert!(r.is_empty());
+    assert!(matches!(r.get(inline.id()), Err(Error::TxNotFound { .. })));
+    assert_eq!(b.appends.load(Ordering::Relaxed), 0);
+}

@@ -372,14 +372,10 @@ async fn close_while_everything_is_in_flight() {
     );
 }
 
-/// Bug: `Storage::close()` does not end live transactions. A participant
-/// waiting in `commit()` for a participant that never comes keeps waiting
-/// until the transaction's `max_duration` (30 s by default) after the store
-/// is closed, instead of getting `Error::Closed` at once.
+/// `Storage::close()` ends live transactions: a participant waiting in
+/// `commit()` for a participant that never comes gets `Error::Closed` at
+/// once, not after the transaction's `max_duration`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: close() leaves transaction actors running until their deadline \
-            (src/storage.rs close + TxRegistry in actors/src/transaction.rs); see the \
-            crash helper's report"]
 async fn close_ends_waiting_transactions() {
     let (_dir, s) = common::open_temp(Options::default()).await;
     let tx = s.new_tx(2, PatchMeta::default()).await.unwrap();

@@ -382,6 +382,19 @@ impl PathIndex {
             .then_some(self.base + self.locations.len() as u64)
     }
 
+    /// Fixes the numbering of an index that holds no commit yet: the next
+    /// insert must carry `next`, and plans know every commit before it
+    /// (reads of those start from a snapshot). Recovery calls this when the
+    /// retained log holds no record although commits were made (the newest
+    /// segment is empty and compaction removed the older ones). Does nothing
+    /// once the index has started.
+    pub fn start_at(&mut self, next: u64) {
+        if !self.started && next > 0 {
+            self.started = true;
+            self.base = next;
+        }
+    }
+
     /// Where the record of `commit` lives, `None` when the index does not hold it.
     pub fn location(&self, commit: u64) -> Option<Location> {
         let i = commit.checked_sub(self.base)?;
@@ -827,6 +840,32 @@ mod tests {
 
     fn obj(pairs: Vec<(&str, Node)>) -> Node {
         Node::object(pairs)
+    }
+
+    #[test]
+    fn start_at_fixes_numbering_of_an_empty_index() {
+        let loc = Location {
+            segment: 8,
+            offset: 0,
+            len: 1,
+        };
+        let mut idx = PathIndex::new();
+        idx.start_at(8);
+        assert_eq!(idx.next_commit(), Some(8));
+        // Commits before 8 are known (read from a snapshot), 8 is not yet.
+        assert!(idx.plan(&p("a"), 7, 7).is_ok());
+        assert!(matches!(
+            idx.plan(&p("a"), 7, 8),
+            Err(IndexError::FutureCommit { commit: 8, last: 7 })
+        ));
+        assert!(matches!(
+            idx.insert(9, &[p("a")], loc),
+            Err(IndexError::OutOfOrder { expected: 8, .. })
+        ));
+        idx.insert(8, &[p("a")], loc).unwrap();
+        // Once started, start_at changes nothing.
+        idx.start_at(100);
+        assert_eq!(idx.next_commit(), Some(9));
     }
 
     #[test]

@@ -20,7 +20,9 @@ use logd_actors::index::IndexActor;
 use logd_actors::log_writer::{Committed, LogWriter, WriterArgs};
 use logd_actors::reader::{Reader, RecordCache};
 use logd_actors::recovery::{DirLock, Recovered, recover};
-use logd_actors::snapshotter::{SnapshotInfo, Snapshotter, SnapshotterArgs, SwitchAndSnapshot};
+use logd_actors::snapshotter::{
+    SnapshotInfo, SnapshotTrigger, Snapshotter, SnapshotterArgs, SwitchAndSnapshot, TriggerWiring,
+};
 use logd_actors::supervisor::{Started, Supervisor, start};
 use logd_actors::transaction::{Outcome, Patch, PatchMeta, TxHandle, TxId, TxRegistry};
 use logd_actors::{Error, Options};
@@ -55,6 +57,7 @@ pub(crate) struct Inner {
     pub(crate) index: ActorRef<IndexActor>,
     pub(crate) snapshotter: ActorRef<Snapshotter>,
     pub(crate) compactor: ActorRef<Compactor>,
+    pub(crate) trigger: Option<ActorRef<SnapshotTrigger>>,
     pub(crate) engine: Arc<Engine>,
     pub(crate) registry: Arc<TxRegistry<Engine>>,
     pub(crate) tx_ids: TxIds,
@@ -149,7 +152,6 @@ impl Storage {
         let index = IndexActor::spawn(
             IndexActor::with_catalog(index, catalog.clone()).with_records(records.clone()),
         );
-        let observer = index.clone().reply_recipient::<Committed>();
         let tx_ids = TxIds::open(
             dir.clone(),
             recovered.meta.clone(),
@@ -163,7 +165,29 @@ impl Storage {
             umask: options.umask,
             catalog: catalog.clone(),
             index: index.clone(),
+            records: Some(records.clone()),
         });
+        // Automatic snapshots: the trigger observes commits in front of the index.
+        let trigger = options.snapshot_every.map(|every| {
+            let last = recovered
+                .segments
+                .iter()
+                .rev()
+                .find(|s| s.last_commit >= s.first_commit)
+                .map(|s| (s.last_commit, s.first_commit));
+            SnapshotTrigger::spawn(SnapshotTrigger::new(
+                index.clone(),
+                snapshotter.clone(),
+                catalog.clone(),
+                every,
+                !matches!(options.durability, logd_actors::Durability::Immediate),
+                last,
+            ))
+        });
+        let observer = match &trigger {
+            Some(t) => t.clone().reply_recipient::<Committed>(),
+            None => index.clone().reply_recipient::<Committed>(),
+        };
         let compactor = Compactor::spawn(Compactor::new(CompactorArgs {
             dir: dir.clone(),
             fs: fs.clone(),
@@ -173,6 +197,14 @@ impl Storage {
         }));
         let args = WriterArgs::new(dir.clone(), options.clone(), fs, Some(observer), &recovered);
         let started = start(args).await?;
+        if let Some(t) = &trigger {
+            t.tell(TriggerWiring {
+                writer: started.writer.clone(),
+                compactor: compactor.clone(),
+            })
+            .await
+            .map_err(|_| Error::Closed)?;
+        }
         let last_acked = started.last_acked.clone();
         let reader = Arc::new(Reader::new(
             dir.clone(),
@@ -195,6 +227,7 @@ impl Storage {
                 index,
                 snapshotter,
                 compactor,
+                trigger,
                 engine,
                 registry: Arc::new(TxRegistry::default()),
                 tx_ids,
@@ -351,6 +384,10 @@ impl Storage {
             return Ok(());
         }
         let result = self.inner.started.stop().await;
+        if let Some(t) = &self.inner.trigger {
+            let _ = t.stop_gracefully().await;
+            t.wait_for_shutdown().await;
+        }
         let _ = self.inner.snapshotter.stop_gracefully().await;
         self.inner.snapshotter.wait_for_shutdown().await;
         let _ = self.inner.compactor.stop_gracefully().await;

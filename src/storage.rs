@@ -152,13 +152,16 @@ impl Storage {
         let index = IndexActor::spawn(
             IndexActor::with_catalog(index, catalog.clone()).with_records(records.clone()),
         );
-        let tx_ids = TxIds::open(
+        let tx_ids = TxIds::open_deferred(
             dir.clone(),
             recovered.meta.clone(),
             recovered.max_tx_id,
             fs.clone(),
             options.umask,
-        )?;
+        );
+        // Transaction ids are reserved (a meta rewrite, two fsyncs) by the
+        // first `new_tx`, not here: opening a store does not wait for it,
+        // and a store only read from never rewrites meta.
         let snapshotter = Snapshotter::spawn(SnapshotterArgs {
             dir: dir.clone(),
             fs: fs.clone(),

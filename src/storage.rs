@@ -106,9 +106,11 @@ impl Storage {
     /// (truncating a torn tail of the last segment), rebuilds the path index
     /// and starts the actors.
     pub async fn open(dir: impl AsRef<Path>, options: Options) -> Result<Storage, Error> {
-        Storage::open_with(dir, options, Arc::new(RealFs))
-            .await
-            .map(|(s, _)| s)
+        let (storage, recovered) = Storage::open_with(dir, options, Arc::new(RealFs)).await?;
+        // Freeing every recovered record of a long log takes a while: not
+        // on the caller's time.
+        tokio::task::spawn_blocking(move || drop(recovered));
+        Ok(storage)
     }
 
     /// [`Storage::open`] with explicit file operations (fault injection);
@@ -120,25 +122,43 @@ impl Storage {
     ) -> Result<(Storage, Recovered), Error> {
         let dir = dir.as_ref().to_path_buf();
         let lock = DirLock::acquire(&dir, &options)?;
-        let (recovered, index, catalog, skipped, options, fs) = {
+        // The index (and the snapshot trigger in front of it) get their refs
+        // now, so the log writer's arguments (its conflict index, rebuilt
+        // from every record) are built on another thread while this one
+        // rebuilds the path index and opens the catalogue.
+        let index_actor = IndexActor::prepare();
+        let index = index_actor.actor_ref().clone();
+        let trigger_actor = options.snapshot_every.map(|_| SnapshotTrigger::prepare());
+        let trigger = trigger_actor.as_ref().map(|t| t.actor_ref().clone());
+        let observer = match &trigger {
+            Some(t) => t.clone().reply_recipient::<Committed>(),
+            None => index.clone().reply_recipient::<Committed>(),
+        };
+        let (recovered, path_index, catalog, skipped, args, options, fs) = {
             let dir = dir.clone();
             tokio::task::spawn_blocking(move || {
                 let recovered = recover(&dir, &options, &*fs)?;
-                let mut index = PathIndex::new();
-                for rec in &recovered.records {
-                    index
-                        .insert_patch(rec.commit, &rec.entry.patch, rec.location)
-                        .map_err(|e| {
-                            Error::corrupt(
-                                logd_actors::recovery::segment_path(&dir, rec.location.segment),
-                                rec.location.offset,
-                                e.to_string(),
-                            )
-                        })?;
-                }
-                let (catalog, skipped) =
-                    Catalog::open_recovered(&dir, &*fs, options.umask, &recovered)?;
-                Ok::<_, Error>((recovered, index, catalog, skipped, options, fs))
+                let (built, args) = std::thread::scope(|sc| {
+                    let writer_args = sc.spawn(|| {
+                        WriterArgs::new(
+                            dir.clone(),
+                            options.clone(),
+                            fs.clone(),
+                            Some(observer),
+                            &recovered,
+                        )
+                    });
+                    let built = build_index(&dir, &recovered).and_then(|index| {
+                        Catalog::open_recovered(&dir, &*fs, options.umask, &recovered)
+                            .map(|(catalog, skipped)| (index, catalog, skipped))
+                    });
+                    let args = writer_args.join().map_err(|_| Error::WriterFailed {
+                        reason: "rebuilding the log writer's state panicked".into(),
+                    });
+                    (built, args)
+                });
+                let (index, catalog, skipped) = built?;
+                Ok::<_, Error>((recovered, index, catalog, skipped, args?, options, fs))
             })
             .await
             .map_err(|e| Error::WriterFailed {
@@ -149,8 +169,8 @@ impl Storage {
             tracing::warn!(snapshot = ?s, "skipped an unusable snapshot");
         }
         let records = Arc::new(RecordCache::new(RECORD_CACHE_BYTES));
-        let index = IndexActor::spawn(
-            IndexActor::with_catalog(index, catalog.clone()).with_records(records.clone()),
+        index_actor.spawn(
+            IndexActor::with_catalog(path_index, catalog.clone()).with_records(records.clone()),
         );
         let tx_ids = TxIds::open_deferred(
             dir.clone(),
@@ -171,26 +191,22 @@ impl Storage {
             records: Some(records.clone()),
         });
         // Automatic snapshots: the trigger observes commits in front of the index.
-        let trigger = options.snapshot_every.map(|every| {
+        if let (Some(t), Some(every)) = (trigger_actor, options.snapshot_every) {
             let last = recovered
                 .segments
                 .iter()
                 .rev()
                 .find(|s| s.last_commit >= s.first_commit)
                 .map(|s| (s.last_commit, s.first_commit));
-            SnapshotTrigger::spawn(SnapshotTrigger::new(
+            t.spawn(SnapshotTrigger::new(
                 index.clone(),
                 snapshotter.clone(),
                 catalog.clone(),
                 every,
                 !matches!(options.durability, logd_actors::Durability::Immediate),
                 last,
-            ))
-        });
-        let observer = match &trigger {
-            Some(t) => t.clone().reply_recipient::<Committed>(),
-            None => index.clone().reply_recipient::<Committed>(),
-        };
+            ));
+        }
         let compactor = Compactor::spawn(Compactor::new(CompactorArgs {
             dir: dir.clone(),
             fs: fs.clone(),
@@ -198,7 +214,6 @@ impl Storage {
             index: index.clone(),
             policy: options.compaction,
         }));
-        let args = WriterArgs::new(dir.clone(), options.clone(), fs, Some(observer), &recovered);
         let started = start(args).await?;
         if let Some(t) = &trigger {
             t.tell(TriggerWiring {
@@ -407,6 +422,23 @@ impl Storage {
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::SeqCst)
     }
+}
+
+/// Rebuilds the path index from the records recovery found.
+fn build_index(dir: &Path, recovered: &Recovered) -> Result<PathIndex, Error> {
+    let mut index = PathIndex::new();
+    for rec in &recovered.records {
+        index
+            .insert_patch(rec.commit, &rec.entry.patch, rec.location)
+            .map_err(|e| {
+                Error::corrupt(
+                    logd_actors::recovery::segment_path(dir, rec.location.segment),
+                    rec.location.offset,
+                    e.to_string(),
+                )
+            })?;
+    }
+    Ok(index)
 }
 
 impl Tx {

@@ -394,8 +394,15 @@ impl Message<AutoSnapshot> for Snapshotter {
     async fn handle(&mut self, msg: AutoSnapshot, _ctx: &mut Context<Self, ()>) {
         if let Some(w) = &msg.flush {
             if let Err(e) = w.ask(crate::log_writer::Flush).await {
-                let e = crate::error::from_send(e);
-                warn!(upto = msg.upto, error = %e, "automatic snapshot: cannot flush the log");
+                match crate::error::from_send(e) {
+                    // The store is closing: nothing to snapshot any more.
+                    Error::Closed => {
+                        tracing::debug!(upto = msg.upto, "automatic snapshot skipped: closed")
+                    }
+                    e => {
+                        warn!(upto = msg.upto, error = %e, "automatic snapshot: cannot flush the log")
+                    }
+                }
                 return;
             }
         }

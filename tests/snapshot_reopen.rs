@@ -71,11 +71,15 @@ async fn check(
     let last = states.len() as u64 - 1;
     let mut exact = false;
     for (c, st) in states.iter().enumerate().skip(1) {
-        match s.read_state_at("", c as u64).await {
-            Ok(got) => {
-                prop_assert_eq!(&got, st, "root at {}", c);
-                let want = st.as_ref().and_then(|n| n.get_path(&leaf)).cloned();
-                prop_assert_eq!(s.read_path_at(&leaf, c as u64).await.unwrap(), want);
+        let want_leaf = st.as_ref().and_then(|n| n.get_path(&leaf)).cloned();
+        let both = match s.read_state_at("", c as u64).await {
+            Ok(root) => s.read_path_at(&leaf, c as u64).await.map(|l| (root, l)),
+            Err(e) => Err(e),
+        };
+        match both {
+            Ok((root, got_leaf)) => {
+                prop_assert_eq!(&root, st, "root at {}", c);
+                prop_assert_eq!(got_leaf, want_leaf, "users.u2 at {}", c);
                 exact = true;
             }
             Err(Error::Compacted { .. }) => prop_assert!(

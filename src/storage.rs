@@ -20,7 +20,9 @@ use logd_actors::index::IndexActor;
 use logd_actors::log_writer::{Committed, LogWriter, WriterArgs};
 use logd_actors::reader::{Reader, RecordCache};
 use logd_actors::recovery::{DirLock, Recovered, recover};
-use logd_actors::snapshotter::{SnapshotInfo, Snapshotter, SnapshotterArgs, SwitchAndSnapshot};
+use logd_actors::snapshotter::{
+    SnapshotInfo, SnapshotTrigger, Snapshotter, SnapshotterArgs, SwitchAndSnapshot, TriggerWiring,
+};
 use logd_actors::supervisor::{Started, Supervisor, start};
 use logd_actors::transaction::{Outcome, Patch, PatchMeta, TxHandle, TxId, TxRegistry};
 use logd_actors::{Error, Options};
@@ -55,6 +57,7 @@ pub(crate) struct Inner {
     pub(crate) index: ActorRef<IndexActor>,
     pub(crate) snapshotter: ActorRef<Snapshotter>,
     pub(crate) compactor: ActorRef<Compactor>,
+    pub(crate) trigger: Option<ActorRef<SnapshotTrigger>>,
     pub(crate) engine: Arc<Engine>,
     pub(crate) registry: Arc<TxRegistry<Engine>>,
     pub(crate) tx_ids: TxIds,
@@ -103,9 +106,11 @@ impl Storage {
     /// (truncating a torn tail of the last segment), rebuilds the path index
     /// and starts the actors.
     pub async fn open(dir: impl AsRef<Path>, options: Options) -> Result<Storage, Error> {
-        Storage::open_with(dir, options, Arc::new(RealFs))
-            .await
-            .map(|(s, _)| s)
+        let (storage, recovered) = Storage::open_with(dir, options, Arc::new(RealFs)).await?;
+        // Freeing every recovered record of a long log takes a while: not
+        // on the caller's time.
+        tokio::task::spawn_blocking(move || drop(recovered));
+        Ok(storage)
     }
 
     /// [`Storage::open`] with explicit file operations (fault injection);
@@ -117,25 +122,43 @@ impl Storage {
     ) -> Result<(Storage, Recovered), Error> {
         let dir = dir.as_ref().to_path_buf();
         let lock = DirLock::acquire(&dir, &options)?;
-        let (recovered, index, catalog, skipped, options, fs) = {
+        // The index (and the snapshot trigger in front of it) get their refs
+        // now, so the log writer's arguments (its conflict index, rebuilt
+        // from every record) are built on another thread while this one
+        // rebuilds the path index and opens the catalogue.
+        let index_actor = IndexActor::prepare();
+        let index = index_actor.actor_ref().clone();
+        let trigger_actor = options.snapshot_every.map(|_| SnapshotTrigger::prepare());
+        let trigger = trigger_actor.as_ref().map(|t| t.actor_ref().clone());
+        let observer = match &trigger {
+            Some(t) => t.clone().reply_recipient::<Committed>(),
+            None => index.clone().reply_recipient::<Committed>(),
+        };
+        let (recovered, path_index, catalog, skipped, args, options, fs) = {
             let dir = dir.clone();
             tokio::task::spawn_blocking(move || {
                 let recovered = recover(&dir, &options, &*fs)?;
-                let mut index = PathIndex::new();
-                for rec in &recovered.records {
-                    index
-                        .insert_patch(rec.commit, &rec.entry.patch, rec.location)
-                        .map_err(|e| {
-                            Error::corrupt(
-                                logd_actors::recovery::segment_path(&dir, rec.location.segment),
-                                rec.location.offset,
-                                e.to_string(),
-                            )
-                        })?;
-                }
-                let (catalog, skipped) =
-                    Catalog::open_recovered(&dir, &*fs, options.umask, &recovered)?;
-                Ok::<_, Error>((recovered, index, catalog, skipped, options, fs))
+                let (built, args) = std::thread::scope(|sc| {
+                    let writer_args = sc.spawn(|| {
+                        WriterArgs::new(
+                            dir.clone(),
+                            options.clone(),
+                            fs.clone(),
+                            Some(observer),
+                            &recovered,
+                        )
+                    });
+                    let built = build_index(&dir, &recovered).and_then(|index| {
+                        Catalog::open_recovered(&dir, &*fs, options.umask, &recovered)
+                            .map(|(catalog, skipped)| (index, catalog, skipped))
+                    });
+                    let args = writer_args.join().map_err(|_| Error::WriterFailed {
+                        reason: "rebuilding the log writer's state panicked".into(),
+                    });
+                    (built, args)
+                });
+                let (index, catalog, skipped) = built?;
+                Ok::<_, Error>((recovered, index, catalog, skipped, args?, options, fs))
             })
             .await
             .map_err(|e| Error::WriterFailed {
@@ -146,25 +169,45 @@ impl Storage {
             tracing::warn!(snapshot = ?s, "skipped an unusable snapshot");
         }
         let records = Arc::new(RecordCache::new(RECORD_CACHE_BYTES));
-        let index_actor =
-            IndexActor::with_catalog(index, catalog.clone()).with_records(records.clone());
-        let shared_index = index_actor.shared();
-        let index = IndexActor::spawn(index_actor);
-        let observer = index.clone().reply_recipient::<Committed>();
-        let tx_ids = TxIds::open(
+        let index_state =
+            IndexActor::with_catalog(path_index, catalog.clone()).with_records(records.clone());
+        let shared_index = index_state.shared();
+        index_actor.spawn(index_state);
+        let tx_ids = TxIds::open_deferred(
             dir.clone(),
             recovered.meta.clone(),
             recovered.max_tx_id,
             fs.clone(),
             options.umask,
-        )?;
+        );
+        // Transaction ids are reserved (a meta rewrite, two fsyncs) by the
+        // first `new_tx`, not here: opening a store does not wait for it,
+        // and a store only read from never rewrites meta.
         let snapshotter = Snapshotter::spawn(SnapshotterArgs {
             dir: dir.clone(),
             fs: fs.clone(),
             umask: options.umask,
             catalog: catalog.clone(),
             index: index.clone(),
+            records: Some(records.clone()),
         });
+        // Automatic snapshots: the trigger observes commits in front of the index.
+        if let (Some(t), Some(every)) = (trigger_actor, options.snapshot_every) {
+            let last = recovered
+                .segments
+                .iter()
+                .rev()
+                .find(|s| s.last_commit >= s.first_commit)
+                .map(|s| (s.last_commit, s.first_commit));
+            t.spawn(SnapshotTrigger::new(
+                index.clone(),
+                snapshotter.clone(),
+                catalog.clone(),
+                every,
+                !matches!(options.durability, logd_actors::Durability::Immediate),
+                last,
+            ));
+        }
         let compactor = Compactor::spawn(Compactor::new(CompactorArgs {
             dir: dir.clone(),
             fs: fs.clone(),
@@ -172,8 +215,15 @@ impl Storage {
             index: index.clone(),
             policy: options.compaction,
         }));
-        let args = WriterArgs::new(dir.clone(), options.clone(), fs, Some(observer), &recovered);
         let started = start(args).await?;
+        if let Some(t) = &trigger {
+            t.tell(TriggerWiring {
+                writer: started.writer.clone(),
+                compactor: compactor.clone(),
+            })
+            .await
+            .map_err(|_| Error::Closed)?;
+        }
         let last_acked = started.last_acked.clone();
         let reader = Arc::new(
             Reader::new(dir.clone(), index.clone(), records, last_acked.clone())
@@ -194,6 +244,7 @@ impl Storage {
                 index,
                 snapshotter,
                 compactor,
+                trigger,
                 engine,
                 registry: Arc::new(TxRegistry::default()),
                 tx_ids,
@@ -294,7 +345,7 @@ impl Storage {
             .index
             .ask(logd_actors::index::Affecting { path, from, to })
             .await
-            .map_err(|_| Error::Closed)?;
+            .map_err(logd_actors::error::from_send)?;
         let mut out = Vec::with_capacity(commits.len());
         for commit in commits {
             let entry = self.inner.engine.reader.entry(commit).await?;
@@ -351,6 +402,10 @@ impl Storage {
         }
         self.inner.registry.close_all();
         let result = self.inner.started.stop().await;
+        if let Some(t) = &self.inner.trigger {
+            let _ = t.stop_gracefully().await;
+            t.wait_for_shutdown().await;
+        }
         let _ = self.inner.snapshotter.stop_gracefully().await;
         self.inner.snapshotter.wait_for_shutdown().await;
         let _ = self.inner.compactor.stop_gracefully().await;
@@ -367,6 +422,29 @@ impl Storage {
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::SeqCst)
     }
+}
+
+/// Rebuilds the path index from the records recovery found.
+fn build_index(dir: &Path, recovered: &Recovered) -> Result<PathIndex, Error> {
+    let mut index = PathIndex::new();
+    for rec in &recovered.records {
+        index
+            .insert_patch(rec.commit, &rec.entry.patch, rec.location)
+            .map_err(|e| {
+                Error::corrupt(
+                    logd_actors::recovery::segment_path(dir, rec.location.segment),
+                    rec.location.offset,
+                    e.to_string(),
+                )
+            })?;
+    }
+    // The retained log may hold no record although commits were made (the
+    // newest segment is empty and compaction removed the older ones): the
+    // index must still know every commit up to the last durable one.
+    if recovered.last_commit > 0 {
+        index.start_at(recovered.last_commit + 1);
+    }
+    Ok(index)
 }
 
 impl Tx {

@@ -169,22 +169,18 @@ async fn workload(dir: &Path, fs: Arc<FaultFs>) -> Seen {
 }
 
 /// Reopens on the real file system and checks the acks; returns the number
-/// of acks verified exactly, and whether the store showed the known bug of
-/// [`reopen_with_an_empty_last_segment_after_compaction_reads_current`]
-/// (worked around here by writing first, so the sweep checks the rest).
-async fn check(dir: &Path, seen: &Seen, label: &str) -> (usize, bool) {
+/// of acks verified exactly.
+async fn check(dir: &Path, seen: &Seen, label: &str) -> usize {
     let s = tokio::time::timeout(STEP, Storage::open(dir, Options::default()))
         .await
         .unwrap_or_else(|_| panic!("{label}: reopen hangs"))
         .unwrap_or_else(|e| panic!("{label}: reopen failed: {e}"));
     let current = s.current_commit();
-    let mut known_bug = false;
-    if current > 0 {
-        if let Err(Error::FutureCommit { current: 0, .. }) = s.read_state_at("", current).await {
-            known_bug = true;
-        }
-    }
-    // The store takes writes (first, for the known bug's sake).
+    // The current commit is readable before any new write (see
+    // `reopen_with_an_empty_last_segment_after_compaction_reads_current`).
+    let root = s.read_state_at("", current).await;
+    assert!(root.is_ok(), "{label}: read at current {current}: {root:?}");
+    // The store takes writes.
     let c = common::commit(&s, "after", Node::int(7)).await;
     assert_eq!(c, current + 1, "{label}: the store takes writes");
     let h = common::horizon(&s).await;
@@ -217,19 +213,16 @@ async fn check(dir: &Path, seen: &Seen, label: &str) -> (usize, bool) {
         );
     }
     s.close().await.unwrap();
-    (exact, known_bug)
+    exact
 }
 
-/// Bug (found by the sweep below): when the newest segment holds no record
+/// Found by the sweep below (fixed by `PathIndex::start_at`): when the newest segment holds no record
 /// (its first write failed, or a crash came right after it was created)
 /// and compaction deleted the segments before it, reopening gives a store
 /// whose `current_commit()` is the snapshot's commit but whose index holds
 /// no commit, so `read_state_at(_, current)` (and `history`, and snapshots)
 /// fail with `FutureCommit { current: 0 }` until the next commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: the index is rebuilt only from records, so after reopen with an \
-            empty last segment and compacted predecessors it does not know the last commit \
-            (src/storage.rs open_with + core/src/index.rs); see the crash helper's report"]
 async fn reopen_with_an_empty_last_segment_after_compaction_reads_current() {
     let tmp = tempfile::tempdir().unwrap();
     // Find the first write into segment 3 in a clean run.
@@ -249,7 +242,20 @@ async fn reopen_with_an_empty_last_segment_after_compaction_reads_current() {
     let s = Storage::open(tmp.path(), Options::default()).await.unwrap();
     assert_eq!(s.current_commit(), 2);
     assert_eq!(s.read_state_at("b", 2).await, Ok(Some(Node::int(2))));
-    assert_eq!(s.history("", 0, 2).await.map(|h| h.len()), Ok(2));
+    // The records of commits 1 and 2 were compacted away: history says so
+    // instead of listing nothing, and the empty range after them is fine.
+    assert!(matches!(
+        s.history("", 0, 2).await,
+        Err(Error::Compacted {
+            commit: 0,
+            oldest: 2
+        })
+    ));
+    assert_eq!(s.history("", 2, 2).await.map(|h| h.len()), Ok(0));
+    // The next commit is 3, and reads at it and before it are exact.
+    assert_eq!(common::commit(&s, "b", Node::int(3)).await, 3);
+    assert_eq!(s.read_state_at("b", 2).await, Ok(Some(Node::int(2))));
+    assert_eq!(s.history("", 2, 3).await.map(|h| h.len()), Ok(1));
     s.close().await.unwrap();
 }
 
@@ -371,8 +377,8 @@ async fn sweep(sc: Scenario) {
     let seen = run(sc, tmp.path(), fs.clone(), &base).await;
     assert!(seen.errors.is_empty(), "clean run: {:?}", seen.errors);
     fs.lose_unsynced(tmp.path());
-    let (exact, bug) = check(tmp.path(), &seen, "clean").await;
-    assert!(exact > 0 && !bug);
+    let exact = check(tmp.path(), &seen, "clean").await;
+    assert!(exact > 0);
     let calls = fs.calls();
     let mut ops: std::collections::BTreeMap<Op, usize> = Default::default();
     for (op, _) in &calls {
@@ -393,7 +399,7 @@ async fn sweep(sc: Scenario) {
         cases.retain(|(n, f, st)| format!("{f:?}:{n}:{st}") == only);
     }
     let (mut fired, mut not_fired, mut with_errors, mut acks, mut cut) = (0, 0, 0, 0, 0);
-    let (mut open_failed, mut known_bug) = (0, 0);
+    let mut open_failed = 0;
     // Two cases at a time: each is mostly waiting on fsync.
     for chunk in cases.chunks(2) {
         let mut set = tokio::task::JoinSet::new();
@@ -413,21 +419,13 @@ async fn sweep(sc: Scenario) {
                     "{sc:?}: {fault:?} at call {n}, sticky {sticky} ({:?})",
                     fs.fired()
                 );
-                let (exact, bug) = check(tmp.path(), &seen, &label).await;
+                let exact = check(tmp.path(), &seen, &label).await;
                 let fired = fs.fired().is_some();
-                (
-                    fired,
-                    !seen.errors.is_empty(),
-                    seen.opened,
-                    exact,
-                    lost,
-                    bug,
-                )
+                (fired, !seen.errors.is_empty(), seen.opened, exact, lost)
             });
         }
         while let Some(r) = set.join_next().await {
-            let (f, e, o, exact, lost, bug) = r.unwrap();
-            known_bug += bug as usize;
+            let (f, e, o, exact, lost) = r.unwrap();
             if f {
                 fired += 1;
             } else {
@@ -444,7 +442,7 @@ async fn sweep(sc: Scenario) {
         "faults ({sc:?}): {} calls per run {ops:?}; {} fault cases (call × kind × once/sticky), \
          {fired} fired, {not_fired} did not (the run took another path), {with_errors} runs saw \
          errors, {open_failed} failed to open; {acks} acks verified after reopen; power loss \
-         cut {cut} files; {known_bug} cases hit the known empty-segment bug; {:.1} s",
+         cut {cut} files; {:.1} s",
         calls.len(),
         cases.len(),
         started.elapsed().as_secs_f64()
@@ -476,7 +474,7 @@ async fn random_faults_under_concurrent_load() {
     let started = Instant::now();
     let rounds = common::seed_from_env("LOGD_FAULT_ROUNDS", 48);
     let mut rng = common::Rng::new(common::seed_from_env("LOGD_FAULT_SEED", 0xfa17));
-    let (mut acks_total, mut fired, mut cut, mut known_bug) = (0, 0, 0, 0);
+    let (mut acks_total, mut fired, mut cut) = (0, 0, 0);
     for round in 0..rounds {
         let fault = Fault::ALL[rng.below(Fault::ALL.len() as u64) as usize];
         let n = rng.range(5, 150);
@@ -535,15 +533,12 @@ async fn random_faults_under_concurrent_load() {
             acked: acked.lock().unwrap().clone(),
             ..Seen::default()
         };
-        let (exact, bug) = check(tmp.path(), &seen, &label).await;
-        acks_total += exact;
-        known_bug += bug as usize;
+        acks_total += check(tmp.path(), &seen, &label).await;
     }
     assert_eq!(PANICS.load(Ordering::SeqCst), 0, "something panicked");
     eprintln!(
         "faults (concurrent): {rounds} rounds, {fired} faults fired, {acks_total} acks verified \
-         after a simulated power loss (cut {cut} files), {known_bug} hit the known \
-         empty-segment bug, {:.1} s",
+         after a simulated power loss (cut {cut} files), {:.1} s",
         started.elapsed().as_secs_f64()
     );
 }

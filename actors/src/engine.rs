@@ -148,6 +148,26 @@ impl TxIds {
         Ok(ids)
     }
 
+    /// Like [`TxIds::open`] but reserves nothing yet, so opening a store
+    /// does not wait for a `meta` rewrite: the first [`TxIds::next`] reserves.
+    pub fn open_deferred(
+        dir: PathBuf,
+        meta: Meta,
+        max_tx_id: u64,
+        fs: Arc<dyn FileOps>,
+        umask: u32,
+    ) -> TxIds {
+        let start = meta.tx_id_high_water.max(max_tx_id) + 1;
+        TxIds {
+            next: AtomicU64::new(start),
+            reserved: std::sync::Mutex::new(start - 1),
+            dir,
+            meta: std::sync::Mutex::new(meta),
+            fs,
+            umask,
+        }
+    }
+
     /// The next id.
     pub fn next(&self) -> Result<TxId, Error> {
         let id = self.next.fetch_add(1, Ordering::AcqRel);

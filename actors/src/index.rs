@@ -90,9 +90,13 @@ impl SharedIndex {
     }
 
     /// [`PathIndex::affecting`]: the commits in `(from, to]` that can change
-    /// the node at `path`, ascending.
+    /// the node at `path`, ascending. A range reaching below the commits
+    /// still held (compacted away) is [`Error::Compacted`] rather than a
+    /// silently shorter list.
     pub fn affecting(&self, path: &KPath, from: u64, to: u64) -> Result<Vec<u64>, Error> {
-        Ok(self.read()?.affecting(path, from, to))
+        let index = self.read()?;
+        complete(&index, from, to)?;
+        Ok(index.affecting(path, from, to))
     }
 
     /// The newest of [`PathIndex::affecting`] over several paths.
@@ -103,6 +107,7 @@ impl SharedIndex {
         to: u64,
     ) -> Result<Option<u64>, Error> {
         let index = self.read()?;
+        complete(&index, from, to)?;
         Ok(paths
             .iter()
             .filter_map(|p| index.affecting(p, from, to).last().copied())
@@ -118,6 +123,20 @@ impl SharedIndex {
     pub fn last_commit(&self) -> Result<Option<u64>, Error> {
         Ok(self.read()?.last_commit())
     }
+}
+
+/// Fails with [`Error::Compacted`] when `(from, to]` reaches below the
+/// commits `index` still holds: `commit` is `from`, `oldest` the smallest
+/// `from` that can be answered.
+fn complete(index: &PathIndex, from: u64, to: u64) -> Result<(), Error> {
+    let oldest = index.complete_from();
+    if from < to && from < oldest {
+        return Err(Error::Compacted {
+            commit: from,
+            oldest,
+        });
+    }
+    Ok(())
 }
 
 /// The index actor. Spawn it with `IndexActor::spawn(IndexActor::new())`
@@ -375,7 +394,7 @@ impl Message<Plan> for IndexActor {
 }
 
 impl Message<Affecting> for IndexActor {
-    type Reply = Vec<u64>;
+    type Reply = Result<Vec<u64>, Error>;
 
     #[instrument(name = "index.affecting", skip_all, fields(path = %msg.path, from = msg.from, to = msg.to))]
     async fn handle(
@@ -383,7 +402,9 @@ impl Message<Affecting> for IndexActor {
         msg: Affecting,
         _ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        self.index.read_own().affecting(&msg.path, msg.from, msg.to)
+        let index = self.index.read_own();
+        complete(&index, msg.from, msg.to)?;
+        Ok(index.affecting(&msg.path, msg.from, msg.to))
     }
 }
 

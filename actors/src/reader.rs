@@ -41,7 +41,7 @@ use logd_core::wal::{self, Entry, Location};
 use logd_core::{KPath, Node, Value};
 use tracing::instrument;
 
-use crate::error::Error;
+use crate::error::{Error, from_send};
 use crate::index::{Affecting, IndexActor, PlanFrom, SharedIndex};
 use crate::recovery;
 
@@ -198,7 +198,7 @@ impl Reader {
                     to,
                 })
                 .await
-                .map_err(|_| Error::Closed)?;
+                .map_err(from_send)?;
             latest = latest.max(commits.last().copied());
         }
         Ok(latest)

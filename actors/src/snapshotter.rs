@@ -16,9 +16,25 @@
 //! [`SnapshotGate`], which gives [`Error::SnapshotBusy`] while another
 //! holder is in its seal-and-snapshot sequence.
 //!
+//! Snapshots on its own ([`crate::options::SnapshotEvery`]) come from a
+//! [`SnapshotTrigger`]: the commit observer the log writer talks to when
+//! automatic snapshots are on. It forwards every durable batch to the index
+//! (and replies only once the index has it, so read-after-ack holds), counts
+//! commits and notices sealed segments, and when one is due it *tries* to
+//! post an [`AutoSnapshot`] to this actor without waiting (at most one is
+//! outstanding), so writers never wait for a snapshot. The snapshotter
+//! handles it like an explicit request (serialized with them), then asks the
+//! compactor to apply the retention policy; failures are logged and leave
+//! the trigger ready for the next one.
+//!
+//! The patches replayed on top of the previous snapshot come from the
+//! shared [`RecordCache`] when it still holds them (the records of recent
+//! commits, already decoded), else from the log.
+//!
 //! It never deletes files, never changes the index, and never writes a
 //! snapshot at a commit whose records are not durable (callers pass the last
-//! commit of a sealed segment, or any durable commit).
+//! commit of a sealed segment, or any durable commit; automatic snapshots in
+//! buffered mode flush the log first).
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -30,15 +46,19 @@ use std::time::{Duration, Instant};
 use kameo::Actor;
 use kameo::actor::ActorRef;
 use kameo::message::{Context, Message};
-use logd_core::node::Node;
+use kameo::reply::DelegatedReply;
 use logd_core::snapshot::{SnapshotReader, SnapshotWriter, rewrite};
-use tracing::{info, instrument};
+use logd_core::wal::Entry;
+use tracing::{info, instrument, warn};
 
 use crate::catalog::{Catalog, SnapshotEntry, open_snapshot, snap_dir, snapshot_file_name};
+use crate::compactor::{Compact, Compactor};
 use crate::error::Error;
 use crate::fileops::FileOps;
 use crate::index::{IndexActor, LastCommit, Records};
-use crate::log_writer::{LogWriter, Seal};
+use crate::log_writer::{Committed, LogWriter, Seal};
+use crate::options::SnapshotEvery;
+use crate::reader::RecordCache;
 
 /// What the snapshotter is started with.
 #[derive(Clone, Debug)]
@@ -53,6 +73,8 @@ pub struct SnapshotterArgs {
     pub catalog: Catalog,
     /// The index, asked for the records to replay.
     pub index: ActorRef<IndexActor>,
+    /// Decoded recent records (the index fills it), used before the log.
+    pub records: Option<Arc<RecordCache>>,
 }
 
 /// The snapshotter actor (see the module docs). Spawn with
@@ -252,7 +274,7 @@ fn build(
     let name = snapshot_file_name(upto);
     let dst = sdir.join(&name);
     let tmp = sdir.join(format!("{name}.tmp"));
-    let mut patches: Vec<Node> = Vec::with_capacity(records.len());
+    let mut patches: Vec<Arc<Entry>> = Vec::with_capacity(records.len());
     let mut expect = prev.map_or(0, |p| p.commit) + 1;
     for &(commit, loc) in records {
         if commit != expect {
@@ -262,7 +284,11 @@ fn build(
             });
         }
         expect += 1;
-        let entry = args.catalog.read_record(loc)?;
+        let cached = args.records.as_ref().and_then(|c| c.get(commit));
+        let entry = match cached {
+            Some(e) => e,
+            None => Arc::new(args.catalog.read_record(loc)?),
+        };
         if entry.commit != commit {
             return Err(Error::corrupt(
                 crate::recovery::segment_path(&args.dir, loc.segment),
@@ -270,7 +296,7 @@ fn build(
                 format!("record holds commit {}, expected {commit}", entry.commit),
             ));
         }
-        patches.push(entry.patch);
+        patches.push(entry);
     }
     if expect != upto + 1 {
         return Err(Error::Snapshot {
@@ -303,9 +329,10 @@ fn write_tmp(
     file: &File,
     tmp: &Path,
     prev: Option<&SnapshotEntry>,
-    patches: &[Node],
+    patches: &[Arc<Entry>],
     upto: u64,
 ) -> Result<(), Error> {
+    let patches = patches.iter().map(|e| &e.patch);
     let out = BufWriter::with_capacity(
         256 << 10,
         OpsWriter {
@@ -329,6 +356,262 @@ fn write_tmp(
         other => Error::from_snapshot(tmp, &other),
     })?;
     args.fs.sync(file).map_err(|e| Error::io("sync", tmp, &e))
+}
+
+/// Marks an [`AutoSnapshot`] as outstanding; cleared when dropped (handled,
+/// failed, or never delivered), so a failure never wedges later snapshots.
+#[derive(Debug)]
+pub struct Outstanding(Arc<AtomicBool>);
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// Take a snapshot on the store's own initiative (posted by a
+/// [`SnapshotTrigger`]): flush the log first when `flush` is given (buffered
+/// durability), snapshot `upto`, then ask `compactor` to compact. Replies
+/// nothing: failures are logged with `tracing::warn!`.
+#[derive(Debug)]
+pub struct AutoSnapshot {
+    /// The commit to snapshot (durable once `flush` has run, if given).
+    pub upto: u64,
+    /// The log writer to flush before snapshotting.
+    pub flush: Option<ActorRef<LogWriter>>,
+    /// The compactor to run afterwards.
+    pub compactor: Option<ActorRef<Compactor>>,
+    /// Cleared when this request is done.
+    pub outstanding: Outstanding,
+    /// Told [`Recheck`] when this request is done (a snapshot may have come
+    /// due meanwhile, with no commit after it to notice).
+    pub trigger: Option<ActorRef<SnapshotTrigger>>,
+}
+
+impl Message<AutoSnapshot> for Snapshotter {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: AutoSnapshot, _ctx: &mut Context<Self, ()>) {
+        if let Some(w) = &msg.flush {
+            if let Err(e) = w.ask(crate::log_writer::Flush).await {
+                match crate::error::from_send(e) {
+                    // The store is closing: nothing to snapshot any more.
+                    Error::Closed => {
+                        tracing::debug!(upto = msg.upto, "automatic snapshot skipped: closed")
+                    }
+                    e => {
+                        warn!(upto = msg.upto, error = %e, "automatic snapshot: cannot flush the log")
+                    }
+                }
+                return;
+            }
+        }
+        let taken = self.take(TakeSnapshot { upto: msg.upto }).await;
+        drop(msg.outstanding);
+        match taken {
+            Ok(info) => {
+                info!(
+                    commit = info.commit,
+                    from = info.from,
+                    "automatic snapshot written"
+                );
+                if let Some(c) = &msg.compactor {
+                    if let Err(e) = c.ask(Compact).await {
+                        let e = crate::error::from_send(e);
+                        warn!(error = %e, "compaction after an automatic snapshot failed");
+                    }
+                }
+            }
+            Err(e) => warn!(upto = msg.upto, error = %e, "automatic snapshot failed"),
+        }
+        if let Some(t) = &msg.trigger {
+            // Best effort: a full mailbox means commits are flowing, and
+            // each batch looks again anyway.
+            let _ = t.tell(Recheck).try_send();
+        }
+    }
+}
+
+/// The commit observer used when [`SnapshotEvery`] is set (see the module
+/// docs): forwards every durable batch to the index, then posts an
+/// [`AutoSnapshot`] when one is due. Spawn with `SnapshotTrigger::spawn`,
+/// hand `reply_recipient::<Committed>()` to the log writer, then send it
+/// [`TriggerWiring`] once the writer runs.
+#[derive(Debug)]
+pub struct SnapshotTrigger {
+    index: ActorRef<IndexActor>,
+    snapshotter: ActorRef<Snapshotter>,
+    catalog: Catalog,
+    every: SnapshotEvery,
+    /// Flush the log before an automatic snapshot of a mid-segment commit.
+    buffered: bool,
+    writer: Option<ActorRef<LogWriter>>,
+    compactor: Option<ActorRef<Compactor>>,
+    /// Its own ref (set at start), handed to the snapshotter for [`Recheck`].
+    me: Option<ActorRef<SnapshotTrigger>>,
+    outstanding: Arc<AtomicBool>,
+    /// The newest commit seen and the segment it is in.
+    last: Option<(u64, u64)>,
+    /// The newest sealed segment's last commit not yet snapshotted.
+    sealed: Option<u64>,
+    /// No automatic snapshot is posted for commits at or before this one
+    /// (the last one posted).
+    posted: u64,
+}
+
+impl kameo::Actor for SnapshotTrigger {
+    type Args = SnapshotTrigger;
+    type Error = kameo::error::Infallible;
+
+    async fn on_start(mut args: SnapshotTrigger, me: ActorRef<Self>) -> Result<Self, Self::Error> {
+        args.me = Some(me);
+        Ok(args)
+    }
+}
+
+impl SnapshotTrigger {
+    /// A trigger forwarding to `index` and posting to `snapshotter` per
+    /// `every`; `buffered` when the log is not fsynced before acknowledging
+    /// (the snapshotter then flushes it first). `last` is the newest commit
+    /// at open and the segment holding it (from recovery), if any.
+    pub fn new(
+        index: ActorRef<IndexActor>,
+        snapshotter: ActorRef<Snapshotter>,
+        catalog: Catalog,
+        every: SnapshotEvery,
+        buffered: bool,
+        last: Option<(u64, u64)>,
+    ) -> SnapshotTrigger {
+        SnapshotTrigger {
+            index,
+            snapshotter,
+            catalog,
+            every,
+            buffered,
+            writer: None,
+            compactor: None,
+            me: None,
+            outstanding: Arc::new(AtomicBool::new(false)),
+            last,
+            sealed: None,
+            posted: 0,
+        }
+    }
+
+    /// The commit an automatic snapshot is due at now, if any, and whether
+    /// it is the end of a sealed segment (durable without a flush).
+    fn due(&self) -> Option<(u64, bool)> {
+        let (last, _) = self.last?;
+        match self.every {
+            SnapshotEvery::Segment => self.sealed.filter(|&c| c > self.posted).map(|c| (c, true)),
+            SnapshotEvery::Commits(n) => {
+                let base = self
+                    .catalog
+                    .newest()
+                    .map_or(0, |s| s.commit)
+                    .max(self.posted);
+                (last >= base.saturating_add(n.max(1))).then_some((last, false))
+            }
+        }
+    }
+
+    fn maybe_post(&mut self) {
+        let Some((upto, sealed)) = self.due() else {
+            return;
+        };
+        if self.outstanding.swap(true, Ordering::AcqRel) {
+            return; // one at a time; the next batch looks again
+        }
+        let msg = AutoSnapshot {
+            upto,
+            flush: if self.buffered && !sealed {
+                self.writer.clone()
+            } else {
+                None
+            },
+            compactor: self.compactor.clone(),
+            outstanding: Outstanding(self.outstanding.clone()),
+            trigger: self.me.clone(),
+        };
+        if self.buffered && !sealed && msg.flush.is_none() {
+            return; // not wired yet: cannot make `upto` durable (msg drop clears the flag)
+        }
+        match self.snapshotter.tell(msg).try_send() {
+            Ok(()) => self.posted = upto,
+            Err(e) => {
+                tracing::debug!(upto, error = ?e, "automatic snapshot not posted; will retry");
+            }
+        }
+    }
+}
+
+/// Gives a [`SnapshotTrigger`] the actors started after it.
+#[derive(Clone, Debug)]
+pub struct TriggerWiring {
+    /// The log writer (flushed before snapshots in buffered mode).
+    pub writer: ActorRef<LogWriter>,
+    /// The compactor (run after each automatic snapshot).
+    pub compactor: ActorRef<Compactor>,
+}
+
+impl Message<TriggerWiring> for SnapshotTrigger {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: TriggerWiring, _ctx: &mut Context<Self, ()>) {
+        self.writer = Some(msg.writer);
+        self.compactor = Some(msg.compactor);
+    }
+}
+
+/// Look again whether an automatic snapshot is due (sent by the
+/// snapshotter when an [`AutoSnapshot`] is done).
+#[derive(Clone, Copy, Debug)]
+pub struct Recheck;
+
+impl Message<Recheck> for SnapshotTrigger {
+    type Reply = ();
+
+    async fn handle(&mut self, _: Recheck, _ctx: &mut Context<Self, ()>) {
+        self.maybe_post();
+    }
+}
+
+/// Forwards the batch to the index and replies once the index has it (a
+/// failed forward drops the reply, so the log writer sees the observer
+/// fail, exactly as if it talked to the index directly); then checks
+/// whether an automatic snapshot is due.
+impl Message<Committed> for SnapshotTrigger {
+    type Reply = DelegatedReply<()>;
+
+    async fn handle(
+        &mut self,
+        msg: Committed,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> DelegatedReply<()> {
+        let (delegated, sender) = ctx.reply_sender();
+        let seen: Vec<(u64, u64)> = msg
+            .records
+            .iter()
+            .map(|r| (r.commit, r.location.segment))
+            .collect();
+        if let Err(e) = self.index.ask(msg).await {
+            tracing::error!(error = ?e, "snapshot trigger: the index did not take a batch");
+            return delegated; // the sender is dropped: the writer sees a failure
+        }
+        if let Some(s) = sender {
+            s.send(());
+        }
+        for (commit, segment) in seen {
+            match self.last {
+                Some((c, _)) if commit <= c => continue, // shown again after a restart
+                Some((c, seg)) if seg != segment => self.sealed = Some(c),
+                _ => {}
+            }
+            self.last = Some((commit, segment));
+        }
+        self.maybe_post();
+        delegated
+    }
 }
 
 /// Serializes seal-and-snapshot sequences across callers: [`SnapshotGate::try_enter`]

@@ -216,10 +216,24 @@ async fn refused_batches_change_nothing() {
         }
         other => panic!("expected Compacted, got {other:?}"),
     }
-    let hits = actor
+    // Listing from before the oldest held commit is refused, not shortened.
+    match actor
         .ask(Affecting {
             path: p("users.u1"),
             from: 0,
+            to: 10,
+        })
+        .await
+    {
+        Err(SendError::HandlerError(logd_actors::Error::Compacted { commit, oldest })) => {
+            assert_eq!((commit, oldest), (0, 4));
+        }
+        other => panic!("expected Compacted, got {other:?}"),
+    }
+    let hits = actor
+        .ask(Affecting {
+            path: p("users.u1"),
+            from: 4,
             to: 10,
         })
         .await

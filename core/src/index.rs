@@ -395,6 +395,14 @@ impl PathIndex {
         }
     }
 
+    /// The smallest `from` for which [`PathIndex::affecting`] over
+    /// `(from, to]` is complete: the commit before the oldest one held (or,
+    /// when none is held, the last one known). Earlier commits were forgotten
+    /// (compacted) and can no longer be listed.
+    pub fn complete_from(&self) -> u64 {
+        self.base.saturating_sub(1)
+    }
+
     /// Where the record of `commit` lives, `None` when the index does not hold it.
     pub fn location(&self, commit: u64) -> Option<Location> {
         let i = commit.checked_sub(self.base)?;

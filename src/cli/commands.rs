@@ -160,9 +160,15 @@ pub async fn log(args: &LogArgs, dir: &Path) -> Result<(), String> {
     util::path("--path", &args.path)?;
     let commits = with_store(dir, async |s: &Storage| {
         let to = args.to.unwrap_or_else(|| s.current_commit());
-        s.history(&args.path, args.from, to)
-            .await
-            .map_err(|e| e.to_string())
+        match s.history(&args.path, args.from, to).await {
+            // Older commits were compacted away: list what is retained.
+            Err(logd::Error::Compacted { oldest, .. }) if args.from == 0 => {
+                eprintln!("logd: commits up to {oldest} were compacted; listing the later ones");
+                s.history(&args.path, oldest, to).await
+            }
+            other => other,
+        }
+        .map_err(|e| e.to_string())
     })
     .await?;
     for c in commits {

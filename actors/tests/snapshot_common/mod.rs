@@ -100,6 +100,7 @@ pub async fn open_with(
         umask: options.umask,
         catalog: catalog.clone(),
         index: index.clone(),
+        records: None,
     });
     let compactor = Compactor::spawn(Compactor::new(CompactorArgs {
         dir: dir.to_path_buf(),

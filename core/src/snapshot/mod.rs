@@ -87,6 +87,7 @@
 //! otherwise `p` is absent. A read therefore decodes the blocks that hold
 //! `p`'s run and nothing else (see [`SnapshotReader::blocks_decoded`]).
 
+mod batch;
 mod codec;
 mod reader;
 mod rewrite;

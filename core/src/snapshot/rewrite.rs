@@ -17,6 +17,9 @@
 //! is copied verbatim, frame and CRC, without decoding its entries; the
 //! entries at the run's ragged ends are copied one by one.
 //!
+//! From an empty previous snapshot (the first snapshot of a store) there is
+//! nothing to copy: the patches are folded and the result written whole.
+//!
 //! Memory: the skeleton (the direct children of each rewritten container,
 //! as placeholders) plus the touched subtrees, plus one block of the previous
 //! snapshot and one of the new one. A patch that ends at the root (replaces
@@ -31,7 +34,8 @@ use std::io::Write;
 use crate::index::touched_paths;
 use crate::kpath::{KPath, Segment};
 use crate::node::{Key, Node, Tag, Value};
-use crate::patch::apply_owned;
+
+use super::batch::apply_all;
 
 use super::reader::{Entries, Lookup, ReadAt, SnapshotReader};
 use super::tree::{BodyRef, KeysRef, flatten, key_segment};
@@ -63,6 +67,17 @@ pub fn rewrite_with<'p, S: ReadAt, W: Write>(
     opts: WriteOptions,
 ) -> Result<SnapshotMeta, SnapshotError> {
     let patches: Vec<&Node> = patches.into_iter().collect();
+    if prev.entry_count() == 0 {
+        // From the absent document every container is rewritten anyway:
+        // fold and write, with no ends to find and nothing to copy.
+        let doc = apply_all(None, &patches)
+            .map_err(|(index, source)| SnapshotError::Patch { index, source })?;
+        let mut w = SnapshotWriter::with_options(out, commit, opts)?;
+        if let Some(doc) = &doc {
+            w.push_node(&KPath::root(), doc)?;
+        }
+        return w.finish();
+    }
     let ends = ends_of(&patches);
     let mut w = SnapshotWriter::with_options(out, commit, opts)?;
     let min_raw = opts.block_target_bytes / 2;
@@ -89,10 +104,9 @@ pub fn rewrite_with<'p, S: ReadAt, W: Write>(
         placeholders: Vec::new(),
         min_raw,
     };
-    let mut doc = rw.skeleton(&KPath::root())?;
-    for (index, patch) in patches.iter().enumerate() {
-        doc = apply_owned(doc, patch).map_err(|source| SnapshotError::Patch { index, source })?;
-    }
+    let doc = rw.skeleton(&KPath::root())?;
+    let doc = apply_all(doc, &patches)
+        .map_err(|(index, source)| SnapshotError::Patch { index, source })?;
     if let Some(doc) = doc {
         let mut copier = Copier {
             entries: prev.entries(),
@@ -107,14 +121,17 @@ pub fn rewrite_with<'p, S: ReadAt, W: Write>(
 /// Sorted ends of all patches, without those below another end. Empty
 /// patches list gives an empty list; a patch that ends at the root gives `[root]`.
 fn ends_of(patches: &[&Node]) -> Vec<KPath> {
-    let mut ends = Vec::new();
+    // Many patches end at the same few paths: deduplicate before sorting.
+    let mut seen: std::collections::HashSet<KPath> = std::collections::HashSet::new();
+    let mut more = Vec::new();
     for p in patches {
-        ends.extend(touched_paths(p));
+        seen.extend(touched_paths(p));
         let mut path = KPath::root();
-        empty_arraydiffs(p, &mut path, &mut ends);
+        empty_arraydiffs(p, &mut path, &mut more);
+        seen.extend(more.drain(..));
     }
+    let mut ends: Vec<KPath> = seen.into_iter().collect();
     ends.sort();
-    ends.dedup();
     let mut kept: Vec<KPath> = Vec::with_capacity(ends.len());
     for e in ends {
         if kept.last().is_some_and(|k| k.is_prefix_of(&e)) {

@@ -221,17 +221,16 @@ struct Init {
 }
 
 impl Init {
+    /// The conflict index starts empty with its floor at the last durable
+    /// commit: no record is replayed (opening a store does not pay for it).
+    /// Every check made after a (re)start carries a read commit at or after
+    /// that floor (transactions read at an acknowledged commit); an older
+    /// one — a transaction that read before a supervised restart — is
+    /// answered conservatively with a conflict at the floor, so it re-reads
+    /// and retries instead of missing a change it cannot see.
     fn from_recovered(r: &Recovered) -> Init {
-        let base = r
-            .segments
-            .first()
-            .map_or(0, |s| s.first_commit.saturating_sub(1));
-        let mut conflicts = ConflictIndex::with_base(base);
-        for rec in &r.records {
-            conflicts.record(rec.commit, &rec.entry.patch);
-        }
         Init {
-            conflicts,
+            conflicts: ConflictIndex::with_base(r.last_commit),
             next_commit: r.last_commit + 1,
             active: r.segments.last().map(|s| ActiveSeg {
                 first: s.first_commit,

@@ -4,9 +4,12 @@
 //! reads at every commit equal the fold of the patches (or are
 //! `Error::Compacted`, and only below the retained range).
 
+mod common;
+use common::commit;
+
 use logd::{
-    Cutoff, Durability, Error, KPath, Node, Options, Outcome, Patch, PatchMeta, Retention,
-    SnapshotEvery, Storage, Value, patch,
+    Cutoff, Durability, Error, KPath, Node, Options, Retention, SnapshotEvery, Storage, Value,
+    patch,
 };
 use proptest::prelude::*;
 
@@ -42,18 +45,6 @@ fn options(auto: bool, retention: Retention) -> Options {
         o.snapshot_every = Some(SnapshotEvery::Commits(7));
     }
     o
-}
-
-async fn commit(s: &Storage, path: &str, data: Node) -> u64 {
-    let tx = s.new_tx(1, PatchMeta::default()).await.unwrap();
-    let mut p = tx
-        .new_patcher(Patch::new(KPath::parse(path).unwrap(), data))
-        .await
-        .unwrap();
-    match p.commit().await.unwrap() {
-        Outcome::Committed { commit } => commit,
-        other => panic!("{other:?}"),
-    }
 }
 
 /// The retention of the compacting runs keeps at least this many commits.

@@ -3,10 +3,10 @@
 //! works (the Go original fails exactly here), and compaction makes old
 //! commits `Compacted` instead of answering differently.
 
-use logd::{
-    Cutoff, Durability, Error, KPath, Node, Options, Outcome, Patch, PatchMeta, Retention, Storage,
-    patch,
-};
+mod common;
+use common::commit;
+
+use logd::{Cutoff, Durability, Error, KPath, Node, Options, Retention, Storage, patch};
 
 fn options(compaction: Retention) -> Options {
     let mut o = Options::default();
@@ -15,18 +15,6 @@ fn options(compaction: Retention) -> Options {
     };
     o.compaction = compaction;
     o
-}
-
-async fn commit(s: &Storage, path: &str, data: Node) -> u64 {
-    let tx = s.new_tx(1, PatchMeta::default()).await.unwrap();
-    let mut p = tx
-        .new_patcher(Patch::new(KPath::parse(path).unwrap(), data))
-        .await
-        .unwrap();
-    match p.commit().await.unwrap() {
-        Outcome::Committed { commit } => commit,
-        other => panic!("{other:?}"),
-    }
 }
 
 /// Commits 3 × 60 patches with a snapshot after each round; returns the

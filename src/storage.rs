@@ -63,6 +63,7 @@ pub(crate) struct Inner {
     pub(crate) tx_ids: TxIds,
     pub(crate) last_acked: Arc<AtomicU64>,
     pub(crate) closed: AtomicBool,
+    pub(crate) truncated: Option<(PathBuf, u64)>,
 }
 
 /// An open store. Cheap to clone; every clone is the same store.
@@ -250,9 +251,23 @@ impl Storage {
                 tx_ids,
                 last_acked,
                 closed: AtomicBool::new(false),
+                truncated: recovered.truncated.clone(),
             }),
         };
         Ok((storage, recovered))
+    }
+
+    /// Where opening cut a torn tail off the last log segment (file and
+    /// offset), if it did. A torn tail is what a crash in the middle of a
+    /// write leaves: in `Immediate` mode the cut record was never
+    /// acknowledged, unless the medium damaged it after the fsync, which no
+    /// checksum can tell from a torn write. Check this (it is also logged
+    /// with `tracing::warn!`) if every acknowledged commit matters to you.
+    pub fn truncated_tail(&self) -> Option<(&Path, u64)> {
+        self.inner
+            .truncated
+            .as_ref()
+            .map(|(path, offset)| (path.as_path(), *offset))
     }
 
     /// The store directory.
@@ -511,7 +526,34 @@ mod tests {
         s.close().await.unwrap();
         let s = Storage::open(dir.path(), Options::default()).await.unwrap();
         assert_eq!(s.current_commit(), 3);
+        assert_eq!(s.truncated_tail(), None);
         assert_eq!(s.read_state_at("a", 3).await, Ok(Some(Node::int(3))));
+        s.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_cut_tail_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::open(dir.path(), Options::default()).await.unwrap();
+        let w = s.actors().log_writer;
+        let mut ends = Vec::new();
+        for i in 1..=3 {
+            match w.ask(rec(i)).await.unwrap() {
+                AppendOutcome::Appended(a) => ends.push(a.location),
+                other => panic!("{other:?}"),
+            }
+        }
+        s.close().await.unwrap();
+        // Cut the last record in half, as a crash mid-write would.
+        let last = ends[2];
+        let seg = logd_actors::recovery::segment_path(dir.path(), last.segment);
+        let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+        f.set_len(last.offset + u64::from(last.len) / 2).unwrap();
+        drop(f);
+        let s = Storage::open(dir.path(), Options::default()).await.unwrap();
+        assert_eq!(s.current_commit(), 2);
+        assert_eq!(s.truncated_tail(), Some((seg.as_path(), last.offset)));
+        assert_eq!(s.read_state_at("a", 2).await, Ok(Some(Node::int(2))));
         s.close().await.unwrap();
     }
 }

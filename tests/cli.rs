@@ -185,6 +185,34 @@ fn check_good_store_then_flipped_byte() {
 }
 
 #[test]
+fn a_torn_tail_cut_at_open_is_reported() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    for i in 0..3 {
+        ok(d, &["patch", "k", &i.to_string()]);
+    }
+    // Cut the last record in half, as a crash in the middle of its write would.
+    let seg = d.join("wal").join("00000000000000000001.seg");
+    let bytes = std::fs::read(&seg).unwrap();
+    let scan = logd_core::wal::scan(&bytes).unwrap();
+    let last = scan.records.last().unwrap().location;
+    let cut = last.offset + u64::from(last.len) / 2;
+    std::fs::write(&seg, &bytes[..cut as usize]).unwrap();
+    let o = logd(d, &["get", "k"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "1");
+    assert!(
+        stderr(&o).contains(&format!("cut a torn tail off {}", seg.display()))
+            && stderr(&o).contains(&format!("at offset {}", last.offset)),
+        "{}",
+        stderr(&o)
+    );
+    // Once cut, the next open finds nothing to repair.
+    let o = logd(d, &["get", "k"]);
+    assert_eq!(stderr(&o), "");
+}
+
+#[test]
 fn check_reports_bad_meta() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();

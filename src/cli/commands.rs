@@ -55,9 +55,16 @@ pub struct LogArgs {
 }
 
 async fn open(dir: &Path) -> Result<Storage, String> {
-    Storage::open(dir, Options::default())
+    let storage = Storage::open(dir, Options::default())
         .await
-        .map_err(|e| format!("cannot open store {}: {e}", dir.display()))
+        .map_err(|e| format!("cannot open store {}: {e}", dir.display()))?;
+    if let Some((file, offset)) = storage.truncated_tail() {
+        eprintln!(
+            "logd: warning: cut a torn tail off {} at offset {offset} (an unfinished write)",
+            file.display()
+        );
+    }
+    Ok(storage)
 }
 
 /// Runs `body` on an open store and closes it, whatever `body` returned.

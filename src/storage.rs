@@ -124,9 +124,8 @@ impl Storage {
         let dir = dir.as_ref().to_path_buf();
         let lock = DirLock::acquire(&dir, &options)?;
         // The index (and the snapshot trigger in front of it) get their refs
-        // now, so the log writer's arguments (its conflict index, rebuilt
-        // from every record) are built on another thread while this one
-        // rebuilds the path index and opens the catalogue.
+        // before they are spawned: the log writer's arguments name the
+        // commit observer, and the trigger names the index.
         let index_actor = IndexActor::prepare();
         let index = index_actor.actor_ref().clone();
         let trigger_actor = options.snapshot_every.map(|_| SnapshotTrigger::prepare());
@@ -135,37 +134,27 @@ impl Storage {
             Some(t) => t.clone().reply_recipient::<Committed>(),
             None => index.clone().reply_recipient::<Committed>(),
         };
-        let (recovered, path_index, catalog, skipped, args, options, fs) = {
+        let (recovered, path_index, catalog, skipped, options, fs) = {
             let dir = dir.clone();
             tokio::task::spawn_blocking(move || {
                 let recovered = recover(&dir, &options, &*fs)?;
-                let (built, args) = std::thread::scope(|sc| {
-                    let writer_args = sc.spawn(|| {
-                        WriterArgs::new(
-                            dir.clone(),
-                            options.clone(),
-                            fs.clone(),
-                            Some(observer),
-                            &recovered,
-                        )
-                    });
-                    let built = build_index(&dir, &recovered).and_then(|index| {
-                        Catalog::open_recovered(&dir, &*fs, options.umask, &recovered)
-                            .map(|(catalog, skipped)| (index, catalog, skipped))
-                    });
-                    let args = writer_args.join().map_err(|_| Error::WriterFailed {
-                        reason: "rebuilding the log writer's state panicked".into(),
-                    });
-                    (built, args)
-                });
-                let (index, catalog, skipped) = built?;
-                Ok::<_, Error>((recovered, index, catalog, skipped, args?, options, fs))
+                let index = build_index(&dir, &recovered)?;
+                let (catalog, skipped) =
+                    Catalog::open_recovered(&dir, &*fs, options.umask, &recovered)?;
+                Ok::<_, Error>((recovered, index, catalog, skipped, options, fs))
             })
             .await
             .map_err(|e| Error::WriterFailed {
                 reason: format!("recovery task failed: {e}"),
             })??
         };
+        let args = WriterArgs::new(
+            dir.clone(),
+            options.clone(),
+            fs.clone(),
+            Some(observer),
+            &recovered,
+        );
         for s in &skipped {
             tracing::warn!(snapshot = ?s, "skipped an unusable snapshot");
         }

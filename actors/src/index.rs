@@ -402,9 +402,7 @@ impl Message<Affecting> for IndexActor {
         msg: Affecting,
         _ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        let index = self.index.read_own();
-        complete(&index, msg.from, msg.to)?;
-        Ok(index.affecting(&msg.path, msg.from, msg.to))
+        self.index.affecting(&msg.path, msg.from, msg.to)
     }
 }
 

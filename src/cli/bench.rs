@@ -22,7 +22,7 @@
 //!
 //! `LOGD_BENCH_CPU=1` also prints the CPU time per operation of W1, W8 and
 //! W9 on stderr; `LOGD_BENCH_ONLY=w9` runs W9 alone on an empty store, `=w1` stops
-//! after W1 (profiling aids).
+//! after W1, `LOGD_BENCH_KEEP=1` keeps the store (profiling aids).
 //!
 //! `--quick` shrinks the counts (finishes well within 60 s); the
 //! environment variable `LOGD_BENCH_TINY=1` shrinks them further still (for
@@ -316,7 +316,13 @@ pub async fn run(args: &BenchArgs, dir: &Path) -> Result<(), String> {
     };
     let result = workloads(&work, durability, &counts, &bar).await;
     bar.finish_and_clear();
-    let cleanup = std::fs::remove_dir_all(&work);
+    // `LOGD_BENCH_KEEP=1` keeps the store the workloads left (a profiling aid).
+    let cleanup = if std::env::var_os("LOGD_BENCH_KEEP").is_some() {
+        eprintln!("kept the bench store at {}", work.display());
+        Ok(())
+    } else {
+        std::fs::remove_dir_all(&work)
+    };
     let results = result?;
     cleanup.map_err(|e| format!("cannot remove {}: {e}", work.display()))?;
     if args.json {

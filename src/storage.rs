@@ -123,17 +123,13 @@ impl Storage {
     ) -> Result<(Storage, Recovered), Error> {
         let dir = dir.as_ref().to_path_buf();
         let lock = DirLock::acquire(&dir, &options)?;
-        // The index (and the snapshot trigger in front of it) get their refs
-        // before they are spawned: the log writer's arguments name the
-        // commit observer, and the trigger names the index.
+        // The index and the snapshot trigger get their refs before they are
+        // spawned: the log writer's arguments name the trigger (its
+        // follower), and other actors name the index.
         let index_actor = IndexActor::prepare();
         let index = index_actor.actor_ref().clone();
         let trigger_actor = options.snapshot_every.map(|_| SnapshotTrigger::prepare());
         let trigger = trigger_actor.as_ref().map(|t| t.actor_ref().clone());
-        let observer = match &trigger {
-            Some(t) => t.clone().reply_recipient::<Committed>(),
-            None => index.clone().reply_recipient::<Committed>(),
-        };
         let (recovered, path_index, catalog, skipped, options, fs) = {
             let dir = dir.clone();
             tokio::task::spawn_blocking(move || {
@@ -148,13 +144,6 @@ impl Storage {
                 reason: format!("recovery task failed: {e}"),
             })??
         };
-        let args = WriterArgs::new(
-            dir.clone(),
-            options.clone(),
-            fs.clone(),
-            Some(observer),
-            &recovered,
-        );
         for s in &skipped {
             tracing::warn!(snapshot = ?s, "skipped an unusable snapshot");
         }
@@ -162,6 +151,12 @@ impl Storage {
         let index_state =
             IndexActor::with_catalog(path_index, catalog.clone()).with_records(records.clone());
         let shared_index = index_state.shared();
+        // Durable batches go into the index from the writer's flush itself.
+        let mut args = WriterArgs::new(dir.clone(), options.clone(), fs.clone(), None, &recovered)
+            .with_index(index_state.sink());
+        if let Some(t) = &trigger {
+            args = args.with_follower(t.clone().recipient::<Committed>());
+        }
         index_actor.spawn(index_state);
         let tx_ids = TxIds::open_deferred(
             dir.clone(),
@@ -181,7 +176,7 @@ impl Storage {
             index: index.clone(),
             records: Some(records.clone()),
         });
-        // Automatic snapshots: the trigger observes commits in front of the index.
+        // Automatic snapshots: the trigger follows the log writer's batches.
         if let (Some(t), Some(every)) = (trigger_actor, options.snapshot_every) {
             let last = recovered
                 .segments
@@ -190,7 +185,6 @@ impl Storage {
                 .find(|s| s.last_commit >= s.first_commit)
                 .map(|s| (s.last_commit, s.first_commit));
             t.spawn(SnapshotTrigger::new(
-                index.clone(),
                 snapshotter.clone(),
                 catalog.clone(),
                 every,

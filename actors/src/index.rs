@@ -1,13 +1,14 @@
 //! The index actor: owns the [`PathIndex`] (and, later, the snapshot
 //! catalogue) and answers lookups.
 //!
-//! The log writer sends [`IndexCommit`] for every batch *before* it
-//! acknowledges the batch, so a read issued after an acknowledgement is
-//! planned over an index that already holds the commit. Readers send [`Plan`]
-//! and get back a [`ReadPlan`]: the read root and the `(commit, location)`
-//! records to replay. Reading those records and folding them
+//! The log writer puts every durable batch into the index through an
+//! [`IndexSink`] *before* it acknowledges the batch, so a read issued after
+//! an acknowledgement is planned over an index that already holds the
+//! commit. Readers plan over the [`SharedIndex`] (or send [`Plan`] and get
+//! back a [`ReadPlan`]: the read root and the `(commit, location)` records
+//! to replay). Reading those records and folding them
 //! ([`logd_core::read::execute`]) happens in the reader's own task, so a read
-//! holds the actor for one lookup only and never blocks commits behind record
+//! holds the index for one lookup only and never blocks commits behind record
 //! I/O or patch application.
 //!
 //! With a [`Catalog`] ([`IndexActor::with_catalog`]) it also answers
@@ -19,15 +20,17 @@
 //! # The read-shared index
 //!
 //! The [`PathIndex`] lives in a [`SharedIndex`] (`Arc<RwLock<PathIndex>>`).
-//! This actor is its only writer (the write methods are private to this
-//! module): it takes the write lock once per durable batch, after computing
-//! the batch's touched paths outside the lock, and for [`ForgetBefore`].
-//! Readers ([`crate::reader::Reader`], a transaction's `seq` check) plan
-//! directly in their own task under a short read lock, without a mailbox
-//! round trip: a read never blocks commits for longer than one lookup, and
-//! a commit never waits behind record I/O or a fold. Because the log writer
-//! acknowledges a batch only after this actor has inserted it, a read that
-//! starts after an acknowledgement plans over an index that holds it.
+//! Its writers are the [`IndexSink`] (the log writer's flush, once per
+//! durable batch; the actor's own [`Committed`] handler, for writers wired
+//! to it as their commit observer, uses the same code) and this actor's
+//! [`ForgetBefore`] (the write methods are private to this module). Touched
+//! paths are computed outside the write lock. Readers
+//! ([`crate::reader::Reader`], a transaction's `seq` check) plan directly in
+//! their own task under a short read lock, without a mailbox round trip: a
+//! read never blocks commits for longer than one lookup, and a commit never
+//! waits behind record I/O or a fold. Because the log writer acknowledges a
+//! batch only after it is in the index, a read that starts after an
+//! acknowledgement plans over an index that holds it.
 //!
 //! This actor never writes files and never applies patches; it only opens a
 //! segment file read-only the first time a plan needs it (cached in the
@@ -44,14 +47,15 @@ use logd_core::node::Node;
 use logd_core::wal::Location;
 use tracing::{debug, error, instrument};
 
-use crate::log_writer::Committed;
+use crate::log_writer::{Committed, CommittedRecord};
 use crate::reader::RecordCache;
 
 use crate::catalog::{BasePlan, Catalog};
 use crate::error::Error;
 
-/// The path index, shared between the [`IndexActor`] (its only writer) and
-/// readers, which plan under a short read lock. Cheap to clone.
+/// The path index, shared between its writers (an [`IndexSink`], the
+/// [`IndexActor`]) and readers, which plan under a short read lock. Cheap to
+/// clone.
 #[derive(Clone, Debug, Default)]
 pub struct SharedIndex {
     inner: Arc<RwLock<PathIndex>>,
@@ -65,14 +69,14 @@ impl SharedIndex {
         }
     }
 
-    /// The read lock. A poisoned lock means the index actor panicked while
-    /// writing and is gone: readers get [`Error::Closed`], as they would
-    /// from its mailbox.
+    /// The read lock. A poisoned lock means a writer (the index actor or
+    /// the log writer's flush) panicked in the middle of a write: readers
+    /// get [`Error::Closed`] rather than plan over a half-made change.
     fn read(&self) -> Result<RwLockReadGuard<'_, PathIndex>, Error> {
         self.inner.read().map_err(|_| Error::Closed)
     }
 
-    /// For the actor itself: it only runs while no write of its own panicked.
+    /// For the writers themselves (a panicked write stopped its writer).
     fn read_own(&self) -> RwLockReadGuard<'_, PathIndex> {
         self.inner.read().unwrap_or_else(PoisonError::into_inner)
     }
@@ -139,6 +143,51 @@ fn complete(index: &PathIndex, from: u64, to: u64) -> Result<(), Error> {
     Ok(())
 }
 
+/// Puts durable batches into a [`SharedIndex`] (and a [`RecordCache`], for
+/// readers). The log writer holds one and calls [`IndexSink::absorb`] right
+/// after a batch's fsync, on the thread that did the I/O, before it
+/// acknowledges any record of the batch: read-after-ack holds without a
+/// message round trip to the [`IndexActor`]. Get it with
+/// [`IndexActor::sink`] before spawning the actor. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct IndexSink {
+    index: SharedIndex,
+    records: Option<Arc<RecordCache>>,
+}
+
+impl IndexSink {
+    /// Indexes the records of `batch` (in commit order) that the index does
+    /// not hold yet; records it already holds are skipped, so a batch shown
+    /// twice (after a writer restart) is harmless. The patches are walked
+    /// before the write lock is taken: readers wait for the inserts only.
+    /// A record that does not continue the index is an error, and nothing
+    /// from it on is inserted.
+    pub fn absorb(&self, batch: &[CommittedRecord]) -> Result<(), IndexError> {
+        let next = self.index.read_own().next_commit();
+        let touched: Vec<Option<Vec<KPath>>> = batch
+            .iter()
+            .map(|rec| fresh(next, rec.commit).then(|| touched_paths(&rec.entry.patch)))
+            .collect();
+        let mut index = self.index.write_own();
+        for (rec, paths) in batch.iter().zip(&touched) {
+            // Another writer (a restart's replay) may have inserted it meanwhile.
+            let (Some(paths), true) = (paths, fresh(index.next_commit(), rec.commit)) else {
+                continue;
+            };
+            index.insert(rec.commit, paths, rec.location)?;
+            if let Some(cache) = &self.records {
+                cache.insert(rec.commit, rec.entry.clone(), rec.location.len as usize);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `commit` is not yet in an index whose next commit is `next`.
+fn fresh(next: Option<u64>, commit: u64) -> bool {
+    next.is_none_or(|n| commit >= n)
+}
+
 /// The index actor. Spawn it with `IndexActor::spawn(IndexActor::new())`
 /// (kameo's `Spawn` trait), or from an index rebuilt at open.
 #[derive(Actor, Debug, Default)]
@@ -195,6 +244,16 @@ impl IndexActor {
     /// round trip (take it before spawning the actor).
     pub fn shared(&self) -> SharedIndex {
         self.index.clone()
+    }
+
+    /// An [`IndexSink`] into this actor's index and record cache, for the
+    /// log writer (take it before spawning the actor, after
+    /// [`IndexActor::with_records`]).
+    pub fn sink(&self) -> IndexSink {
+        IndexSink {
+            index: self.index.clone(),
+            records: self.records.clone(),
+        }
     }
 }
 
@@ -350,34 +409,8 @@ impl Message<Committed> for IndexActor {
 
     #[instrument(name = "index.committed", level = "debug", skip_all, fields(records = msg.records.len()))]
     async fn handle(&mut self, msg: Committed, _ctx: &mut Context<Self, ()>) {
-        // Walk the patches before taking the write lock: readers wait for
-        // the inserts only. This actor is the only writer, so `next` holds.
-        let next = self.index.read_own().next_commit();
-        let fresh = |commit: u64| next.is_none_or(|n| commit >= n);
-        let touched: Vec<Vec<KPath>> = msg
-            .records
-            .iter()
-            .map(|rec| {
-                if fresh(rec.commit) {
-                    touched_paths(&rec.entry.patch)
-                } else {
-                    Vec::new()
-                }
-            })
-            .collect();
-        let mut index = self.index.write_own();
-        for (rec, paths) in msg.records.iter().zip(&touched) {
-            if !fresh(rec.commit) {
-                continue;
-            }
-            let inserted = index.insert(rec.commit, paths, rec.location);
-            if let Err(e) = inserted {
-                error!(commit = rec.commit, error = %e, "cannot index a durable record");
-                return;
-            }
-            if let Some(cache) = &self.records {
-                cache.insert(rec.commit, rec.entry.clone(), rec.location.len as usize);
-            }
+        if let Err(e) = self.sink().absorb(&msg.records) {
+            error!(error = %e, "cannot index a durable batch");
         }
     }
 }

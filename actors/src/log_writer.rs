@@ -7,9 +7,11 @@
 //! encodes the record into the pending batch, and returns at once with a
 //! delegated reply. One batch at a time is written by a flush task: one
 //! positional write per segment touched, one fsync (in `block_in_place` on
-//! the multi-thread runtime, else on the blocking pool; see `run_flush`), then the batch's records are handed to
-//! the commit observer (the index) and awaited, and only then is every
-//! record of the batch acknowledged (group commit). Records that arrive
+//! the multi-thread runtime, else on the blocking pool; see `run_flush`),
+//! then, on that same thread, the batch goes into the index
+//! ([`WriterArgs::with_index`]); a commit observer, if any, is asked and
+//! awaited; only then is every record of the batch acknowledged (group
+//! commit), and a follower, if any, is told. Records that arrive
 //! while a batch is in flight form the next batch.
 //!
 //! It never acknowledges what was not durable (per `Options::durability`),
@@ -25,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kameo::Actor;
-use kameo::actor::{ActorRef, WeakActorRef};
+use kameo::actor::{ActorRef, Recipient, WeakActorRef};
 use kameo::error::ActorStopReason;
 use kameo::message::{Context, Message};
 use kameo::reply::{DelegatedReply, ReplySender};
@@ -36,6 +38,7 @@ use logd_core::{KPath, Node};
 
 use crate::error::Error;
 use crate::fileops::FileOps;
+use crate::index::IndexSink;
 use crate::options::{Durability, Options};
 use crate::recovery::{self, Recovered, SegmentInfo};
 
@@ -179,8 +182,16 @@ pub struct WriterArgs {
     pub options: Options,
     /// The file operations (real or fault-injecting).
     pub fs: Arc<dyn FileOps>,
-    /// Who sees each durable batch before it is acknowledged.
+    /// Who sees each durable batch before it is acknowledged (asked, and
+    /// awaited: one round trip per batch).
     pub observer: Option<CommitObserver>,
+    /// The index each durable batch goes into before it is acknowledged,
+    /// on the thread that did the batch's I/O (no message round trip). See
+    /// [`WriterArgs::with_index`].
+    pub index: Option<IndexSink>,
+    /// Who is told of each durable batch after it is acknowledged (without
+    /// waiting for it to be handled). See [`WriterArgs::with_follower`].
+    pub follower: Option<Recipient<Committed>>,
     /// State shared across restarts.
     pub shared: Arc<WriterShared>,
 }
@@ -207,8 +218,26 @@ impl WriterArgs {
             options,
             fs,
             observer,
+            index: None,
+            follower: None,
             shared: Arc::new(shared),
         }
+    }
+
+    /// Puts every durable batch into `index` before acknowledging it: the
+    /// store's read path sees a commit as soon as it is acknowledged, and
+    /// the commit path has no hop to the index actor.
+    pub fn with_index(mut self, index: IndexSink) -> WriterArgs {
+        self.index = Some(index);
+        self
+    }
+
+    /// Tells `follower` of every durable batch once it is acknowledged, in
+    /// commit order (for work that must not delay commits, such as
+    /// deciding when to take an automatic snapshot).
+    pub fn with_follower(mut self, follower: Recipient<Committed>) -> WriterArgs {
+        self.follower = Some(follower);
+        self
     }
 }
 
@@ -483,10 +512,20 @@ async fn restart_recovery(args: &WriterArgs) -> Result<Init, Error> {
             to = recovered.last_commit,
             "restart found durable records that were never acknowledged"
         );
+        if let Some(index) = &args.index {
+            index
+                .absorb(&unseen)
+                .map_err(|e| failed_err(&format!("cannot index a durable batch: {e}")))?;
+        }
         if let Some(obs) = &args.observer {
-            obs.ask(Committed { records: unseen })
-                .await
-                .map_err(|e| failed_err(&format!("commit observer failed: {e:?}")))?;
+            obs.ask(Committed {
+                records: unseen.clone(),
+            })
+            .await
+            .map_err(|e| failed_err(&format!("commit observer failed: {e:?}")))?;
+        }
+        if let Some(f) = &args.follower {
+            let _ = f.tell(Committed { records: unseen }).await;
         }
     }
     args.shared
@@ -699,10 +738,19 @@ async fn run_flush(
     let fs = args.fs.clone();
     let dir = args.dir.clone();
     let umask = args.options.umask;
+    let index = args.index.clone();
     let job = move || {
         let mut io = io;
-        let r = write_batch(&*fs, &dir, umask, &mut io, &chunks, sync, close_active);
-        (io, r)
+        let r =
+            write_batch(&*fs, &dir, umask, &mut io, &chunks, sync, close_active).and_then(|()| {
+                match &index {
+                    Some(index) => index
+                        .absorb(&records)
+                        .map_err(|e| failed_err(&format!("cannot index a durable batch: {e}"))),
+                    None => Ok(()),
+                }
+            });
+        (io, r, records)
     };
     // A syncing flush on the multi-thread runtime runs the write and fsync
     // right here, in `block_in_place` (tokio moves this worker's other
@@ -732,7 +780,7 @@ async fn run_flush(
             }
         })
     };
-    let (io, result) = match joined {
+    let (io, result, records) = match joined {
         Ok(v) => v,
         Err(msg) => {
             tracing::error!(reason = %msg, "log writer I/O failed");
@@ -753,7 +801,12 @@ async fn run_flush(
     let last = records.last().map(|r| r.commit);
     if !records.is_empty() {
         if let Some(obs) = &args.observer {
-            if let Err(e) = obs.ask(Committed { records }).await {
+            if let Err(e) = obs
+                .ask(Committed {
+                    records: records.clone(),
+                })
+                .await
+            {
                 let reason = format!("commit observer failed: {e:?}");
                 tracing::error!(%reason, "log writer stops");
                 for a in acks {
@@ -768,6 +821,12 @@ async fn run_flush(
     }
     for a in acks {
         a.succeed();
+    }
+    if let (Some(f), false) = (&args.follower, records.is_empty()) {
+        // Flushes are serial, so the follower sees batches in commit order.
+        if f.tell(Committed { records }).await.is_err() {
+            tracing::debug!("the commit follower is gone");
+        }
     }
     (Some(io), Ok(()))
 }

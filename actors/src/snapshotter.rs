@@ -17,10 +17,10 @@
 //! holder is in its seal-and-snapshot sequence.
 //!
 //! Snapshots on its own ([`crate::options::SnapshotEvery`]) come from a
-//! [`SnapshotTrigger`]: the commit observer the log writer talks to when
-//! automatic snapshots are on. It forwards every durable batch to the index
-//! (and replies only once the index has it, so read-after-ack holds), counts
-//! commits and notices sealed segments, and when one is due it *tries* to
+//! [`SnapshotTrigger`]: the log writer's follower when automatic snapshots
+//! are on (it is told of every durable batch after the batch is
+//! acknowledged, so commits never wait for it). It counts commits and
+//! notices sealed segments, and when one is due it *tries* to
 //! post an [`AutoSnapshot`] to this actor without waiting (at most one is
 //! outstanding), so writers never wait for a snapshot. The snapshotter
 //! handles it like an explicit request (serialized with them), then asks the
@@ -46,7 +46,6 @@ use std::time::{Duration, Instant};
 use kameo::Actor;
 use kameo::actor::ActorRef;
 use kameo::message::{Context, Message};
-use kameo::reply::DelegatedReply;
 use logd_core::snapshot::{SnapshotReader, SnapshotWriter, rewrite};
 use logd_core::wal::Entry;
 use tracing::{info, instrument, warn};
@@ -432,14 +431,14 @@ impl Message<AutoSnapshot> for Snapshotter {
     }
 }
 
-/// The commit observer used when [`SnapshotEvery`] is set (see the module
-/// docs): forwards every durable batch to the index, then posts an
-/// [`AutoSnapshot`] when one is due. Spawn with `SnapshotTrigger::spawn`,
-/// hand `reply_recipient::<Committed>()` to the log writer, then send it
+/// The log writer's follower when [`SnapshotEvery`] is set (see the module
+/// docs): watches every durable batch and posts an [`AutoSnapshot`] when
+/// one is due. Spawn with `SnapshotTrigger::spawn`, hand
+/// `recipient::<Committed>()` to the log writer
+/// ([`crate::log_writer::WriterArgs::with_follower`]), then send it
 /// [`TriggerWiring`] once the writer runs.
 #[derive(Debug)]
 pub struct SnapshotTrigger {
-    index: ActorRef<IndexActor>,
     snapshotter: ActorRef<Snapshotter>,
     catalog: Catalog,
     every: SnapshotEvery,
@@ -470,12 +469,11 @@ impl kameo::Actor for SnapshotTrigger {
 }
 
 impl SnapshotTrigger {
-    /// A trigger forwarding to `index` and posting to `snapshotter` per
+    /// A trigger posting to `snapshotter` per
     /// `every`; `buffered` when the log is not fsynced before acknowledging
     /// (the snapshotter then flushes it first). `last` is the newest commit
     /// at open and the segment holding it (from recovery), if any.
     pub fn new(
-        index: ActorRef<IndexActor>,
         snapshotter: ActorRef<Snapshotter>,
         catalog: Catalog,
         every: SnapshotEvery,
@@ -483,7 +481,6 @@ impl SnapshotTrigger {
         last: Option<(u64, u64)>,
     ) -> SnapshotTrigger {
         SnapshotTrigger {
-            index,
             snapshotter,
             catalog,
             every,
@@ -576,32 +573,15 @@ impl Message<Recheck> for SnapshotTrigger {
     }
 }
 
-/// Forwards the batch to the index and replies once the index has it (a
-/// failed forward drops the reply, so the log writer sees the observer
-/// fail, exactly as if it talked to the index directly); then checks
-/// whether an automatic snapshot is due.
+/// Notes the batch's commits and segments (the log writer tells it of each
+/// durable batch after acknowledging it), then checks whether an automatic
+/// snapshot is due.
 impl Message<Committed> for SnapshotTrigger {
-    type Reply = DelegatedReply<()>;
+    type Reply = ();
 
-    async fn handle(
-        &mut self,
-        msg: Committed,
-        ctx: &mut Context<Self, Self::Reply>,
-    ) -> DelegatedReply<()> {
-        let (delegated, sender) = ctx.reply_sender();
-        let seen: Vec<(u64, u64)> = msg
-            .records
-            .iter()
-            .map(|r| (r.commit, r.location.segment))
-            .collect();
-        if let Err(e) = self.index.ask(msg).await {
-            tracing::error!(error = ?e, "snapshot trigger: the index did not take a batch");
-            return delegated; // the sender is dropped: the writer sees a failure
-        }
-        if let Some(s) = sender {
-            s.send(());
-        }
-        for (commit, segment) in seen {
+    async fn handle(&mut self, msg: Committed, _ctx: &mut Context<Self, ()>) {
+        for rec in &msg.records {
+            let (commit, segment) = (rec.commit, rec.location.segment);
             match self.last {
                 Some((c, _)) if commit <= c => continue, // shown again after a restart
                 Some((c, seg)) if seg != segment => self.sealed = Some(c),
@@ -610,7 +590,6 @@ impl Message<Committed> for SnapshotTrigger {
             self.last = Some((commit, segment));
         }
         self.maybe_post();
-        delegated
     }
 }
 

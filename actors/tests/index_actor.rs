@@ -388,3 +388,64 @@ async fn shared_plans_see_every_acknowledged_commit() {
     ));
     actor.kill();
 }
+
+/// The log writer's way in: a sink taken before the actor is spawned writes
+/// the same index (and record cache) the actor plans over; a batch shown
+/// again is skipped, a gap is refused.
+#[tokio::test]
+async fn the_sink_skips_what_it_holds_and_refuses_gaps() {
+    use logd_actors::log_writer::CommittedRecord;
+    use logd_actors::reader::RecordCache;
+    use logd_core::wal::{Entry, EntryMeta};
+
+    let store = history(8, 3, None, true);
+    let rec = |c: u64| CommittedRecord {
+        commit: c,
+        location: loc(c),
+        entry: Arc::new(Entry {
+            commit: c,
+            tx_id: c,
+            timestamp: 0,
+            patch: (*store.records[&c]).clone(),
+            participants: vec![],
+            meta: EntryMeta::default(),
+        }),
+    };
+    let batch = |from: u64, to: u64| (from..=to).map(rec).collect::<Vec<_>>();
+    let cache = Arc::new(RecordCache::new(1 << 20));
+    let state = IndexActor::new().with_records(cache.clone());
+    let sink = state.sink();
+    let actor = IndexActor::spawn(state);
+
+    sink.absorb(&batch(1, 3)).unwrap();
+    sink.absorb(&batch(2, 5)).unwrap(); // 2 and 3 again: skipped
+    assert_eq!(actor.ask(LastCommit).await.unwrap(), Some(5));
+    match sink.absorb(&batch(7, 8)) {
+        Err(IndexError::OutOfOrder { commit, expected }) => assert_eq!((commit, expected), (7, 6)),
+        other => panic!("expected OutOfOrder, got {other:?}"),
+    }
+    assert_eq!(actor.ask(LastCommit).await.unwrap(), Some(5));
+    for c in 1..=5 {
+        assert_eq!(
+            actor.ask(LocationOf { commit: c }).await.unwrap(),
+            Some(loc(c))
+        );
+        assert_eq!(cache.get(c).map(|e| e.commit), Some(c));
+    }
+    assert!(cache.get(7).is_none());
+    // What the sink wrote plans exactly like what the actor indexes.
+    sink.absorb(&batch(6, 8)).unwrap();
+    for c in 0..=8 {
+        for s in ["", "users", "users.u1", "users.u2.name"] {
+            let path = p(s);
+            let got = read(&actor, &store, &path, c).await.unwrap();
+            let want = store.docs[c as usize].as_ref();
+            assert_eq!(
+                got.as_ref(),
+                want.and_then(|d| d.get_path(&path)),
+                "{s} at {c}"
+            );
+        }
+    }
+    actor.kill();
+}

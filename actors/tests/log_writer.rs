@@ -705,3 +705,61 @@ async fn wait_acked_answers_when_the_covering_flush_is_done() {
     fs.fail_sync.store(false, Ordering::SeqCst);
     let _ = store.started.stop().await;
 }
+
+/// With an index sink, each batch is in the index before any of its
+/// records is acknowledged; a follower is told of every batch, in commit
+/// order, without holding acknowledgements back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_index_holds_each_commit_before_its_ack_and_the_follower_sees_all() {
+    use logd_actors::index::IndexActor;
+
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options::default();
+    let _lock = DirLock::acquire(dir.path(), &options).unwrap();
+    let recovered = recover(dir.path(), &options, &RealFs).unwrap();
+    let index_state = IndexActor::new();
+    let shared = index_state.shared();
+    let followed = Arc::new(Mutex::new(Vec::new()));
+    let follower = Observer::spawn(followed.clone());
+    let args = WriterArgs::new(
+        dir.path().to_path_buf(),
+        options,
+        Arc::new(RealFs),
+        None,
+        &recovered,
+    )
+    .with_index(index_state.sink())
+    .with_follower(follower.clone().recipient::<Committed>());
+    let index = IndexActor::spawn(index_state);
+    let started = start(args).await.unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..16i64 {
+        let w = started.writer.clone();
+        let shared = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25i64 {
+                let a = append_ok(&w, append_msg(&format!("k{t}"), t * 1000 + i)).await;
+                let held = shared.last_commit().unwrap().unwrap_or(0);
+                assert!(
+                    held >= a.commit,
+                    "acked {} but the index holds {held}",
+                    a.commit
+                );
+                assert_eq!(shared.location(a.commit).unwrap(), Some(a.location));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // The follower is told after the ack: wait for the last batch to land.
+    for _ in 0..200 {
+        if followed.lock().unwrap().len() == 400 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(*followed.lock().unwrap(), (1..=400).collect::<Vec<u64>>());
+    started.stop().await.unwrap();
+    index.kill();
+}

@@ -112,7 +112,9 @@ pub enum AppendOutcome {
 
 /// Seal the active segment: everything in it is made durable and the next
 /// record starts a new segment. Replies with the sealed segment, or `None`
-/// when the active segment holds no record.
+/// when the active segment holds no record. Right after a reopen of a log
+/// whose newest segment was sealed (no record since), it replies with that
+/// segment once more, so a snapshot a crash prevented can still be taken.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Seal;
 
@@ -247,6 +249,8 @@ struct Init {
     conflicts: ConflictIndex,
     next_commit: u64,
     active: Option<ActiveSeg>,
+    /// The newest segment, when it is sealed (then `active` is `None`).
+    sealed_tail: Option<SegmentInfo>,
 }
 
 impl Init {
@@ -261,11 +265,14 @@ impl Init {
         Init {
             conflicts: ConflictIndex::with_base(r.last_commit),
             next_commit: r.last_commit + 1,
-            active: r.segments.last().map(|s| ActiveSeg {
+            // Appends never go into a sealed segment: the next one starts a
+            // new segment (a seal is kept across a reopen).
+            active: r.segments.last().filter(|s| !s.sealed).map(|s| ActiveSeg {
                 first: s.first_commit,
                 len: s.bytes,
                 last: s.last_commit,
             }),
+            sealed_tail: r.segments.last().filter(|s| s.sealed).cloned(),
         }
     }
 }
@@ -373,6 +380,9 @@ pub struct LogWriter {
     conflicts: ConflictIndex,
     next_commit: u64,
     active: Option<ActiveSeg>,
+    /// The newest segment when it was found sealed at start and nothing
+    /// was appended since (see [`Seal`]).
+    sealed_tail: Option<SegmentInfo>,
     batch: Batch,
     /// `None` while a flush task owns it.
     io: Option<Io>,
@@ -457,6 +467,7 @@ impl Actor for LogWriter {
             conflicts: init.conflicts,
             next_commit: init.next_commit,
             active: init.active,
+            sealed_tail: init.sealed_tail,
             batch: Batch::default(),
             io: Some(io),
             failed: None,
@@ -612,6 +623,7 @@ impl LogWriter {
             }
         };
         if roll {
+            self.sealed_tail = None;
             self.active = Some(ActiveSeg {
                 first: commit,
                 len: HEADER_LEN,
@@ -868,7 +880,10 @@ fn write_batch(
             ));
         };
         let end = ch.offset + ch.bytes.len() as u64;
-        if end > seg.filled {
+        // `>=`: the file of the segment being appended to always extends
+        // past its last record; only a seal cuts it there (recovery tells a
+        // sealed segment by that).
+        if end >= seg.filled {
             // Zero-fill ahead so that most fsyncs need no size update.
             let target = end + PREFILL;
             let zeros = vec![0u8; (target - seg.filled) as usize];
@@ -940,12 +955,15 @@ impl Message<Seal> for LogWriter {
                 last_commit: seg.last,
                 path: recovery::segment_path(&self.args.dir, seg.first),
                 bytes: seg.len,
+                sealed: true,
             }),
-            other => {
+            Some(empty) => {
                 // An empty segment stays active.
-                self.active = other;
+                self.active = Some(empty);
                 None
             }
+            // Once, after a reopen: see `Seal`.
+            None => self.sealed_tail.take(),
         };
         if info.is_some() {
             self.batch.close_active = true;

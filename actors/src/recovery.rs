@@ -104,6 +104,14 @@ pub struct SegmentInfo {
     pub path: PathBuf,
     /// Its length in bytes (header included).
     pub bytes: u64,
+    /// Whether it was sealed: it holds a record and its file ends exactly at
+    /// its last record. The log writer keeps zero fill ahead of the records
+    /// of the segment it appends to and cuts the fill off when it seals one
+    /// (see `log_writer`), so a reopened writer starts a new segment after a
+    /// sealed one instead of appending to it. The rule errs only the safe
+    /// way: a segment whose records happen to end at its file's end after a
+    /// crash also counts as sealed, which costs one more segment file.
+    pub sealed: bool,
 }
 
 /// What [`recover`] found: every good record, the segments, and what was
@@ -287,8 +295,9 @@ pub fn recover(dir: &Path, options: &Options, fs_ops: &dyn FileOps) -> Result<Re
             });
         }
         let mut len = bytes.len() as u64;
+        let mut sealed = false;
         match scan.tail {
-            TailStatus::Clean => {}
+            TailStatus::Clean => sealed = expect > first,
             // Zero fill ahead of the records (the writer's preallocation).
             TailStatus::Zeroed { offset } => len = offset,
             TailStatus::Torn { offset, error } if is_last => {
@@ -326,6 +335,7 @@ pub fn recover(dir: &Path, options: &Options, fs_ops: &dyn FileOps) -> Result<Re
             last_commit: expect - 1,
             path,
             bytes: len,
+            sealed,
         });
     }
     Ok(out)

@@ -763,3 +763,64 @@ async fn the_index_holds_each_commit_before_its_ack_and_the_follower_sees_all() 
     started.stop().await.unwrap();
     index.kill();
 }
+
+/// A seal survives a reopen: appends after it go to a new segment, and the
+/// first `Seal` after the reopen names the sealed segment once more (so a
+/// snapshot a crash prevented can still be taken); an unsealed segment is
+/// appended to after a reopen, as is one whose torn tail was cut.
+#[tokio::test]
+async fn a_seal_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    for i in 0..3 {
+        append_ok(&store.started.writer, append_msg("a", i)).await;
+    }
+    let sealed = store.started.writer.ask(Seal).await.unwrap().unwrap();
+    assert_eq!((sealed.first_commit, sealed.last_commit), (1, 3));
+    store.started.stop().await.unwrap();
+    drop(store);
+
+    let store = open(dir.path()).await;
+    let segs = &store.recovered.segments;
+    assert_eq!(segs.len(), 1);
+    assert!(segs[0].sealed, "{segs:?}");
+    let again = store.started.writer.ask(Seal).await.unwrap();
+    assert_eq!(again.map(|s| (s.first_commit, s.last_commit)), Some((1, 3)));
+    assert_eq!(store.started.writer.ask(Seal).await.unwrap(), None);
+    let a = append_ok(&store.started.writer, append_msg("a", 3)).await;
+    assert_eq!((a.commit, a.location.segment), (4, 4));
+    append_ok(&store.started.writer, append_msg("a", 4)).await;
+    store.started.stop().await.unwrap();
+    drop(store);
+
+    // The new segment was not sealed: a reopen appends to it.
+    let store = open(dir.path()).await;
+    let segs = &store.recovered.segments;
+    assert_eq!(
+        segs.iter().map(|s| s.sealed).collect::<Vec<_>>(),
+        [true, false]
+    );
+    let a = append_ok(&store.started.writer, append_msg("a", 5)).await;
+    assert_eq!((a.commit, a.location.segment), (6, 4));
+    store.started.stop().await.unwrap();
+    drop(store);
+
+    // A torn tail cut at open leaves the segment open for appends.
+    let last = last_segment(dir.path());
+    let len = std::fs::metadata(&last).unwrap().len();
+    let store = open(dir.path()).await;
+    let end = store.recovered.segments[1].bytes;
+    store.started.stop().await.unwrap();
+    drop(store);
+    assert!(len > end, "the appended-to segment keeps its zero fill");
+    let f = std::fs::OpenOptions::new().write(true).open(&last).unwrap();
+    f.set_len(end - 3).unwrap(); // cut into commit 6
+    drop(f);
+    let store = open(dir.path()).await;
+    assert_eq!(store.recovered.last_commit, 5);
+    assert!(store.recovered.truncated.is_some());
+    assert!(!store.recovered.segments[1].sealed);
+    let a = append_ok(&store.started.writer, append_msg("a", 6)).await;
+    assert_eq!((a.commit, a.location.segment), (6, 4));
+    store.started.stop().await.unwrap();
+}

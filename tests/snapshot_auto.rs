@@ -259,30 +259,6 @@ impl FileOps for FailSnapshots {
         }
         RealFs.create(path, mode)
     }
-    fn open(&self, path: &Path) -> io::Result<File> {
-        RealFs.open(path)
-    }
-    fn write_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
-        RealFs.write_at(file, buf, offset)
-    }
-    fn sync(&self, file: &File) -> io::Result<()> {
-        RealFs.sync(file)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        RealFs.rename(from, to)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        RealFs.sync_dir(dir)
-    }
-    fn truncate(&self, file: &File, len: u64) -> io::Result<()> {
-        RealFs.truncate(file, len)
-    }
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        RealFs.remove(path)
-    }
-    fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()> {
-        RealFs.create_dir(path, mode)
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

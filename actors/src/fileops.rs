@@ -13,32 +13,13 @@ use std::path::Path;
 
 /// File-system operations used by the durable write path. Implementations
 /// must be cheap to call from a blocking thread.
+///
+/// Every method does the real operation by default, so a fault-injecting
+/// implementation overrides only the operations it interferes with (and
+/// [`RealFs`] overrides none). An implementation that must never touch the
+/// real file system has to override them all.
 pub trait FileOps: Send + Sync + std::fmt::Debug + 'static {
     /// Creates (or truncates) `path` for reading and writing, with `mode`.
-    fn create(&self, path: &Path, mode: u32) -> io::Result<File>;
-    /// Opens an existing `path` for reading and writing.
-    fn open(&self, path: &Path) -> io::Result<File>;
-    /// Writes all of `buf` at `offset`.
-    fn write_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()>;
-    /// Makes the file's data durable (fdatasync).
-    fn sync(&self, file: &File) -> io::Result<()>;
-    /// Renames `from` to `to` (atomically replacing `to`).
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
-    /// Makes a directory's entries durable.
-    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
-    /// Truncates the file to `len` bytes.
-    fn truncate(&self, file: &File, len: u64) -> io::Result<()>;
-    /// Removes a file.
-    fn remove(&self, path: &Path) -> io::Result<()>;
-    /// Creates a directory (and its parents) with `mode`, if missing.
-    fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()>;
-}
-
-/// The real file system.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct RealFs;
-
-impl FileOps for RealFs {
     fn create(&self, path: &Path, mode: u32) -> io::Result<File> {
         OpenOptions::new()
             .read(true)
@@ -49,34 +30,42 @@ impl FileOps for RealFs {
             .open(path)
     }
 
+    /// Opens an existing `path` for reading and writing.
     fn open(&self, path: &Path) -> io::Result<File> {
         OpenOptions::new().read(true).write(true).open(path)
     }
 
+    /// Writes all of `buf` at `offset`.
     fn write_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
         file.write_all_at(buf, offset)
     }
 
+    /// Makes the file's data durable (fdatasync).
     fn sync(&self, file: &File) -> io::Result<()> {
         file.sync_data()
     }
 
+    /// Renames `from` to `to` (atomically replacing `to`).
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         fs::rename(from, to)
     }
 
+    /// Makes a directory's entries durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
     }
 
+    /// Truncates the file to `len` bytes.
     fn truncate(&self, file: &File, len: u64) -> io::Result<()> {
         file.set_len(len)
     }
 
+    /// Removes a file.
     fn remove(&self, path: &Path) -> io::Result<()> {
         fs::remove_file(path)
     }
 
+    /// Creates a directory (and its parents) with `mode`, if missing.
     fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()> {
         fs::DirBuilder::new()
             .recursive(true)
@@ -84,3 +73,9 @@ impl FileOps for RealFs {
             .create(path)
     }
 }
+
+/// The real file system (every [`FileOps`] method as provided).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RealFs;
+
+impl FileOps for RealFs {}

@@ -4,7 +4,6 @@
 
 mod snapshot_common;
 
-use std::fs::File;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
@@ -196,27 +195,6 @@ struct FailRemoves {
 }
 
 impl FileOps for FailRemoves {
-    fn create(&self, path: &Path, mode: u32) -> io::Result<File> {
-        RealFs.create(path, mode)
-    }
-    fn open(&self, path: &Path) -> io::Result<File> {
-        RealFs.open(path)
-    }
-    fn write_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
-        RealFs.write_at(file, buf, offset)
-    }
-    fn sync(&self, file: &File) -> io::Result<()> {
-        RealFs.sync(file)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        RealFs.rename(from, to)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        RealFs.sync_dir(dir)
-    }
-    fn truncate(&self, file: &File, len: u64) -> io::Result<()> {
-        RealFs.truncate(file, len)
-    }
     fn remove(&self, path: &Path) -> io::Result<()> {
         let left = self.allow.load(Ordering::SeqCst);
         if left == 0 {
@@ -224,9 +202,6 @@ impl FileOps for FailRemoves {
         }
         self.allow.store(left - 1, Ordering::SeqCst);
         RealFs.remove(path)
-    }
-    fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()> {
-        RealFs.create_dir(path, mode)
     }
 }
 

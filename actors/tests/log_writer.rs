@@ -31,12 +31,6 @@ struct FaultFs {
 }
 
 impl FileOps for FaultFs {
-    fn create(&self, path: &Path, mode: u32) -> io::Result<File> {
-        RealFs.create(path, mode)
-    }
-    fn open(&self, path: &Path) -> io::Result<File> {
-        RealFs.open(path)
-    }
     fn write_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
         if self.fail_write.load(Ordering::SeqCst) {
             // A short write, then the error.
@@ -57,21 +51,6 @@ impl FileOps for FaultFs {
             return Err(io::Error::other("injected fsync failure"));
         }
         RealFs.sync(file)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        RealFs.rename(from, to)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        RealFs.sync_dir(dir)
-    }
-    fn truncate(&self, file: &File, len: u64) -> io::Result<()> {
-        RealFs.truncate(file, len)
-    }
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        RealFs.remove(path)
-    }
-    fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()> {
-        RealFs.create_dir(path, mode)
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use logd_actors::RealFs;
 use logd_actors::error::from_send;
+use logd_actors::index::IndexActor;
 use logd_actors::log_writer::{Append, AppendOutcome, WriterArgs};
 use logd_actors::options::{Durability, Options};
 use logd_actors::recovery::{DirLock, recover};
@@ -21,7 +22,7 @@ use logd_actors::supervisor::start;
 use logd_core::Node;
 use logd_core::wal::EntryMeta;
 
-/// Counts batches and records, standing in for the index.
+/// Counts batches (the writer's follower, told after each acknowledged batch).
 struct Counter {
     batches: Arc<AtomicU64>,
 }
@@ -72,14 +73,18 @@ async fn case(durability: Durability, appenders: u64, secs: f64) -> (f64, f64) {
     let recovered = recover(dir.path(), &options, &RealFs).expect("recover");
     let batches = Arc::new(AtomicU64::new(0));
     let counter = Counter::spawn(batches.clone());
-    let observer = Some(counter.reply_recipient::<Committed>());
+    // As in the store: every durable batch goes into a path index before
+    // it is acknowledged.
+    let index = IndexActor::new();
     let args = WriterArgs::new(
         dir.path().into(),
         options,
         Arc::new(RealFs),
-        observer,
+        None,
         &recovered,
-    );
+    )
+    .with_index(index.sink())
+    .with_follower(counter.recipient::<Committed>());
     let started = start(args).await.expect("start");
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let t0 = Instant::now();
@@ -103,6 +108,7 @@ async fn case(durability: Durability, appenders: u64, secs: f64) -> (f64, f64) {
     }
     let rate = total as f64 / t0.elapsed().as_secs_f64();
     started.stop().await.expect("stop");
+    // The follower is told after the acks: the last batch may not be counted.
     let per_batch = total as f64 / batches.load(Ordering::Relaxed).max(1) as f64;
     (rate, per_batch)
 }

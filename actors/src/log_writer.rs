@@ -145,6 +145,18 @@ struct FlushDone {
 /// How many times a small batch goes round the mailbox waiting for more.
 const MAX_KICK_ROUNDS: u8 = 8;
 
+/// The conflict index keeps at least this many recent commits exactly when
+/// it is pruned. A transaction checks against the commit it read right
+/// before its append, a few batches back at most; a check reading further
+/// back than this gets a conservative conflict and re-reads.
+const CONFLICT_WINDOW: u64 = 1 << 16;
+
+/// The conflict index is pruned (commits older than [`CONFLICT_WINDOW`]
+/// forgotten) when it holds more path prefixes than this, or than twice
+/// what it held after the last pruning: its memory follows the paths
+/// written recently, not every path ever written.
+const CONFLICT_PRUNE_MIN: usize = 1 << 16;
+
 /// Internal: start a flush once the appends already queued in the mailbox
 /// have joined the batch.
 struct Kick {
@@ -378,6 +390,8 @@ pub struct LogWriter {
     args: WriterArgs,
     generation: u64,
     conflicts: ConflictIndex,
+    /// Prune `conflicts` when it holds more entries than this.
+    conflict_prune_at: usize,
     next_commit: u64,
     active: Option<ActiveSeg>,
     /// The newest segment when it was found sealed at start and nothing
@@ -465,6 +479,7 @@ impl Actor for LogWriter {
         Ok(LogWriter {
             generation,
             conflicts: init.conflicts,
+            conflict_prune_at: CONFLICT_PRUNE_MIN,
             next_commit: init.next_commit,
             active: init.active,
             sealed_tail: init.sealed_tail,
@@ -614,6 +629,11 @@ impl LogWriter {
         }
         let ends = touched_paths(&entry.patch);
         self.conflicts.record_ends(commit, ends.iter());
+        if self.conflicts.entries() > self.conflict_prune_at {
+            self.conflicts
+                .forget_through(commit.saturating_sub(CONFLICT_WINDOW));
+            self.conflict_prune_at = (2 * self.conflicts.entries()).max(CONFLICT_PRUNE_MIN);
+        }
         self.next_commit += 1;
 
         let roll = match self.active {

@@ -93,6 +93,28 @@ impl ConflictIndex {
         self.record_ends(commit, ends.iter());
     }
 
+    /// How many path prefixes it holds (what its memory grows with).
+    pub fn entries(&self) -> usize {
+        self.exact.len() + self.subtree.len() + self.below_keyed.len()
+    }
+
+    /// Forgets commits up to `floor` (at most the last one recorded): the
+    /// entries they left are dropped, and a check reading before `floor`
+    /// conflicts conservatively at `floor`, as after [`ConflictIndex::with_base`].
+    /// Answers for read commits at or after `floor` do not change: an entry
+    /// at or before `floor` can never be after such a read.
+    pub fn forget_through(&mut self, floor: u64) {
+        let floor = floor.min(self.last);
+        if floor <= self.floor {
+            return;
+        }
+        self.floor = floor;
+        for map in [&mut self.exact, &mut self.subtree, &mut self.below_keyed] {
+            map.retain(|_, c| *c > floor);
+            map.shrink_to_fit();
+        }
+    }
+
     /// The latest commit after `read_commit` that affects `path`, if any.
     pub fn last_affecting(&self, path: &KPath, read_commit: u64) -> Option<u64> {
         if read_commit < self.floor {
@@ -198,6 +220,33 @@ mod tests {
                     .find(|(c, ends)| *c > *r && ends.iter().any(|e| affects(e, q)))
                     .map(|(c, _)| c);
                 prop_assert_eq!(ix.last_affecting(q, *r), brute, "query {} after {}", q, r);
+            }
+        }
+
+        /// Forgetting the first commits changes no answer for a read at or
+        /// after the floor, answers at the floor for one before it, and
+        /// drops exactly the entries no later commit refreshed.
+        #[test]
+        fn forgetting_keeps_every_answer_after_the_floor(
+            commits in proptest::collection::vec(proptest::collection::vec(path(), 1..3), 1..12),
+            floor in 0u64..14,
+            queries in proptest::collection::vec((path(), 0u64..13), 1..20),
+        ) {
+            let mut full = ConflictIndex::new();
+            for (i, ends) in commits.iter().enumerate() {
+                full.record_ends(i as u64 + 1, ends.iter());
+            }
+            let mut pruned = full.clone();
+            pruned.forget_through(floor);
+            let floor = floor.min(commits.len() as u64);
+            let kept = [&full.exact, &full.subtree, &full.below_keyed]
+                .iter()
+                .map(|m| m.values().filter(|&&c| c > floor).count())
+                .sum::<usize>();
+            prop_assert_eq!(pruned.entries(), kept);
+            for (q, r) in &queries {
+                let want = if *r < floor { Some(floor) } else { full.last_affecting(q, *r) };
+                prop_assert_eq!(pruned.last_affecting(q, *r), want, "query {} after {}", q, r);
             }
         }
     }

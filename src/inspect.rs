@@ -1,6 +1,9 @@
 //! Read-only inspection of a store directory: [`check`] verifies every
 //! checksum of every file, [`stats`] summarises an open store.
 //!
+//! The index checkpoint (`ckpt/index.ckpt`) is reported apart from the problems:
+//! it is only an accelerator, which opening ignores when it is damaged.
+//!
 //! This module only ever opens files for reading: it never takes the
 //! directory lock, never truncates, renames or writes anything, so it is safe
 //! to run next to a live store (a record being appended at that moment may be
@@ -49,6 +52,9 @@ pub struct CheckReport {
     pub snapshot_entries: u64,
     /// Whether a meta file was present (and checked).
     pub meta: bool,
+    /// The index checkpoint: `None` when absent, else its commit, or why it
+    /// does not decode (not counted as a problem: opening ignores it).
+    pub checkpoint: Option<Result<u64, Problem>>,
     /// Every problem, in file order.
     pub problems: Vec<Problem>,
 }
@@ -180,6 +186,25 @@ pub fn check(dir: impl AsRef<Path>) -> CheckReport {
             reason: format!("cannot read: {e}"),
         }),
     }
+    // The index checkpoint.
+    let ckpt = logd_actors::recovery::checkpoint_path(dir);
+    report.checkpoint = match std::fs::read(&ckpt) {
+        Ok(bytes) => Some(
+            logd_core::index::checkpoint::decode(&bytes)
+                .map(|c| c.commit)
+                .map_err(|e| Problem {
+                    file: relative(dir, &ckpt),
+                    offset: e.offset,
+                    reason: e.kind.to_string(),
+                }),
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => Some(Err(Problem {
+            file: relative(dir, &ckpt),
+            offset: 0,
+            reason: format!("cannot read: {e}"),
+        })),
+    };
     // Snapshots.
     let snaps = files_in(&dir.join("snap"), "snap", &mut report, Path::new("snap"));
     for path in snaps {
@@ -238,6 +263,10 @@ pub struct StatsReport {
     pub snapshots: Vec<FileSize>,
     /// The path index's statistics.
     pub index: IndexStats,
+    /// What opening did with the index checkpoint.
+    pub checkpoint: logd_actors::recovery::CheckpointStatus,
+    /// The index checkpoint file's size in bytes (0: absent).
+    pub checkpoint_bytes: u64,
 }
 
 fn sizes(dir: &Path, ext: &str) -> Result<Vec<FileSize>, crate::Error> {
@@ -283,10 +312,15 @@ pub async fn stats(storage: &Storage) -> Result<StatsReport, crate::Error> {
         Ok(s) => s,
         Err(_) => return Err(crate::Error::Closed),
     };
+    let checkpoint_bytes = std::fs::metadata(logd_actors::recovery::checkpoint_path(&dir))
+        .map(|m| m.len())
+        .unwrap_or(0);
     Ok(StatsReport {
         commit,
         segments,
         snapshots,
         index,
+        checkpoint: storage.checkpoint_status().clone(),
+        checkpoint_bytes,
     })
 }

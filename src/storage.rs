@@ -19,18 +19,25 @@ use logd_actors::fileops::{FileOps, RealFs};
 use logd_actors::index::IndexActor;
 use logd_actors::log_writer::{Committed, LogWriter, WriterArgs};
 use logd_actors::reader::{Reader, RecordCache};
-use logd_actors::recovery::{DirLock, Recovered, recover};
+use logd_actors::recovery::{
+    CheckpointStatus, CheckpointWriter, DirLock, EncodedCheckpoint, Recovered, open_index,
+};
 use logd_actors::snapshotter::{
     SnapshotInfo, SnapshotTrigger, Snapshotter, SnapshotterArgs, SwitchAndSnapshot, TriggerWiring,
+    UseCheckpoints,
 };
 use logd_actors::supervisor::{Started, Supervisor, start};
 use logd_actors::transaction::{Outcome, Patch, PatchMeta, TxHandle, TxId, TxRegistry};
 use logd_actors::{Error, Options};
-use logd_core::index::PathIndex;
 use logd_core::{KPath, Node};
 
 /// How many bytes of recent records the read path keeps in memory.
 const RECORD_CACHE_BYTES: usize = 64 << 20;
+
+/// Opening writes a fresh index checkpoint (in the background) when it
+/// decoded at least this many records; closing advances it when at least
+/// this many commits were made since it.
+const CHECKPOINT_MIN_RECORDS: u64 = 1024;
 
 /// The engine's actors, for callers (load tests, tools) that drive the
 /// mailboxes directly.
@@ -64,6 +71,11 @@ pub(crate) struct Inner {
     pub(crate) last_acked: Arc<AtomicU64>,
     pub(crate) closed: AtomicBool,
     pub(crate) truncated: Option<(PathBuf, u64)>,
+    pub(crate) checkpoints: CheckpointWriter,
+    pub(crate) records: Arc<RecordCache>,
+    pub(crate) checkpoint_status: CheckpointStatus,
+    /// The checkpoint write open started, if any (awaited by close).
+    pub(crate) fresh_checkpoint: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// An open store. Cheap to clone; every clone is the same store.
@@ -130,14 +142,27 @@ impl Storage {
         let index = index_actor.actor_ref().clone();
         let trigger_actor = options.snapshot_every.map(|_| SnapshotTrigger::prepare());
         let trigger = trigger_actor.as_ref().map(|t| t.actor_ref().clone());
-        let (recovered, path_index, catalog, skipped, options, fs) = {
+        let (recovered, path_index, catalog, skipped, options, fs, fresh_checkpoint) = {
             let dir = dir.clone();
             tokio::task::spawn_blocking(move || {
-                let recovered = recover(&dir, &options, &*fs)?;
-                let index = build_index(&dir, &recovered)?;
+                let (recovered, index) = open_index(&dir, &options, &*fs)?;
+                // A long decode, or a damaged checkpoint: save what open
+                // built for the next one.
+                let ignored = matches!(recovered.checkpoint, CheckpointStatus::Ignored { .. });
+                let fresh = if recovered.records.len() as u64 >= CHECKPOINT_MIN_RECORDS
+                    || (ignored && recovered.last_commit > 0)
+                {
+                    EncodedCheckpoint::of(&dir, &index, recovered.max_tx_id)
+                        .map_err(
+                            |e| tracing::warn!(error = %e, "cannot encode the index checkpoint"),
+                        )
+                        .ok()
+                } else {
+                    None
+                };
                 let (catalog, skipped) =
                     Catalog::open_recovered(&dir, &*fs, options.umask, &recovered)?;
-                Ok::<_, Error>((recovered, index, catalog, skipped, options, fs))
+                Ok::<_, Error>((recovered, index, catalog, skipped, options, fs, fresh))
             })
             .await
             .map_err(|e| Error::WriterFailed {
@@ -176,6 +201,12 @@ impl Storage {
             index: index.clone(),
             records: Some(records.clone()),
         });
+        let (checkpoints, fresh_checkpoint) =
+            open_checkpoints(&dir, &fs, &options, &recovered, fresh_checkpoint);
+        snapshotter
+            .tell(UseCheckpoints(checkpoints.clone()))
+            .await
+            .map_err(|_| Error::Closed)?;
         // Automatic snapshots: the trigger follows the log writer's batches.
         if let (Some(t), Some(every)) = (trigger_actor, options.snapshot_every) {
             let last = recovered
@@ -209,6 +240,7 @@ impl Storage {
             .map_err(|_| Error::Closed)?;
         }
         let last_acked = started.last_acked.clone();
+        let records_cache = records.clone();
         let reader = Arc::new(
             Reader::new(dir.clone(), index.clone(), records, last_acked.clone())
                 .with_shared_index(shared_index),
@@ -235,9 +267,19 @@ impl Storage {
                 last_acked,
                 closed: AtomicBool::new(false),
                 truncated: recovered.truncated.clone(),
+                checkpoints,
+                records: records_cache,
+                checkpoint_status: recovered.checkpoint.clone(),
+                fresh_checkpoint: Mutex::new(fresh_checkpoint),
             }),
         };
         Ok((storage, recovered))
+    }
+
+    /// What opening did with the index checkpoint (used, absent, or
+    /// ignored and why).
+    pub fn checkpoint_status(&self) -> &CheckpointStatus {
+        &self.inner.checkpoint_status
     }
 
     /// Where opening cut a torn tail off the last log segment (file and
@@ -408,12 +450,64 @@ impl Storage {
         self.inner.snapshotter.wait_for_shutdown().await;
         let _ = self.inner.compactor.stop_gracefully().await;
         self.inner.compactor.wait_for_shutdown().await;
+        let fresh = self
+            .inner
+            .fresh_checkpoint
+            .lock()
+            .ok()
+            .and_then(|mut g| g.take());
+        if let Some(job) = fresh {
+            let _ = job.await;
+        }
+        if result.is_ok() {
+            self.advance_checkpoint().await;
+        }
         let _ = self.inner.index.stop_gracefully().await;
         self.inner.index.wait_for_shutdown().await;
+        // Waits for a checkpoint write in flight: none may follow the unlock.
+        let writer = self.inner.checkpoints.clone();
+        let _ = tokio::task::spawn_blocking(move || writer.close()).await;
         if let Ok(mut g) = self.inner.lock.lock() {
             g.take();
         }
         result
+    }
+
+    /// At close, once the log is flushed: advances the index checkpoint
+    /// over the commits made since it, when there are enough of them to
+    /// make the next open noticeably slower (their records mostly come from
+    /// the record cache). Failures are logged; close goes on.
+    async fn advance_checkpoint(&self) {
+        let writer = self.inner.checkpoints.clone();
+        let from = writer.commit();
+        let last = self.current_commit();
+        if last < from.saturating_add(CHECKPOINT_MIN_RECORDS) {
+            return;
+        }
+        let locs = match self
+            .inner
+            .index
+            .ask(logd_actors::index::Records { from, to: last })
+            .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(checkpoint = from, error = ?e, "index checkpoint not advanced at close");
+                return;
+            }
+        };
+        let dir = self.inner.dir.clone();
+        let cache = self.inner.records.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let records = logd_actors::recovery::read_records(&dir, &locs, &|c| cache.get(c))?;
+            writer.advance(&records)
+        })
+        .await;
+        match done {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "index checkpoint not advanced at close"),
+            Err(e) => tracing::warn!(error = %e, "index checkpoint task failed at close"),
+        }
     }
 
     /// Whether [`Storage::close`] was called.
@@ -422,27 +516,29 @@ impl Storage {
     }
 }
 
-/// Rebuilds the path index from the records recovery found.
-fn build_index(dir: &Path, recovered: &Recovered) -> Result<PathIndex, Error> {
-    let mut index = PathIndex::new();
-    for rec in &recovered.records {
-        index
-            .insert_patch(rec.commit, &rec.entry.patch, rec.location)
-            .map_err(|e| {
-                Error::corrupt(
-                    logd_actors::recovery::segment_path(dir, rec.location.segment),
-                    rec.location.offset,
-                    e.to_string(),
-                )
-            })?;
-    }
-    // The retained log may hold no record although commits were made (the
-    // newest segment is empty and compaction removed the older ones): the
-    // index must still know every commit up to the last durable one.
-    if recovered.last_commit > 0 {
-        index.start_at(recovered.last_commit + 1);
-    }
-    Ok(index)
+/// The checkpoint writer of a store just opened; writes `fresh` (the
+/// index open built, when it decoded many records) in the background.
+fn open_checkpoints(
+    dir: &Path,
+    fs: &Arc<dyn FileOps>,
+    options: &Options,
+    recovered: &Recovered,
+    fresh: Option<EncodedCheckpoint>,
+) -> (CheckpointWriter, Option<tokio::task::JoinHandle<()>>) {
+    let on_disk = match recovered.checkpoint {
+        CheckpointStatus::Used { commit } => Some(commit),
+        _ => None,
+    };
+    let writer = CheckpointWriter::new(dir, fs.clone(), options.umask, on_disk);
+    let job = fresh.map(|encoded| {
+        let w = writer.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = w.write_encoded(&encoded) {
+                tracing::warn!(error = %e, "cannot write the index checkpoint");
+            }
+        })
+    });
+    (writer, job)
 }
 
 impl Tx {

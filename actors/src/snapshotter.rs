@@ -31,6 +31,14 @@
 //! shared [`RecordCache`] when it still holds them (the records of recent
 //! commits, already decoded), else from the log.
 //!
+//! After each snapshot it also advances the index checkpoint
+//! ([`crate::recovery::CheckpointWriter`], handed over with
+//! [`UseCheckpoints`]) to the snapshot's commit, on a blocking thread after
+//! the reply, from the records the snapshot replayed (plus, when the
+//! checkpoint is older than the previous snapshot, the ones between, from
+//! the record cache or the log): callers never wait for it, and a failure
+//! is only logged.
+//!
 //! It never deletes files, never changes the index, and never writes a
 //! snapshot at a commit whose records are not durable (callers pass the last
 //! commit of a sealed segment, or any durable commit; automatic snapshots in
@@ -55,9 +63,11 @@ use crate::compactor::{Compact, Compactor};
 use crate::error::Error;
 use crate::fileops::FileOps;
 use crate::index::{IndexActor, LastCommit, Records};
+use crate::log_writer::CommittedRecord;
 use crate::log_writer::{Committed, LogWriter, Seal};
 use crate::options::SnapshotEvery;
 use crate::reader::RecordCache;
+use crate::recovery::{CheckpointWriter, read_records};
 
 /// What the snapshotter is started with.
 #[derive(Clone, Debug)]
@@ -81,6 +91,22 @@ pub struct SnapshotterArgs {
 #[derive(Debug)]
 pub struct Snapshotter {
     args: SnapshotterArgs,
+    /// Advanced after each snapshot, when set.
+    checkpoints: Option<CheckpointWriter>,
+    /// Checkpoint advances still running (awaited when the actor stops).
+    pending: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Advance the index checkpoint with `0` after each snapshot from now on.
+#[derive(Clone, Debug)]
+pub struct UseCheckpoints(pub CheckpointWriter);
+
+impl Message<UseCheckpoints> for Snapshotter {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: UseCheckpoints, _ctx: &mut Context<Self, ()>) {
+        self.checkpoints = Some(msg.0);
+    }
 }
 
 impl Actor for Snapshotter {
@@ -92,7 +118,24 @@ impl Actor for Snapshotter {
         args.fs
             .create_dir(&sdir, 0o777 & !args.umask)
             .map_err(|e| Error::io("create dir", &sdir, &e))?;
-        Ok(Snapshotter { args })
+        Ok(Snapshotter {
+            args,
+            checkpoints: None,
+            pending: Vec::new(),
+        })
+    }
+
+    /// Lets the checkpoint advances in flight finish (closing the store
+    /// waits for this actor to stop before it releases the lock).
+    async fn on_stop(
+        &mut self,
+        _: kameo::actor::WeakActorRef<Self>,
+        _: kameo::error::ActorStopReason,
+    ) -> Result<(), Error> {
+        for h in self.pending.drain(..) {
+            let _ = h.await;
+        }
+        Ok(())
     }
 }
 
@@ -215,13 +258,15 @@ impl Snapshotter {
             })?;
         let args = self.args.clone();
         let upto = msg.upto;
-        let entry =
-            tokio::task::spawn_blocking(move || build(&args, prev.as_ref(), &records, upto))
-                .await
-                .map_err(|e| Error::Snapshot {
-                    file: crate::catalog::snapshot_path(&self.args.dir, msg.upto),
-                    reason: format!("snapshot task failed: {e}"),
-                })??;
+        let (entry, replayed) = tokio::task::spawn_blocking(move || {
+            build(&args, prev.as_ref(), &records, upto)
+                .map(|(entry, patches)| (entry, records.into_iter().zip(patches).collect()))
+        })
+        .await
+        .map_err(|e| Error::Snapshot {
+            file: crate::catalog::snapshot_path(&self.args.dir, msg.upto),
+            reason: format!("snapshot task failed: {e}"),
+        })??;
         let info = SnapshotInfo {
             commit: entry.commit,
             bytes: entry.bytes,
@@ -240,7 +285,64 @@ impl Snapshotter {
             took_ms = info.took.as_millis() as u64,
             "snapshot written"
         );
+        self.advance_checkpoint(from, upto, replayed).await;
         Ok(info)
+    }
+
+    /// Advances the index checkpoint to `upto` on a blocking thread (not
+    /// waited for): `replayed` are the records of `(from, upto]`; older ones
+    /// the checkpoint lacks are listed by the index now and read there.
+    async fn advance_checkpoint(
+        &mut self,
+        from: u64,
+        upto: u64,
+        replayed: Vec<((u64, logd_core::wal::Location), Arc<Entry>)>,
+    ) {
+        let Some(w) = self.checkpoints.clone() else {
+            return;
+        };
+        let k = w.commit();
+        if k >= upto {
+            return;
+        }
+        let missing = if k < from {
+            match self.args.index.ask(Records { from: k, to: from }).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(checkpoint = k, error = ?e, "index checkpoint not advanced");
+                    return;
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let dir = self.args.dir.clone();
+        let cache = self.args.records.clone();
+        self.pending.retain(|h| !h.is_finished());
+        let job =
+            tokio::task::spawn_blocking(move || {
+                let cached = |c: u64| cache.as_ref().and_then(|r| r.get(c));
+                let mut all = match read_records(&dir, &missing, &cached) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        warn!(error = %e, "index checkpoint not advanced: cannot read records");
+                        return;
+                    }
+                };
+                all.extend(replayed.into_iter().map(|((commit, location), entry)| {
+                    CommittedRecord {
+                        commit,
+                        location,
+                        entry,
+                    }
+                }));
+                match w.advance(&all) {
+                    Ok(Some(c)) => tracing::debug!(commit = c, "index checkpoint advanced"),
+                    Ok(None) => {}
+                    Err(e) => warn!(error = %e, "index checkpoint not advanced"),
+                }
+            });
+        self.pending.push(job);
     }
 }
 
@@ -263,12 +365,14 @@ impl Write for OpsWriter<'_> {
     }
 }
 
+/// Writes the snapshot at `upto`; also returns the replayed records'
+/// entries (in the order of `records`).
 fn build(
     args: &SnapshotterArgs,
     prev: Option<&SnapshotEntry>,
     records: &[(u64, logd_core::wal::Location)],
     upto: u64,
-) -> Result<SnapshotEntry, Error> {
+) -> Result<(SnapshotEntry, Vec<Arc<Entry>>), Error> {
     let sdir = snap_dir(&args.dir);
     let name = snapshot_file_name(upto);
     let dst = sdir.join(&name);
@@ -320,7 +424,7 @@ fn build(
     args.fs
         .sync_dir(&sdir)
         .map_err(|e| Error::io("sync dir", &sdir, &e))?;
-    open_snapshot(&dst, upto, true)
+    open_snapshot(&dst, upto, true).map(|entry| (entry, patches))
 }
 
 fn write_tmp(

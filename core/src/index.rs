@@ -50,6 +50,8 @@
 //! replayed commit then rewrites anything above `R`, so the node at `R` is the
 //! fold of the commits ending at or below `R` ([`crate::read`] executes it).
 
+pub mod checkpoint;
+
 use std::collections::HashMap;
 
 use crate::kpath::{KPath, Segment};

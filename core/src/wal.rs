@@ -353,8 +353,13 @@ pub struct ScannedRecord {
 pub struct Scan {
     /// The first commit named by the header.
     pub first_commit: u64,
-    /// The good records, in file order.
+    /// The good records, in file order (with [`scan_decoding_after`],
+    /// only those after the given commit).
     pub records: Vec<ScannedRecord>,
+    /// Good frames that [`scan_decoding_after`] checked (length and CRC)
+    /// but did not decode: the first ones of the segment, commits
+    /// `first_commit ..`, in file order. Empty for [`scan`].
+    pub skipped: Vec<Location>,
     /// Where the good records end (the header length for an empty segment).
     pub good_len: u64,
     /// How the segment ends.
@@ -366,12 +371,37 @@ pub struct Scan {
 /// `Err`; a bad frame ends the scan with a [`TailStatus`] that says whether
 /// any good frame follows it.
 pub fn scan(bytes: &[u8]) -> Result<Scan, WalError> {
+    scan_decoding_after(bytes, 0)
+}
+
+/// [`scan`], except that the frames of commits up to `after` (numbered from
+/// the header's first commit, one per frame) get their length and CRC
+/// checked but are not decoded: they are listed in [`Scan::skipped`], and
+/// their payload's commit number is not compared with the frame's place.
+/// Recovery uses this to skip the records an index checkpoint covers.
+pub fn scan_decoding_after(bytes: &[u8], after: u64) -> Result<Scan, WalError> {
     let first_commit = decode_header(bytes)?;
     let mut records = Vec::new();
+    let mut skipped = Vec::new();
     let mut pos = HEADER_LEN as usize;
     let tail = loop {
         if pos == bytes.len() {
             break TailStatus::Clean;
+        }
+        let commit = first_commit.saturating_add(skipped.len() as u64);
+        if records.is_empty() && commit <= after {
+            if let Ok(body) = frame_body(&bytes[pos..], pos as u64) {
+                if body.first() == Some(&KIND_ENTRY) {
+                    let n = FRAME_HEADER_LEN + body.len();
+                    skipped.push(Location {
+                        segment: first_commit,
+                        offset: pos as u64,
+                        len: n as u32,
+                    });
+                    pos += n;
+                    continue;
+                }
+            }
         }
         match decode_frame(&bytes[pos..], pos as u64) {
             Ok((entry, n)) => {
@@ -402,6 +432,7 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, WalError> {
     Ok(Scan {
         first_commit,
         records,
+        skipped,
         good_len: pos as u64,
         tail,
     })
@@ -546,6 +577,30 @@ mod tests {
         let mut loc = s.records[3].location;
         loc.len -= 1;
         assert!(read_at(&f, loc).is_err());
+    }
+
+    #[test]
+    fn scan_decoding_after_skips_only_the_first_commits() {
+        let bytes = segment(5, 10);
+        let full = scan(&bytes).unwrap();
+        for after in [0, 4, 5, 9, 14, 20] {
+            let s = scan_decoding_after(&bytes, after).unwrap();
+            let n_skipped = after.saturating_sub(4).min(10) as usize;
+            assert_eq!(s.skipped.len(), n_skipped, "after {after}");
+            let locs: Vec<Location> = full.records.iter().map(|r| r.location).collect();
+            assert_eq!(s.skipped, locs[..n_skipped]);
+            assert_eq!(s.records, full.records[n_skipped..]);
+            assert_eq!((s.good_len, &s.tail), (full.good_len, &full.tail));
+        }
+        // A bad CRC in a skipped frame is still found.
+        let victim = full.records[2].location;
+        let mut bad = bytes.clone();
+        bad[victim.offset as usize + 12] ^= 0x10;
+        let s = scan_decoding_after(&bad, 100).unwrap();
+        assert_eq!(s.skipped.len(), 2);
+        assert!(
+            matches!(s.tail, TailStatus::Corrupt { error, .. } if error.offset == victim.offset)
+        );
     }
 
     #[test]

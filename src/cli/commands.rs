@@ -210,6 +210,11 @@ pub fn check(dir: &Path) -> Result<(), String> {
             format!("{} problems", report.problems.len())
         }
     );
+    match &report.checkpoint {
+        Some(Ok(c)) => println!("index checkpoint at commit {c}"),
+        Some(Err(p)) => println!("index checkpoint unusable (open ignores it): {p}"),
+        None => {}
+    }
     if report.is_ok() {
         Ok(())
     } else {
@@ -237,6 +242,10 @@ pub async fn stats(dir: &Path) -> Result<(), String> {
     println!(
         "index: {} commits, {} nodes, {} names, {} ends, ~{} bytes",
         r.index.commits, r.index.nodes, r.index.names, r.index.ends, r.index.approx_bytes
+    );
+    println!(
+        "index checkpoint: {:?} ({} bytes)",
+        r.checkpoint, r.checkpoint_bytes
     );
     Ok(())
 }

@@ -281,6 +281,17 @@ pub struct FaultFs {
     fired: Mutex<Option<(u64, Op, PathBuf)>>,
     /// inode -> length at the last successful sync (or when first seen).
     synced: Mutex<BTreeMap<u64, u64>>,
+    /// Number (and fail) only the index checkpoint's calls (under `ckpt/`)
+    /// instead of every other call.
+    checkpoint_only: bool,
+}
+
+/// Whether `path` lies in a store's index checkpoint directory (`ckpt/`).
+/// Its writes run in the background, so numbering them with the others
+/// would make call numbers differ between runs: a `FaultFs` passes them
+/// through unnumbered unless it is [`FaultFs::checkpoint_only`].
+pub fn in_checkpoint_dir(path: &Path) -> bool {
+    path.components().any(|c| c.as_os_str() == "ckpt")
 }
 
 /// EIO (Linux errno 5).
@@ -297,6 +308,17 @@ impl FaultFs {
     /// A `FaultFs` that fails nothing (to count calls).
     pub fn counting() -> FaultFs {
         FaultFs::default()
+    }
+
+    /// A `FaultFs` that numbers only the index checkpoint's calls and fails
+    /// the one numbered `at` (and every later applicable one when
+    /// `sticky`) with `fault`; every other call passes through.
+    pub fn checkpoint_only(at: u64, fault: Fault, sticky: bool) -> FaultFs {
+        FaultFs {
+            plan: Mutex::new(Some((at, fault, sticky))),
+            checkpoint_only: true,
+            ..FaultFs::default()
+        }
     }
 
     /// A `FaultFs` that fails call `at` with `fault` (once).
@@ -391,6 +413,9 @@ impl FaultFs {
 
     /// Numbers the call; returns the fault to inject, if this is the one.
     fn enter(&self, op: Op, path: &Path) -> Option<Fault> {
+        if in_checkpoint_dir(path) != self.checkpoint_only {
+            return None;
+        }
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
         self.log.lock().unwrap().push((op, path.to_path_buf()));
         let mut plan = self.plan.lock().unwrap();

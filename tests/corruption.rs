@@ -15,12 +15,14 @@
 //!   commits than were acknowledged are accepted only when open reported a
 //!   torn tail it cut off (`Recovered::truncated`) in the last segment.
 //!
-//! Cases: seeded random bit flips in every segment, snapshot and `meta`;
+//! Cases: seeded random bit flips in every segment, snapshot, `meta` and
+//! the index checkpoint (`ckpt/index.ckpt`, written after each snapshot);
 //! the newest snapshot deleted, emptied, or cut in half; the oldest one
-//! deleted; `meta` deleted (transaction ids must not repeat); the last segment
-//! truncated at every offset of its last record; an earlier segment cut
-//! short. There is no index checkpoint file in the store at the time of
-//! writing (if `index*` files appear, flip bits in them too).
+//! deleted; `meta` deleted (transaction ids must not repeat); the checkpoint
+//! deleted or cut in half; the last segment truncated at every offset of
+//! its last record; an earlier segment cut short. Damage confined to the
+//! checkpoint must never stop the store from opening: it is only an
+//! accelerator, ignored when it does not check out.
 
 mod common;
 
@@ -283,6 +285,15 @@ async fn damaged_files_recover_exactly_or_refuse_to_open() {
             targets.push(("snapshot bit flip", p));
         }
         targets.push(("meta bit flip", gdir.join("meta")));
+        let checkpoints = files(gdir, "ckpt", "ckpt");
+        assert_eq!(
+            checkpoints.len(),
+            1,
+            "{name}: the golden store has a checkpoint"
+        );
+        for p in checkpoints {
+            targets.push(("checkpoint bit flip", p));
+        }
         for (kind, target) in &targets {
             let rel = target.strip_prefix(gdir).unwrap().to_path_buf();
             let n = if *kind == "meta bit flip" { 4 } else { flips };
@@ -292,7 +303,12 @@ async fn damaged_files_recover_exactly_or_refuse_to_open() {
                 copy_dir(gdir, &copy);
                 let (at, bit) = flip(&copy.join(&rel), &mut rng);
                 let label = format!("{name}: {kind} in {} at {at} bit {bit}", rel.display());
-                judge(g, &copy, &label, tallies.entry(kind).or_default(), 0).await;
+                let t = tallies.entry(kind).or_default();
+                let refused = t.refused;
+                judge(g, &copy, &label, t, 0).await;
+                if *kind == "checkpoint bit flip" {
+                    assert_eq!(t.refused, refused, "{label}: must open");
+                }
                 std::fs::remove_dir_all(&copy).unwrap();
             }
         }
@@ -319,6 +335,26 @@ async fn damaged_files_recover_exactly_or_refuse_to_open() {
                 0,
             )
             .await;
+            std::fs::remove_dir_all(&copy).unwrap();
+        }
+
+        // The checkpoint deleted or cut in half: opens, reads exactly.
+        let ckpt = logd_actors::recovery::checkpoint_path(gdir);
+        let rel = ckpt.strip_prefix(gdir).unwrap().to_path_buf();
+        for how in ["deleted", "halved"] {
+            let copy = work.path().join(format!("c{case}"));
+            case += 1;
+            copy_dir(gdir, &copy);
+            let p = copy.join(&rel);
+            match how {
+                "deleted" => std::fs::remove_file(&p).unwrap(),
+                _ => truncate(&p, std::fs::metadata(&p).unwrap().len() / 2),
+            }
+            let label = format!("{name}: checkpoint {how}");
+            let t = tallies.entry("checkpoint deleted or cut").or_default();
+            let refused = t.refused;
+            judge(g, &copy, &label, t, 0).await;
+            assert_eq!(t.refused, refused, "{label}: must open");
             std::fs::remove_dir_all(&copy).unwrap();
         }
 

@@ -1,7 +1,9 @@
 //! The public store handle: [`Storage`], [`Tx`] and [`Patcher`].
 //!
 //! This module owns what a user holds: it takes the directory lock, runs the
-//! one recovery scan, rebuilds the path index from it, starts the actors
+//! one recovery scan, rebuilds the path index from it (from the index
+//! checkpoint plus the records after it, when the checkpoint checks out;
+//! see `logd_actors::recovery`), starts the actors
 //! (the supervised log writer, the index, one transaction actor per
 //! transaction) and hands out handles. It never writes log records itself
 //! (the log writer does), never plans or folds reads (the reader does) and
@@ -434,8 +436,11 @@ impl Storage {
     }
 
     /// Makes everything durable, stops the actors and releases the lock.
-    /// Later calls (on any clone) return `Ok(())`; other operations on a
-    /// closed store fail with [`Error::Closed`].
+    /// When at least 1,024 commits were made since the index checkpoint, it
+    /// is advanced first (so the next open decodes few records); checkpoint
+    /// writes in flight are waited for. Later calls (on any clone) return
+    /// `Ok(())`; other operations on a closed store fail with
+    /// [`Error::Closed`].
     pub async fn close(&self) -> Result<(), Error> {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return Ok(());

@@ -13,7 +13,7 @@
 //! | [`patch`] | `apply`, `matches`, `trim`, `merge` |
 //! | [`wal`] | log record and segment formats, CRCs, scan and recovery |
 //! | [`snapshot`] | snapshot file format: streaming writer, sub-path reader |
-//! | [`index`] | the path index: which commits touch which paths, read plans |
+//! | [`index`] | the path index: which commits touch which paths, read plans; its checkpoint format |
 //! | [`read`] | executing a read plan: sub-patches folded from a base |
 //! | [`retention`] | the compaction policy: which snapshots and segments to keep |
 //! | [`conflict`] | sequencing-time checks: did a commit after `r` affect `p` |

@@ -76,8 +76,6 @@ pub(crate) struct Inner {
     pub(crate) checkpoints: CheckpointWriter,
     pub(crate) records: Arc<RecordCache>,
     pub(crate) checkpoint_status: CheckpointStatus,
-    /// The checkpoint write open started, if any (awaited by close).
-    pub(crate) fresh_checkpoint: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// An open store. Cheap to clone; every clone is the same store.
@@ -203,10 +201,9 @@ impl Storage {
             index: index.clone(),
             records: Some(records.clone()),
         });
-        let (checkpoints, fresh_checkpoint) =
-            open_checkpoints(&dir, &fs, &options, &recovered, fresh_checkpoint);
+        let checkpoints = open_checkpoints(&dir, &fs, &options, &recovered, fresh_checkpoint);
         snapshotter
-            .tell(UseCheckpoints(checkpoints.clone()))
+            .tell(UseCheckpoints(checkpoints.for_background()))
             .await
             .map_err(|_| Error::Closed)?;
         // Automatic snapshots: the trigger follows the log writer's batches.
@@ -272,7 +269,6 @@ impl Storage {
                 checkpoints,
                 records: records_cache,
                 checkpoint_status: recovered.checkpoint.clone(),
-                fresh_checkpoint: Mutex::new(fresh_checkpoint),
             }),
         };
         Ok((storage, recovered))
@@ -437,14 +433,15 @@ impl Storage {
 
     /// Makes everything durable, stops the actors and releases the lock.
     /// When at least 1,024 commits were made since the index checkpoint, it
-    /// is advanced first (so the next open decodes few records); checkpoint
-    /// writes in flight are waited for. Later calls (on any clone) return
+    /// is advanced first (so the next open decodes few records); background
+    /// checkpoint jobs are stopped (a file write in flight is waited for). Later calls (on any clone) return
     /// `Ok(())`; other operations on a closed store fail with
     /// [`Error::Closed`].
     pub async fn close(&self) -> Result<(), Error> {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
+        self.inner.checkpoints.stop_background();
         self.inner.registry.close_all();
         let result = self.inner.started.stop().await;
         if let Some(t) = &self.inner.trigger {
@@ -455,21 +452,13 @@ impl Storage {
         self.inner.snapshotter.wait_for_shutdown().await;
         let _ = self.inner.compactor.stop_gracefully().await;
         self.inner.compactor.wait_for_shutdown().await;
-        let fresh = self
-            .inner
-            .fresh_checkpoint
-            .lock()
-            .ok()
-            .and_then(|mut g| g.take());
-        if let Some(job) = fresh {
-            let _ = job.await;
-        }
         if result.is_ok() {
             self.advance_checkpoint().await;
         }
         let _ = self.inner.index.stop_gracefully().await;
         self.inner.index.wait_for_shutdown().await;
-        // Waits for a checkpoint write in flight: none may follow the unlock.
+        // Waits for a checkpoint file write in flight: none may follow the
+        // unlock (background jobs stop at their next check).
         let writer = self.inner.checkpoints.clone();
         let _ = tokio::task::spawn_blocking(move || writer.close()).await;
         if let Ok(mut g) = self.inner.lock.lock() {
@@ -529,21 +518,21 @@ fn open_checkpoints(
     options: &Options,
     recovered: &Recovered,
     fresh: Option<EncodedCheckpoint>,
-) -> (CheckpointWriter, Option<tokio::task::JoinHandle<()>>) {
+) -> CheckpointWriter {
     let on_disk = match recovered.checkpoint {
         CheckpointStatus::Used { commit } => Some(commit),
         _ => None,
     };
     let writer = CheckpointWriter::new(dir, fs.clone(), options.umask, on_disk);
-    let job = fresh.map(|encoded| {
-        let w = writer.clone();
-        tokio::task::spawn_blocking(move || {
+    if let Some(encoded) = fresh {
+        // Not waited for: closing the store makes it stop.
+        writer.submit(move |w| {
             if let Err(e) = w.write_encoded(&encoded) {
                 tracing::warn!(error = %e, "cannot write the index checkpoint");
             }
-        })
-    });
-    (writer, job)
+        });
+    }
+    writer
 }
 
 impl Tx {

@@ -74,12 +74,13 @@ impl Model {
     }
 }
 
-/// Waits until the checkpoint on disk is at `commit` or later.
+/// Waits until the checkpoint on disk is at `commit` (background writes
+/// are stopped by closing the store, so tests that need one wait for it).
 async fn wait_for_checkpoint(dir: &Path, commit: u64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(Some(c)) = read_checkpoint(dir) {
-            if c.commit >= commit {
+            if c.commit == commit {
                 return c.commit;
             }
         }
@@ -246,7 +247,14 @@ fn apply_damage(dir: &Path, d: Damage) -> bool {
     true
 }
 
-async fn run(ops: Vec<Op>, auto: bool, retention: Retention) -> Result<usize, TestCaseError> {
+/// Runs `ops`; with `settle`, waits after each snapshot until its checkpoint
+/// is on disk (closing stops a background write that has not finished).
+async fn run(
+    ops: Vec<Op>,
+    auto: bool,
+    retention: Retention,
+    settle: bool,
+) -> Result<usize, TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let o = options(auto, retention);
     let mut s = Storage::open(dir.path(), o.clone()).await.unwrap();
@@ -268,7 +276,10 @@ async fn run(ops: Vec<Op>, auto: bool, retention: Retention) -> Result<usize, Te
                 m.commit(&s, &format!("users.u{n}"), data).await;
             }
             Op::Snapshot => {
-                s.switch_and_snapshot().await.unwrap();
+                let info = s.switch_and_snapshot().await.unwrap();
+                if let (true, Some(info)) = (settle, info) {
+                    wait_for_checkpoint(dir.path(), info.commit).await;
+                }
             }
             Op::Compact => {
                 s.compact().await.unwrap();
@@ -311,12 +322,12 @@ proptest! {
 
     #[test]
     fn reopen_from_a_checkpoint_answers_like_a_full_decode(ops in prop::collection::vec(op(), 1..50)) {
-        runtime().block_on(run(ops, false, tiered()))?;
+        runtime().block_on(run(ops, false, tiered(), false))?;
     }
 
     #[test]
     fn the_same_with_automatic_snapshots(ops in prop::collection::vec(op(), 1..50)) {
-        runtime().block_on(run(ops, true, tiered()))?;
+        runtime().block_on(run(ops, true, tiered(), false))?;
     }
 }
 
@@ -339,7 +350,7 @@ async fn a_checkpoint_is_used_across_snapshots_and_compaction() {
             ops.push(Op::Reopen(Damage::None));
         }
     }
-    let used = run(ops, false, tiered()).await.unwrap();
+    let used = run(ops, false, tiered(), true).await.unwrap();
     assert!(used >= 3, "the checkpoint was used at {used} reopens");
 }
 
@@ -447,6 +458,7 @@ async fn damaged_stale_or_foreign_checkpoints_are_ignored() {
     std::fs::copy(checkpoint_path(later.path()), checkpoint_path(w.path())).unwrap();
     let (s, status) = open_and_compare(w.path(), &o, &m, "future checkpoint").await;
     assert!(is_ignored(&status), "{status:?}");
+    wait_for_checkpoint(w.path(), m.last()).await;
     s.close().await.unwrap();
     // Ignored ones are replaced at open: the next open uses the new one.
     let s = Storage::open(w.path(), o.clone()).await.unwrap();
@@ -525,6 +537,7 @@ async fn close_and_open_write_checkpoints_after_long_runs() {
     std::fs::remove_file(checkpoint_path(dir.path())).unwrap();
     let s = Storage::open(dir.path(), o.clone()).await.unwrap();
     assert_eq!(s.checkpoint_status(), &CheckpointStatus::Absent);
+    wait_for_checkpoint(dir.path(), 1100).await;
     s.close().await.unwrap();
     let at = read_checkpoint(dir.path()).unwrap().map(|c| c.commit);
     assert_eq!(
@@ -559,7 +572,18 @@ async fn faults_in_checkpoint_writes_cost_nothing() {
                     for i in 0..4 {
                         m.commit(&s, &format!("users.u{i}"), Node::int(round)).await;
                     }
-                    s.switch_and_snapshot().await.unwrap();
+                    let snap = s.switch_and_snapshot().await.unwrap().unwrap().commit;
+                    // Let the background write run (or fail on the fault).
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    while fs.fired().is_none()
+                        && read_checkpoint(dir.path())
+                            .ok()
+                            .flatten()
+                            .is_none_or(|c| c.commit < snap)
+                    {
+                        assert!(Instant::now() < deadline, "no checkpoint at {snap}");
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
                 }
                 m.commit(&s, "users.u1", Node::int(9)).await;
                 s.close().await.unwrap();

@@ -99,7 +99,20 @@ async fn build(compaction: Retention) -> Golden {
             writes.push(parts);
         }
         if round < 3 {
-            s.switch_and_snapshot().await.unwrap().unwrap();
+            let snap = s.switch_and_snapshot().await.unwrap().unwrap().commit;
+            if round == 2 {
+                // The checkpoint is written in the background after a
+                // snapshot, and closing stops that: wait for it.
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while logd_actors::recovery::read_checkpoint(dir.path())
+                    .ok()
+                    .flatten()
+                    .is_none_or(|c| c.commit < snap)
+                {
+                    assert!(Instant::now() < deadline, "no checkpoint at {snap}");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
         }
     }
     s.close().await.unwrap();

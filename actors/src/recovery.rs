@@ -683,9 +683,10 @@ pub fn read_records(
 }
 
 /// Writes the index checkpoint (see the module docs). Clones share state;
-/// writes are serialized, and [`CheckpointWriter::close`] waits for one in
-/// flight and refuses later ones (the store's lock is released after it).
-/// Every method blocks: call them from a blocking thread.
+/// jobs are serialized. [`CheckpointWriter::close`] waits only for a file
+/// write in flight (never for a job's CPU work, which stops at its next
+/// check) and makes every later write a no-op: the store's lock is released
+/// after it. Every method blocks: call them from a blocking thread.
 #[derive(Clone, Debug)]
 pub struct CheckpointWriter {
     dir: PathBuf,
@@ -694,7 +695,24 @@ pub struct CheckpointWriter {
     state: Arc<std::sync::Mutex<WriterState>>,
     /// `state.commit`, readable without waiting for a write in flight.
     commit: Arc<std::sync::atomic::AtomicU64>,
+    /// `state.closed`, checked by jobs between their phases.
+    closed: Arc<std::sync::atomic::AtomicBool>,
+    /// Held by a job from start to end: jobs never overlap.
+    jobs: Arc<std::sync::Mutex<()>>,
+    /// Set by [`CheckpointWriter::stop_background`].
+    closing: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether this handle runs background jobs (which `closing` stops).
+    background: bool,
+    /// The queue of the background worker thread (started on first use).
+    worker: Arc<std::sync::Mutex<Option<std::sync::mpsc::Sender<Job>>>>,
 }
+
+/// A background checkpoint job.
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// How long the background worker waits before each job: the caller's
+/// next steps (a snapshot's compaction, the first reads) go first.
+pub const BACKGROUND_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// A checkpoint encoded from an index ([`EncodedCheckpoint::of`]), to be
 /// written later by [`CheckpointWriter::write_encoded`] (the index may
@@ -750,7 +768,87 @@ impl CheckpointWriter {
                 closed: false,
             })),
             commit: Arc::new(std::sync::atomic::AtomicU64::new(on_disk.unwrap_or(0))),
+            closed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            jobs: Arc::new(std::sync::Mutex::new(())),
+            closing: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            background: false,
+            worker: Arc::new(std::sync::Mutex::new(None)),
         }
+    }
+
+    /// Queues `job` for this writer's background worker: one thread at the
+    /// lowest CPU priority (nice 19), started on first use, running jobs in
+    /// the order they were queued, each after [`BACKGROUND_DELAY`]. So a
+    /// checkpoint write after a snapshot or at open takes only CPU time
+    /// nobody else wants, and nobody waits for it: closing the store makes
+    /// queued and running jobs stop at their next check. The job gets a
+    /// [`CheckpointWriter::for_background`] handle.
+    pub fn submit(&self, job: impl FnOnce(&CheckpointWriter) + Send + 'static) {
+        let me = self.for_background();
+        let job: Job = Box::new(move || job(&me));
+        let mut worker = self.worker.lock().unwrap_or_else(|p| p.into_inner());
+        let job = match worker.as_ref() {
+            Some(tx) => match tx.send(job) {
+                Ok(()) => return,
+                // The worker is gone: start another.
+                Err(std::sync::mpsc::SendError(job)) => job,
+            },
+            None => job,
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let spawned = std::thread::Builder::new()
+            .name("logd-checkpoint".into())
+            .spawn(move || {
+                // SAFETY: on Linux, PRIO_PROCESS with who = 0 sets the nice
+                // value of the calling thread only; no memory is shared. A
+                // failure just leaves the priority as it is.
+                unsafe {
+                    libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+                }
+                while let Ok(job) = rx.recv() {
+                    std::thread::sleep(BACKGROUND_DELAY);
+                    job();
+                }
+            });
+        match spawned {
+            Ok(_) => {
+                if tx.send(job).is_ok() {
+                    *worker = Some(tx);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot start the index checkpoint worker"),
+        }
+    }
+
+    /// A handle for background jobs: they also stop once
+    /// [`CheckpointWriter::stop_background`] was called.
+    pub fn for_background(&self) -> CheckpointWriter {
+        CheckpointWriter {
+            background: true,
+            ..self.clone()
+        }
+    }
+
+    /// Makes background jobs stop at their next check (closing the store
+    /// calls this first, so its own last advance does not wait for them).
+    pub fn stop_background(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether this handle must not write any more.
+    fn stopped(&self) -> bool {
+        self.is_closed()
+            || (self.background && self.closing.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    fn job(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether [`CheckpointWriter::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, WriterState> {
@@ -765,6 +863,8 @@ impl CheckpointWriter {
 
     /// Waits for a write in flight; later writes do nothing.
     pub fn close(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
         self.lock().closed = true;
     }
 
@@ -778,8 +878,9 @@ impl CheckpointWriter {
     /// Writes `encoded` unless a checkpoint at or after its commit exists.
     /// Returns the new checkpoint's commit.
     pub fn write_encoded(&self, encoded: &EncodedCheckpoint) -> Result<Option<u64>, Error> {
+        let _job = self.job();
         let mut st = self.lock();
-        if st.closed || encoded.commit <= st.commit {
+        if st.closed || self.stopped() || encoded.commit <= st.commit {
             return Ok(None);
         }
         self.put(&mut st, &encoded.bytes, encoded.commit, encoded.location)
@@ -792,11 +893,12 @@ impl CheckpointWriter {
     /// says so at debug level) when the records do not continue it.
     /// Returns the new checkpoint's commit.
     pub fn advance(&self, records: &[CommittedRecord]) -> Result<Option<u64>, Error> {
-        let mut st = self.lock();
-        if st.closed {
+        let _job = self.job();
+        if self.stopped() {
             return Ok(None);
         }
-        let k = st.commit;
+        // Only jobs change the checkpoint, and this one holds `_job`.
+        let k = self.commit();
         let fresh: Vec<&CommittedRecord> = records.iter().filter(|r| r.commit > k).collect();
         let Some(first) = fresh.first() else {
             return Ok(None);
@@ -821,24 +923,35 @@ impl CheckpointWriter {
                         found = ?other.map(|c| c.map(|c| c.commit)),
                         "index checkpoint changed on disk; not advancing it"
                     );
+                    let mut st = self.lock();
                     st.commit = 0;
                     self.commit.store(0, std::sync::atomic::Ordering::Release);
                     return Ok(None);
                 }
             }
         };
-        for r in fresh {
+        for (i, r) in fresh.into_iter().enumerate() {
+            if i % 1024 == 1023 && self.stopped() {
+                return Ok(None);
+            }
             let path = segment_path(&self.dir, r.location.segment);
             index
                 .insert_patch(r.commit, &r.entry.patch, r.location)
                 .map_err(|e| Error::corrupt(&path, r.location.offset, e.to_string()))?;
             max_tx = max_tx.max(r.entry.tx_id);
         }
+        if self.stopped() {
+            return Ok(None);
+        }
         if let Some(first) = self.first_segment()? {
             index.forget_before(first);
         }
         let encoded = EncodedCheckpoint::of(&self.dir, &index, max_tx)?;
         drop(index);
+        let mut st = self.lock();
+        if st.closed || self.stopped() || encoded.commit <= st.commit {
+            return Ok(None);
+        }
         self.put(&mut st, &encoded.bytes, encoded.commit, encoded.location)
             .map(Some)
     }

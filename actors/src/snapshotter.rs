@@ -33,8 +33,9 @@
 //!
 //! After each snapshot it also advances the index checkpoint
 //! ([`crate::recovery::CheckpointWriter`], handed over with
-//! [`UseCheckpoints`]) to the snapshot's commit, on a blocking thread after
-//! the reply, from the records the snapshot replayed (plus, when the
+//! [`UseCheckpoints`]) to the snapshot's commit, on the writer's
+//! low-priority worker after the reply ([`CheckpointWriter::submit`]), from the records
+//! the snapshot replayed (plus, when the
 //! checkpoint is older than the previous snapshot, the ones between, from
 //! the record cache or the log): callers never wait for it, and a failure
 //! is only logged.
@@ -93,8 +94,6 @@ pub struct Snapshotter {
     args: SnapshotterArgs,
     /// Advanced after each snapshot, when set.
     checkpoints: Option<CheckpointWriter>,
-    /// Checkpoint advances still running (awaited when the actor stops).
-    pending: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Advance the index checkpoint with `0` after each snapshot from now on.
@@ -121,21 +120,7 @@ impl Actor for Snapshotter {
         Ok(Snapshotter {
             args,
             checkpoints: None,
-            pending: Vec::new(),
         })
-    }
-
-    /// Lets the checkpoint advances in flight finish (closing the store
-    /// waits for this actor to stop before it releases the lock).
-    async fn on_stop(
-        &mut self,
-        _: kameo::actor::WeakActorRef<Self>,
-        _: kameo::error::ActorStopReason,
-    ) -> Result<(), Error> {
-        for h in self.pending.drain(..) {
-            let _ = h.await;
-        }
-        Ok(())
     }
 }
 
@@ -293,7 +278,7 @@ impl Snapshotter {
     /// waited for): `replayed` are the records of `(from, upto]`; older ones
     /// the checkpoint lacks are listed by the index now and read there.
     async fn advance_checkpoint(
-        &mut self,
+        &self,
         from: u64,
         upto: u64,
         replayed: Vec<((u64, logd_core::wal::Location), Arc<Entry>)>,
@@ -305,12 +290,16 @@ impl Snapshotter {
         if k >= upto {
             return;
         }
+        // The checkpoint may lag the previous snapshot (its own job still
+        // queued, or one that failed): add the commits in between when the
+        // index still lists them. If it does not, the job still runs: by
+        // then the queued job before it may have caught up to `from`.
         let missing = if k < from {
             match self.args.index.ask(Records { from: k, to: from }).await {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::debug!(checkpoint = k, error = ?e, "index checkpoint not advanced");
-                    return;
+                    tracing::debug!(checkpoint = k, error = ?e, "index checkpoint lags the snapshots");
+                    Vec::new()
                 }
             }
         } else {
@@ -318,31 +307,31 @@ impl Snapshotter {
         };
         let dir = self.args.dir.clone();
         let cache = self.args.records.clone();
-        self.pending.retain(|h| !h.is_finished());
-        let job =
-            tokio::task::spawn_blocking(move || {
-                let cached = |c: u64| cache.as_ref().and_then(|r| r.get(c));
-                let mut all = match read_records(&dir, &missing, &cached) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        warn!(error = %e, "index checkpoint not advanced: cannot read records");
-                        return;
-                    }
-                };
-                all.extend(replayed.into_iter().map(|((commit, location), entry)| {
-                    CommittedRecord {
+        // Not waited for: closing the store makes it stop.
+        w.submit(move |w| {
+            let cached = |c: u64| cache.as_ref().and_then(|r| r.get(c));
+            let mut all = match read_records(&dir, &missing, &cached) {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(error = %e, "index checkpoint not advanced: cannot read records");
+                    return;
+                }
+            };
+            all.extend(
+                replayed
+                    .into_iter()
+                    .map(|((commit, location), entry)| CommittedRecord {
                         commit,
                         location,
                         entry,
-                    }
-                }));
-                match w.advance(&all) {
-                    Ok(Some(c)) => tracing::debug!(commit = c, "index checkpoint advanced"),
-                    Ok(None) => {}
-                    Err(e) => warn!(error = %e, "index checkpoint not advanced"),
-                }
-            });
-        self.pending.push(job);
+                    }),
+            );
+            match w.advance(&all) {
+                Ok(Some(c)) => tracing::debug!(commit = c, "index checkpoint advanced"),
+                Ok(None) => {}
+                Err(e) => warn!(error = %e, "index checkpoint not advanced"),
+            }
+        });
     }
 }
 

@@ -515,17 +515,21 @@ impl Actor for LogWriter {
 }
 
 /// Recovery for a restarted incarnation: waits for any flush of the old one,
-/// rescans the files, and hands durable records the observer has not seen
-/// (written by a batch that never got acknowledged) to the observer.
+/// rescans the files (every frame's CRC; only the records after the last
+/// acknowledged commit are decoded), and hands durable records nobody has
+/// seen (written by a batch that never got acknowledged) to the index, the
+/// observer and the follower.
 async fn restart_recovery(args: &WriterArgs) -> Result<Init, Error> {
     let _gate = args.shared.gate.lock().await;
     let dir = args.dir.clone();
     let options = args.options.clone();
     let fs = args.fs.clone();
-    let recovered = tokio::task::spawn_blocking(move || recovery::recover(&dir, &options, &*fs))
-        .await
-        .map_err(|e| failed_err(&format!("recovery task failed: {e}")))??;
+    // No flush runs (the gate is held): nothing is acknowledged meanwhile.
     let acked = args.shared.last_acked.load(Ordering::SeqCst);
+    let recovered =
+        tokio::task::spawn_blocking(move || recovery::recover_after(&dir, &options, &*fs, acked))
+            .await
+            .map_err(|e| failed_err(&format!("recovery task failed: {e}")))??;
     let unseen: Vec<CommittedRecord> = recovered
         .records
         .iter()

@@ -187,7 +187,7 @@ pub fn check(dir: impl AsRef<Path>) -> CheckReport {
         }),
     }
     // The index checkpoint.
-    let ckpt = logd_actors::recovery::checkpoint_path(dir);
+    let ckpt = logd_actors::checkpoint::checkpoint_path(dir);
     report.checkpoint = match std::fs::read(&ckpt) {
         Ok(bytes) => Some(
             logd_core::index::checkpoint::decode(&bytes)
@@ -264,7 +264,7 @@ pub struct StatsReport {
     /// The path index's statistics.
     pub index: IndexStats,
     /// What opening did with the index checkpoint.
-    pub checkpoint: logd_actors::recovery::CheckpointStatus,
+    pub checkpoint: logd_actors::checkpoint::CheckpointStatus,
     /// The index checkpoint file's size in bytes (0: absent).
     pub checkpoint_bytes: u64,
 }
@@ -312,7 +312,7 @@ pub async fn stats(storage: &Storage) -> Result<StatsReport, crate::Error> {
         Ok(s) => s,
         Err(_) => return Err(crate::Error::Closed),
     };
-    let checkpoint_bytes = std::fs::metadata(logd_actors::recovery::checkpoint_path(&dir))
+    let checkpoint_bytes = std::fs::metadata(logd_actors::checkpoint::checkpoint_path(&dir))
         .map(|m| m.len())
         .unwrap_or(0);
     Ok(StatsReport {

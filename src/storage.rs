@@ -15,15 +15,14 @@ use std::sync::{Arc, Mutex};
 
 use kameo::actor::{ActorRef, Spawn};
 use logd_actors::catalog::Catalog;
+use logd_actors::checkpoint::{CheckpointStatus, CheckpointWriter, EncodedCheckpoint, open_index};
 use logd_actors::compactor::{Compact, CompactionReport, Compactor, CompactorArgs};
 use logd_actors::engine::{Engine, TxIds};
 use logd_actors::fileops::{FileOps, RealFs};
 use logd_actors::index::IndexActor;
 use logd_actors::log_writer::{Committed, LogWriter, WriterArgs};
 use logd_actors::reader::{Reader, RecordCache};
-use logd_actors::recovery::{
-    CheckpointStatus, CheckpointWriter, DirLock, EncodedCheckpoint, Recovered, open_index,
-};
+use logd_actors::recovery::{DirLock, Recovered};
 use logd_actors::snapshotter::{
     SnapshotInfo, SnapshotTrigger, Snapshotter, SnapshotterArgs, SwitchAndSnapshot, TriggerWiring,
     UseCheckpoints,
@@ -493,7 +492,7 @@ impl Storage {
         let dir = self.inner.dir.clone();
         let cache = self.inner.records.clone();
         let done = tokio::task::spawn_blocking(move || {
-            let records = logd_actors::recovery::read_records(&dir, &locs, &|c| cache.get(c))?;
+            let records = logd_actors::checkpoint::read_records(&dir, &locs, &|c| cache.get(c))?;
             writer.advance(&records)
         })
         .await;

@@ -24,7 +24,7 @@ use logd::{
     Cutoff, Durability, Error, KPath, Node, Options, Retention, SnapshotEvery, Storage, Value,
     patch,
 };
-use logd_actors::recovery::{CheckpointStatus, checkpoint_path, read_checkpoint};
+use logd_actors::checkpoint::{CheckpointStatus, checkpoint_path, read_checkpoint};
 use proptest::prelude::*;
 
 fn options(auto: bool, retention: Retention) -> Options {

@@ -104,7 +104,7 @@ async fn build(compaction: Retention) -> Golden {
                 // The checkpoint is written in the background after a
                 // snapshot, and closing stops that: wait for it.
                 let deadline = Instant::now() + Duration::from_secs(20);
-                while logd_actors::recovery::read_checkpoint(dir.path())
+                while logd_actors::checkpoint::read_checkpoint(dir.path())
                     .ok()
                     .flatten()
                     .is_none_or(|c| c.commit < snap)
@@ -352,7 +352,7 @@ async fn damaged_files_recover_exactly_or_refuse_to_open() {
         }
 
         // The checkpoint deleted or cut in half: opens, reads exactly.
-        let ckpt = logd_actors::recovery::checkpoint_path(gdir);
+        let ckpt = logd_actors::checkpoint::checkpoint_path(gdir);
         let rel = ckpt.strip_prefix(gdir).unwrap().to_path_buf();
         for how in ["deleted", "halved"] {
             let copy = work.path().join(format!("c{case}"));

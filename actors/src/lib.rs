@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod catalog;
+pub mod checkpoint;
 pub mod compactor;
 pub mod engine;
 pub mod error;

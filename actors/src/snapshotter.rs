@@ -32,7 +32,7 @@
 //! commits, already decoded), else from the log.
 //!
 //! After each snapshot it also advances the index checkpoint
-//! ([`crate::recovery::CheckpointWriter`], handed over with
+//! ([`crate::checkpoint::CheckpointWriter`], handed over with
 //! [`UseCheckpoints`]) to the snapshot's commit, on the writer's
 //! low-priority worker after the reply ([`CheckpointWriter::submit`]), from the records
 //! the snapshot replayed (plus, when the
@@ -60,6 +60,7 @@ use logd_core::wal::Entry;
 use tracing::{info, instrument, warn};
 
 use crate::catalog::{Catalog, SnapshotEntry, open_snapshot, snap_dir, snapshot_file_name};
+use crate::checkpoint::{CheckpointWriter, read_records};
 use crate::compactor::{Compact, Compactor};
 use crate::error::Error;
 use crate::fileops::FileOps;
@@ -68,7 +69,6 @@ use crate::log_writer::CommittedRecord;
 use crate::log_writer::{Committed, LogWriter, Seal};
 use crate::options::SnapshotEvery;
 use crate::reader::RecordCache;
-use crate::recovery::{CheckpointWriter, read_records};
 
 /// What the snapshotter is started with.
 #[derive(Clone, Debug)]

@@ -766,21 +766,28 @@ mod tests {
         put(&mut body, 0);
         put(&mut body, 0);
         put(&mut body, 0); // locations
-        let mut out = Vec::new();
-        out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
-        out.extend_from_slice(&0u64.to_le_bytes());
-        out.extend_from_slice(&0u64.to_le_bytes());
-        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-        let h = crc32fast::hash(&out[..44]);
-        out.extend_from_slice(&h.to_le_bytes());
-        out.extend_from_slice(&body);
+        let out = framed(0, &body);
         assert!(matches!(
             decode(&out).unwrap_err().kind,
             CheckpointErrorKind::Invalid { .. }
         ));
+    }
+
+    /// `body` behind a valid header (magic, version, `commit`, no tx id or
+    /// frame CRC) with good CRCs: only the body's own checks stand.
+    fn framed(commit: u64, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&commit.to_le_bytes());
+        out.extend_from_slice(&0u64.to_le_bytes());
+        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        let h = crc32fast::hash(&out[..44]);
+        out.extend_from_slice(&h.to_le_bytes());
+        out.extend_from_slice(body);
+        out
     }
 
     proptest! {
@@ -825,17 +832,7 @@ mod tests {
         #[test]
         fn garbage_bodies_never_panic(body in prop::collection::vec(any::<u8>(), 0..200), commit in 0u64..50) {
             // Valid header and CRCs around arbitrary bytes: only the body checks stand.
-            let mut out = Vec::new();
-            out.extend_from_slice(&MAGIC);
-            out.extend_from_slice(&VERSION.to_le_bytes());
-            out.extend_from_slice(&0u32.to_le_bytes());
-            out.extend_from_slice(&commit.to_le_bytes());
-            out.extend_from_slice(&0u64.to_le_bytes());
-            out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-            out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-            let h = crc32fast::hash(&out[..44]);
-            out.extend_from_slice(&h.to_le_bytes());
-            out.extend_from_slice(&body);
+            let out = framed(commit, &body);
             if let Ok(c) = decode(&out) {
                 // Whatever decodes must be usable without panics.
                 let hi = c.index.next_commit().unwrap_or(1);

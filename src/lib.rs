@@ -13,6 +13,7 @@
 pub mod inspect;
 mod storage;
 
+pub use logd_actors::checkpoint::CheckpointStatus;
 pub use logd_actors::compactor::CompactionReport;
 pub use logd_actors::snapshotter::SnapshotInfo;
 pub use logd_actors::transaction::{Outcome, Patch, PatchMeta, TxId};

@@ -164,16 +164,37 @@ impl IndexSink {
     /// from it on is inserted.
     pub fn absorb(&self, batch: &[CommittedRecord]) -> Result<(), IndexError> {
         let next = self.index.read_own().next_commit();
-        let touched: Vec<Option<Vec<KPath>>> = batch
+        let touched: Vec<Vec<KPath>> = batch
             .iter()
-            .map(|rec| fresh(next, rec.commit).then(|| touched_paths(&rec.entry.patch)))
+            .map(|rec| {
+                if fresh(next, rec.commit) {
+                    touched_paths(&rec.entry.patch)
+                } else {
+                    Vec::new() // skipped below
+                }
+            })
             .collect();
+        self.absorb_ends(batch, touched)
+    }
+
+    /// [`IndexSink::absorb`] with the records' end paths already known
+    /// (`ends[i]` is [`touched_paths`] of `batch[i]`'s patch; the log writer
+    /// computes them once, when it sequences the record). Lists that do not
+    /// pair up with the records are ignored and the paths computed again.
+    pub fn absorb_ends(
+        &self,
+        batch: &[CommittedRecord],
+        ends: Vec<Vec<KPath>>,
+    ) -> Result<(), IndexError> {
+        if ends.len() != batch.len() {
+            return self.absorb(batch);
+        }
         let mut index = self.index.write_own();
-        for (rec, paths) in batch.iter().zip(&touched) {
+        for (rec, paths) in batch.iter().zip(&ends) {
             // Another writer (a restart's replay) may have inserted it meanwhile.
-            let (Some(paths), true) = (paths, fresh(index.next_commit(), rec.commit)) else {
+            if !fresh(index.next_commit(), rec.commit) {
                 continue;
-            };
+            }
             index.insert(rec.commit, paths, rec.location)?;
             if let Some(cache) = &self.records {
                 cache.insert(rec.commit, rec.entry.clone(), rec.location.len as usize);

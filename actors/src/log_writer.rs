@@ -372,6 +372,9 @@ struct Batch {
     chunks: Vec<Chunk>,
     acks: Vec<Ack>,
     records: Vec<CommittedRecord>,
+    /// Where each record's patch ends (`touched_paths`, computed once when
+    /// sequencing), for the index.
+    ends: Vec<Vec<KPath>>,
     /// Fsync at the end even in buffered mode.
     sync: bool,
     /// Sync and close the active file at the end (a seal with no record after it).
@@ -584,7 +587,7 @@ fn spawn_ticker(me: ActorRef<LogWriter>, generation: u64, interval: Duration) {
 
 enum Sequenced {
     Now(Result<AppendOutcome, Error>),
-    Pending(Appended, CommittedRecord),
+    Pending(Appended, CommittedRecord, Vec<KPath>),
 }
 
 impl LogWriter {
@@ -682,7 +685,7 @@ impl LogWriter {
             location,
             entry: Arc::new(entry),
         };
-        Sequenced::Pending(appended, record)
+        Sequenced::Pending(appended, record, ends)
     }
 
     /// Starts a flush task if none is running and there is work.
@@ -768,6 +771,7 @@ async fn run_flush(
         chunks,
         acks,
         records,
+        ends,
         close_active,
         ..
     } = batch;
@@ -781,7 +785,7 @@ async fn run_flush(
             write_batch(&*fs, &dir, umask, &mut io, &chunks, sync, close_active).and_then(|()| {
                 match &index {
                     Some(index) => index
-                        .absorb(&records)
+                        .absorb_ends(&records, ends)
                         .map_err(|e| failed_err(&format!("cannot index a durable batch: {e}"))),
                     None => Ok(()),
                 }
@@ -943,7 +947,8 @@ impl Message<Append> for LogWriter {
                     s.send(r);
                 }
             }
-            Sequenced::Pending(appended, record) => {
+            Sequenced::Pending(appended, record, ends) => {
+                self.batch.ends.push(ends);
                 self.batch.acks.push(Ack::Append(sender, appended));
                 self.batch.records.push(record);
                 // Let appends that are already queued join this batch: the

@@ -126,30 +126,9 @@ pub struct TxIds {
 }
 
 impl TxIds {
-    /// Starts above `max(meta.tx_id_high_water, max_tx_id)` and reserves a
-    /// first block.
-    pub fn open(
-        dir: PathBuf,
-        meta: Meta,
-        max_tx_id: u64,
-        fs: Arc<dyn FileOps>,
-        umask: u32,
-    ) -> Result<TxIds, Error> {
-        let start = meta.tx_id_high_water.max(max_tx_id) + 1;
-        let ids = TxIds {
-            next: AtomicU64::new(start),
-            reserved: std::sync::Mutex::new(start - 1),
-            dir,
-            meta: std::sync::Mutex::new(meta),
-            fs,
-            umask,
-        };
-        ids.reserve_through(start)?;
-        Ok(ids)
-    }
-
-    /// Like [`TxIds::open`] but reserves nothing yet, so opening a store
-    /// does not wait for a `meta` rewrite: the first [`TxIds::next`] reserves.
+    /// Starts above `max(meta.tx_id_high_water, max_tx_id)` and reserves
+    /// nothing yet, so opening a store does not wait for a `meta` rewrite:
+    /// the first [`TxIds::next`] reserves.
     pub fn open_deferred(
         dir: PathBuf,
         meta: Meta,

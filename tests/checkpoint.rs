@@ -19,26 +19,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Fault, FaultFs, commit};
-use logd::{
-    Cutoff, Durability, Error, KPath, Node, Options, Retention, SnapshotEvery, Storage, Value,
-    patch,
-};
+use common::{Fault, FaultFs, Fold, runtime, small_segments};
+use logd::{Cutoff, Durability, Error, KPath, Node, Options, Retention, Storage, Value};
 use logd_actors::checkpoint::{CheckpointStatus, checkpoint_path, read_checkpoint};
 use proptest::prelude::*;
-
-fn options(auto: bool, retention: Retention) -> Options {
-    let mut o = Options::default();
-    o.durability = Durability::Buffered {
-        interval: Duration::from_millis(2),
-    };
-    o.segment_bytes = 1024;
-    o.compaction = retention;
-    if auto {
-        o.snapshot_every = Some(SnapshotEvery::Commits(7));
-    }
-    o
-}
 
 fn tiered() -> Retention {
     Retention::Tiered {
@@ -46,31 +30,6 @@ fn tiered() -> Retention {
         per_tier: 1,
         first_tier: 8,
         multiplier: 2,
-    }
-}
-
-/// The folded root after each commit (index = commit).
-#[derive(Clone, Debug, Default)]
-struct Model {
-    states: Vec<Option<Node>>,
-}
-
-impl Model {
-    fn new() -> Model {
-        Model { states: vec![None] }
-    }
-
-    fn last(&self) -> u64 {
-        self.states.len() as u64 - 1
-    }
-
-    async fn commit(&mut self, s: &Storage, path: &str, data: Node) {
-        let c = commit(s, path, data.clone()).await;
-        assert_eq!(c, self.states.len() as u64);
-        let root = patch::merge(&[(KPath::parse(path).unwrap(), data)]).unwrap();
-        let prev = self.states.last().cloned().flatten();
-        self.states
-            .push(patch::apply(prev.as_ref(), &root).unwrap());
     }
 }
 
@@ -132,7 +91,7 @@ async fn observe(s: &Storage) -> Observed {
 }
 
 /// Every readable commit reads as the model says; the others are compacted.
-fn assert_exact(o: &Observed, m: &Model, label: &str) {
+fn assert_exact(o: &Observed, m: &Fold, label: &str) {
     assert_eq!(o.current, m.last(), "{label}: current commit");
     let leaf = KPath::parse("users.u2").unwrap();
     let mut exact = false;
@@ -174,7 +133,7 @@ fn copy_dir(from: &Path, to: &Path, skip_checkpoint: bool) {
 async fn open_and_compare(
     dir: &Path,
     o: &Options,
-    m: &Model,
+    m: &Fold,
     label: &str,
 ) -> (Storage, CheckpointStatus) {
     let plain = tempfile::tempdir().unwrap();
@@ -256,9 +215,9 @@ async fn run(
     settle: bool,
 ) -> Result<usize, TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
-    let o = options(auto, retention);
+    let o = small_segments(auto, retention);
     let mut s = Storage::open(dir.path(), o.clone()).await.unwrap();
-    let mut m = Model::new();
+    let mut m = Fold::new();
     let mut used = 0;
     for op in ops {
         match op {
@@ -309,14 +268,6 @@ async fn run(
     Ok(used)
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 10, ..ProptestConfig::default() })]
 
@@ -356,10 +307,10 @@ async fn a_checkpoint_is_used_across_snapshots_and_compaction() {
 
 /// A golden store: commits, a snapshot (whose checkpoint is waited for),
 /// then more commits; closed.
-async fn golden(o: &Options, before: u8, after: u8, tag: &str) -> (tempfile::TempDir, Model, u64) {
+async fn golden(o: &Options, before: u8, after: u8, tag: &str) -> (tempfile::TempDir, Fold, u64) {
     let dir = tempfile::tempdir().unwrap();
     let s = Storage::open(dir.path(), o.clone()).await.unwrap();
-    let mut m = Model::new();
+    let mut m = Fold::new();
     for i in 0..before {
         let data = Node::object([(tag, Node::int(i64::from(i)))]);
         m.commit(&s, &format!("users.u{}", i % 5), data).await;
@@ -374,7 +325,7 @@ async fn golden(o: &Options, before: u8, after: u8, tag: &str) -> (tempfile::Tem
     (dir, m, snap)
 }
 
-async fn open_copy(from: &Path, o: &Options, m: &Model, label: &str) -> CheckpointStatus {
+async fn open_copy(from: &Path, o: &Options, m: &Fold, label: &str) -> CheckpointStatus {
     let work = tempfile::tempdir().unwrap();
     copy_dir(from, work.path(), false);
     let (s, status) = open_and_compare(work.path(), o, m, label).await;
@@ -388,7 +339,7 @@ fn is_ignored(s: &CheckpointStatus) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_stale_or_foreign_checkpoints_are_ignored() {
-    let o = options(false, Retention::KeepAll);
+    let o = small_segments(false, Retention::KeepAll);
     let (g, m, snap) = golden(&o, 30, 6, "a").await;
     let status = open_copy(g.path(), &o, &m, "undamaged").await;
     assert_eq!(status, CheckpointStatus::Used { commit: snap });
@@ -511,10 +462,10 @@ async fn damaged_stale_or_foreign_checkpoints_are_ignored() {
 /// a long decode.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_and_open_write_checkpoints_after_long_runs() {
-    let o = options(false, Retention::KeepAll);
+    let o = small_segments(false, Retention::KeepAll);
     let dir = tempfile::tempdir().unwrap();
     let s = Storage::open(dir.path(), o.clone()).await.unwrap();
-    let mut m = Model::new();
+    let mut m = Fold::new();
     for i in 0..1100i64 {
         m.commit(&s, &format!("users.u{}", i % 40), Node::int(i))
             .await;
@@ -555,7 +506,7 @@ async fn close_and_open_write_checkpoints_after_long_runs() {
 /// lost, every read is exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_in_checkpoint_writes_cost_nothing() {
-    let mut o = options(false, Retention::KeepAll);
+    let mut o = small_segments(false, Retention::KeepAll);
     o.durability = Durability::Immediate;
     let mut cases = 0;
     let mut fired = 0;
@@ -567,7 +518,7 @@ async fn faults_in_checkpoint_writes_cost_nothing() {
                 let (s, _) = Storage::open_with(dir.path(), o.clone(), fs.clone())
                     .await
                     .unwrap();
-                let mut m = Model::new();
+                let mut m = Fold::new();
                 for round in 0..3 {
                     for i in 0..4 {
                         m.commit(&s, &format!("users.u{i}"), Node::int(round)).await;

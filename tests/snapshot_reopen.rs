@@ -5,12 +5,9 @@
 //! `Error::Compacted`, and only below the retained range).
 
 mod common;
-use common::commit;
+use common::{Fold, runtime, small_segments};
 
-use logd::{
-    Cutoff, Durability, Error, KPath, Node, Options, Retention, SnapshotEvery, Storage, Value,
-    patch,
-};
+use logd::{Cutoff, Error, KPath, Node, Retention, Storage, Value};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -32,19 +29,6 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Snapshot),
         1 => Just(Op::Reopen),
     ]
-}
-
-fn options(auto: bool, retention: Retention) -> Options {
-    let mut o = Options::default();
-    o.durability = Durability::Buffered {
-        interval: std::time::Duration::from_millis(2),
-    };
-    o.segment_bytes = 1024;
-    o.compaction = retention;
-    if auto {
-        o.snapshot_every = Some(SnapshotEvery::Commits(7));
-    }
-    o
 }
 
 /// The retention of the compacting runs keeps at least this many commits.
@@ -90,9 +74,9 @@ async fn check(
 
 async fn run(ops: Vec<Op>, auto: bool, retention: Retention) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
-    let o = options(auto, retention);
+    let o = small_segments(auto, retention);
     let mut s = Storage::open(dir.path(), o.clone()).await.unwrap();
-    let mut states: Vec<Option<Node>> = vec![None];
+    let mut m = Fold::new();
     for op in ops {
         match op {
             Op::Commit { n, nested, data } => {
@@ -102,49 +86,31 @@ async fn run(ops: Vec<Op>, auto: bool, retention: Retention) -> Result<(), TestC
                     format!("users.u{n}")
                 };
                 let data = Node::object([("v", Node::int(i64::from(data)))]);
-                commit(&s, &path, data.clone()).await;
-                let root = patch::merge(&[(KPath::parse(&path).unwrap(), data)]).unwrap();
-                let prev = states.last().cloned().flatten();
-                states.push(patch::apply(prev.as_ref(), &root).unwrap());
+                m.commit(&s, &path, data).await;
             }
             Op::Delete { n } => {
-                let path = format!("users.u{n}");
                 let data = Node::tagged("delete", Value::Null);
-                commit(&s, &path, data.clone()).await;
-                let root = patch::merge(&[(KPath::parse(&path).unwrap(), data)]).unwrap();
-                let prev = states.last().cloned().flatten();
-                states.push(patch::apply(prev.as_ref(), &root).unwrap());
+                m.commit(&s, &format!("users.u{n}"), data).await;
             }
             Op::Snapshot => {
                 let info = s.switch_and_snapshot().await.unwrap();
-                prop_assert_eq!(
-                    info.map(|i| i.commit),
-                    (states.len() > 1).then(|| states.len() as u64 - 1)
-                );
-                check(&s, &states, auto).await?;
+                prop_assert_eq!(info.map(|i| i.commit), (m.last() > 0).then(|| m.last()));
+                check(&s, &m.states, auto).await?;
             }
             Op::Reopen => {
                 s.close().await.unwrap();
                 s = Storage::open(dir.path(), o.clone()).await.unwrap();
-                prop_assert_eq!(s.current_commit(), states.len() as u64 - 1);
-                check(&s, &states, auto).await?;
+                prop_assert_eq!(s.current_commit(), m.last());
+                check(&s, &m.states, auto).await?;
             }
         }
     }
-    check(&s, &states, auto).await?;
+    check(&s, &m.states, auto).await?;
     s.close().await.unwrap();
     let s = Storage::open(dir.path(), o).await.unwrap();
-    check(&s, &states, auto).await?;
+    check(&s, &m.states, auto).await?;
     s.close().await.unwrap();
     Ok(())
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 proptest! {

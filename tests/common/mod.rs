@@ -13,7 +13,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use logd::{Durability, Error, KPath, Node, Options, Outcome, Patch, PatchMeta, Storage};
+use logd::{
+    Durability, Error, KPath, Node, Options, Outcome, Patch, PatchMeta, Retention, SnapshotEvery,
+    Storage, patch,
+};
 use logd_actors::fileops::{FileOps, RealFs};
 
 /// Options with buffered durability (for tests about answers, not fsync).
@@ -52,6 +55,68 @@ pub async fn commit(s: &Storage, path: &str, data: Node) -> u64 {
         Ok(Outcome::Committed { commit }) => commit,
         other => panic!("commit at {path}: {other:?}"),
     }
+}
+
+/// The folded root after each commit (index = commit), kept beside a
+/// store by the property tests: the oracle their reads are checked against.
+#[derive(Clone, Debug)]
+pub struct Fold {
+    /// `states[c]`: the document after commit `c` (`states[0]` is empty).
+    pub states: Vec<Option<Node>>,
+}
+
+impl Default for Fold {
+    fn default() -> Fold {
+        Fold { states: vec![None] }
+    }
+}
+
+impl Fold {
+    /// Nothing committed yet.
+    pub fn new() -> Fold {
+        Fold::default()
+    }
+
+    /// The last commit folded (0 before the first).
+    pub fn last(&self) -> u64 {
+        self.states.len() as u64 - 1
+    }
+
+    /// Commits `data` at `path` to `s` and folds it; the store must give it
+    /// the next commit number.
+    pub async fn commit(&mut self, s: &Storage, path: &str, data: Node) {
+        let c = commit(s, path, data.clone()).await;
+        assert_eq!(c, self.states.len() as u64, "commit at {path}");
+        let root = patch::merge(&[(kp(path), data)]).unwrap();
+        let prev = self.states.last().cloned().flatten();
+        self.states
+            .push(patch::apply(prev.as_ref(), &root).unwrap());
+    }
+}
+
+/// Options for the snapshot property tests: buffered (2 ms), 1 KiB
+/// segments, `retention`, and a snapshot every 7 commits when `auto`.
+pub fn small_segments(auto: bool, retention: Retention) -> Options {
+    let mut o = Options::default();
+    o.durability = Durability::Buffered {
+        interval: Duration::from_millis(2),
+    };
+    o.segment_bytes = 1024;
+    o.compaction = retention;
+    if auto {
+        o.snapshot_every = Some(SnapshotEvery::Commits(7));
+    }
+    o
+}
+
+/// A two-worker multi-thread runtime, for property tests that block on
+/// async runs.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// A small seeded random source (splitmix64): tests need reproducible

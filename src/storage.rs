@@ -20,7 +20,7 @@ use logd_actors::compactor::{Compact, CompactionReport, Compactor, CompactorArgs
 use logd_actors::engine::{Engine, TxIds};
 use logd_actors::fileops::{FileOps, RealFs};
 use logd_actors::index::IndexActor;
-use logd_actors::log_writer::{Committed, LogWriter, WriterArgs};
+use logd_actors::log_writer::{Appender, Committed, LogWriter, WriterArgs};
 use logd_actors::reader::{Reader, RecordCache};
 use logd_actors::recovery::{DirLock, Recovered};
 use logd_actors::snapshotter::{
@@ -139,7 +139,9 @@ impl Storage {
         // follower), and other actors name the index.
         let index_actor = IndexActor::prepare();
         let index = index_actor.actor_ref().clone();
-        let trigger_actor = options.snapshot_every.map(|_| SnapshotTrigger::prepare());
+        let trigger_actor = options
+            .snapshot_every
+            .map(|_| SnapshotTrigger::prepare_with_mailbox(kameo::mailbox::unbounded()));
         let trigger = trigger_actor.as_ref().map(|t| t.actor_ref().clone());
         let (recovered, path_index, catalog, skipped, options, fs, fresh_checkpoint) = {
             let dir = dir.clone();
@@ -245,6 +247,7 @@ impl Storage {
         );
         let engine = Arc::new(Engine {
             writer: started.writer.clone(),
+            appender: Appender::new(started.writer.clone(), options.commit_spin),
             index: index.clone(),
             reader,
             last_acked: last_acked.clone(),

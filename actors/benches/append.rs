@@ -1,5 +1,6 @@
 //! Append throughput of the log writer: 1 and 64 concurrent appenders, in
-//! both durability modes. Prints appends/s. `LOGD_BENCH_SECS` sets the run
+//! both durability modes, through the store's commit path (`Appender`:
+//! `AppendLeading`, the caller running its batch's flush when handed it). Prints appends/s. `LOGD_BENCH_SECS` sets the run
 //! time per case (default 2); `LOGD_BENCH_DIR` the parent directory of the
 //! temporary stores (default: the system temp dir).
 
@@ -13,9 +14,8 @@ use logd_actors::log_writer::Committed;
 use std::time::{Duration, Instant};
 
 use logd_actors::RealFs;
-use logd_actors::error::from_send;
 use logd_actors::index::IndexActor;
-use logd_actors::log_writer::{Append, AppendOutcome, WriterArgs};
+use logd_actors::log_writer::{Append, AppendOutcome, Appender, WriterArgs};
 use logd_actors::options::{Durability, Options};
 use logd_actors::recovery::{DirLock, recover};
 use logd_actors::supervisor::start;
@@ -86,15 +86,16 @@ async fn case(durability: Durability, appenders: u64, secs: f64) -> (f64, f64) {
     .with_index(index.sink())
     .with_follower(counter.recipient::<Committed>());
     let started = start(args).await.expect("start");
+    let appender = Appender::new(started.writer.clone(), Options::default().commit_spin);
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let t0 = Instant::now();
     let mut tasks = Vec::new();
     for t in 0..appenders {
-        let w = started.writer.clone();
+        let appender = appender.clone();
         tasks.push(tokio::spawn(async move {
             let mut n = 0u64;
             while Instant::now() < deadline {
-                match w.ask(record(t * 1_000_000 + n)).await.map_err(from_send) {
+                match appender.append(record(t * 1_000_000 + n)).await {
                     Ok(AppendOutcome::Appended(_)) => n += 1,
                     other => panic!("append failed: {other:?}"),
                 }

@@ -21,7 +21,7 @@ use logd_core::{KPath, Node};
 use crate::error::{Error, from_send};
 use crate::fileops::FileOps;
 use crate::index::IndexActor;
-use crate::log_writer::{Append, AppendOutcome, LogWriter, WaitAcked};
+use crate::log_writer::{Append, AppendOutcome, Appender, LogWriter, WaitAcked};
 use crate::reader::Reader;
 use crate::recovery;
 use crate::transaction::{AppendAnswer, AppendRequest, TxBackend, TxId};
@@ -31,6 +31,8 @@ use crate::transaction::{AppendAnswer, AppendRequest, TxBackend, TxId};
 pub struct Engine {
     /// The sequencer.
     pub writer: ActorRef<LogWriter>,
+    /// The commit path into the sequencer.
+    pub appender: Appender,
     /// The path index.
     pub index: ActorRef<IndexActor>,
     /// The read path.
@@ -79,8 +81,8 @@ impl TxBackend for Engine {
             .ok()
             .and_then(|d| u64::try_from(d.as_nanos()).ok());
         let outcome = self
-            .writer
-            .ask(Append {
+            .appender
+            .append(Append {
                 patch: req.patch,
                 tx_id: req.tx_id.0,
                 participants: req
@@ -96,8 +98,7 @@ impl TxBackend for Engine {
                 read_commit: req.read_commit,
                 when,
             })
-            .await
-            .map_err(from_send)?;
+            .await?;
         Ok(match outcome {
             AppendOutcome::Appended(a) => AppendAnswer::Appended { commit: a.commit },
             AppendOutcome::Conflict { commit, .. } => AppendAnswer::Conflict { commit },

@@ -47,6 +47,10 @@ pub struct Options {
     /// Which snapshots and sealed segments compaction keeps. Default
     /// [`Retention::KeepAll`].
     pub compaction: Retention,
+    /// How long a lone committer spins (yielding) for the log writer's
+    /// reply before it sleeps; see `log_writer::Appender`. Default 60 µs;
+    /// `Duration::ZERO` never spins (least CPU, slower sequential commits).
+    pub commit_spin: Duration,
 }
 
 /// How often the store snapshots on its own.
@@ -69,6 +73,7 @@ impl Default for Options {
             tx_timeout: Duration::from_secs(30),
             snapshot_every: None,
             compaction: Retention::KeepAll,
+            commit_spin: Duration::from_micros(60),
         }
     }
 }

@@ -14,7 +14,8 @@ use kameo::message::{Context, Message};
 use logd_actors::error::{Error, from_send};
 use logd_actors::fileops::{FileOps, RealFs};
 use logd_actors::log_writer::{
-    Append, AppendOutcome, Appended, Committed, Flush, LogWriter, Seal, WaitAcked, WriterArgs,
+    Append, AppendLeading, AppendOutcome, Appended, Appender, Committed, Flush, Led, LogWriter,
+    Seal, WaitAcked, WriterArgs,
 };
 use logd_actors::options::{Durability, Options};
 use logd_actors::recovery::{DirLock, Recovered, recover};
@@ -129,6 +130,46 @@ async fn append_ok(w: &ActorRef<LogWriter>, msg: Append) -> Appended {
     match append(w, msg).await.unwrap() {
         AppendOutcome::Appended(a) => a,
         other => panic!("expected append, got {other:?}"),
+    }
+}
+
+/// A writer that indexes through an `IndexSink` and tells a follower that
+/// records what it sees, as the store wires it.
+struct Indexed {
+    lock: DirLock,
+    shared: logd_actors::index::SharedIndex,
+    followed: Arc<Mutex<Vec<u64>>>,
+    index: ActorRef<logd_actors::index::IndexActor>,
+    started: Started,
+}
+
+async fn open_indexed(dir: &Path) -> Indexed {
+    use logd_actors::index::IndexActor;
+
+    let options = Options::default();
+    let lock = DirLock::acquire(dir, &options).unwrap();
+    let recovered = recover(dir, &options, &RealFs).unwrap();
+    let index_state = IndexActor::new();
+    let shared = index_state.shared();
+    let followed = Arc::new(Mutex::new(Vec::new()));
+    let follower = Observer::spawn(followed.clone());
+    let args = WriterArgs::new(
+        dir.to_path_buf(),
+        options,
+        Arc::new(RealFs),
+        None,
+        &recovered,
+    )
+    .with_index(index_state.sink())
+    .with_follower(follower.recipient::<Committed>());
+    let index = IndexActor::spawn(index_state);
+    let started = start(args).await.unwrap();
+    Indexed {
+        lock,
+        shared,
+        followed,
+        index,
+        started,
     }
 }
 
@@ -690,27 +731,14 @@ async fn wait_acked_answers_when_the_covering_flush_is_done() {
 /// order, without holding acknowledgements back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_index_holds_each_commit_before_its_ack_and_the_follower_sees_all() {
-    use logd_actors::index::IndexActor;
-
     let dir = tempfile::tempdir().unwrap();
-    let options = Options::default();
-    let _lock = DirLock::acquire(dir.path(), &options).unwrap();
-    let recovered = recover(dir.path(), &options, &RealFs).unwrap();
-    let index_state = IndexActor::new();
-    let shared = index_state.shared();
-    let followed = Arc::new(Mutex::new(Vec::new()));
-    let follower = Observer::spawn(followed.clone());
-    let args = WriterArgs::new(
-        dir.path().to_path_buf(),
-        options,
-        Arc::new(RealFs),
-        None,
-        &recovered,
-    )
-    .with_index(index_state.sink())
-    .with_follower(follower.clone().recipient::<Committed>());
-    let index = IndexActor::spawn(index_state);
-    let started = start(args).await.unwrap();
+    let Indexed {
+        lock: _lock,
+        shared,
+        followed,
+        index,
+        started,
+    } = open_indexed(dir.path()).await;
     let mut tasks = Vec::new();
     for t in 0..16i64 {
         let w = started.writer.clone();
@@ -802,4 +830,259 @@ async fn a_seal_survives_a_reopen() {
     let a = append_ok(&store.started.writer, append_msg("a", 6)).await;
     assert_eq!((a.commit, a.location.segment), (6, 4));
     store.started.stop().await.unwrap();
+}
+
+/// Appends through the store's commit path ([`Appender`]): the caller may be
+/// handed its batch's flush.
+async fn lead_ok(a: &Appender, msg: Append) -> Appended {
+    match a.append(msg).await.unwrap() {
+        AppendOutcome::Appended(a) => a,
+        other => panic!("expected append, got {other:?}"),
+    }
+}
+
+/// A lone `AppendLeading` caller is handed its own flush; running it makes
+/// the record durable. A lead dropped unrun is flushed by a task instead:
+/// the record is acknowledged, and the writer takes further appends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_leading_append_flushes_itself_and_a_dropped_lead_is_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let w = store.started.writer.clone();
+    let Led::Lead(lead) = w.ask(AppendLeading(append_msg("a", 1))).await.unwrap() else {
+        panic!("a lone caller is handed the flush");
+    };
+    assert_eq!(store.started.last_acked.load(Ordering::SeqCst), 0);
+    let a = lead.run().await.unwrap();
+    assert!(matches!(
+        a,
+        AppendOutcome::Appended(Appended { commit: 1, .. })
+    ));
+    assert_eq!(store.started.last_acked.load(Ordering::SeqCst), 1);
+
+    let Led::Lead(lead) = w.ask(AppendLeading(append_msg("a", 2))).await.unwrap() else {
+        panic!("a lone caller is handed the flush");
+    };
+    drop(lead);
+    let acked = tokio::time::timeout(Duration::from_secs(5), w.ask(WaitAcked { commit: 2 }))
+        .await
+        .expect("a dropped lead must not strand its batch")
+        .unwrap();
+    assert_eq!(acked, 2);
+    let a = lead_ok(
+        &Appender::new(w.clone(), Duration::ZERO),
+        append_msg("a", 3),
+    )
+    .await;
+    assert_eq!(a.commit, 3);
+    // Right after a lone leader's flush, the writer answers at once.
+    assert_eq!(w.ask(Flush).await.unwrap(), 3);
+    assert_eq!(w.ask(Seal).await.unwrap().unwrap().last_commit, 3);
+    // A caller that gives up right after sending (the lead is then
+    // dropped with the unread reply) strands nothing either.
+    {
+        let ask = std::future::IntoFuture::into_future(w.ask(AppendLeading(append_msg("a", 4))));
+        let mut ask = std::pin::pin!(ask);
+        let _ = std::future::poll_fn(|cx| std::task::Poll::Ready(ask.as_mut().poll(cx))).await;
+    }
+    let acked = tokio::time::timeout(Duration::from_secs(5), w.ask(WaitAcked { commit: 4 }))
+        .await
+        .expect("a dropped reply must not strand its batch")
+        .unwrap();
+    assert_eq!(acked, 4);
+    store.started.stop().await.unwrap();
+    drop(store);
+    let store = open(dir.path()).await;
+    let commits: Vec<u64> = store.recovered.records.iter().map(|r| r.commit).collect();
+    assert_eq!(
+        commits,
+        (1..=store.recovered.last_commit).collect::<Vec<_>>()
+    );
+    assert_eq!(store.recovered.last_commit, 4);
+    store.started.stop().await.unwrap();
+}
+
+/// Leaders and followers: 64 tasks commit through `Appender` (spinning when
+/// alone), some through plain `Append`; numbering stays gap-free, every
+/// commit is in the index before its ack, and the follower sees every batch
+/// in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leading_appenders_keep_group_commit_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let Indexed {
+        lock: _lock,
+        shared,
+        followed,
+        index,
+        started,
+    } = open_indexed(dir.path()).await;
+    let appender = Appender::new(started.writer.clone(), Duration::from_micros(60));
+    let mut tasks = Vec::new();
+    for t in 0..64i64 {
+        let w = started.writer.clone();
+        let appender = appender.clone();
+        let shared = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for i in 0..20i64 {
+                let msg = append_msg(&format!("k{t}"), t * 1000 + i);
+                let a = if t % 4 == 0 {
+                    append_ok(&w, msg).await
+                } else {
+                    lead_ok(&appender, msg).await
+                };
+                let held = shared.last_commit().unwrap().unwrap_or(0);
+                assert!(held >= a.commit, "acked {} but indexed {held}", a.commit);
+                assert_eq!(shared.location(a.commit).unwrap(), Some(a.location));
+                mine.push(a.commit);
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        let mine = t.await.unwrap();
+        assert!(mine.windows(2).all(|w| w[0] < w[1]));
+        all.extend(mine);
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=1280).collect::<Vec<u64>>());
+    // Then a lone committer: its flushes are left for the writer to pick
+    // up; a `WaitAcked`, a `Seal` and a `Flush` still answer at once.
+    for i in 0..50 {
+        assert_eq!(
+            lead_ok(&appender, append_msg("lone", i)).await.commit,
+            1281 + i as u64
+        );
+    }
+    let w = &started.writer;
+    assert_eq!(w.ask(WaitAcked { commit: 1330 }).await.unwrap(), 1330);
+    assert_eq!(w.ask(Flush).await.unwrap(), 1330);
+    let sealed = w.ask(Seal).await.unwrap().unwrap();
+    assert_eq!(sealed.last_commit, 1330);
+    assert_eq!(
+        lead_ok(&appender, append_msg("lone", 99)).await.commit,
+        1331
+    );
+    for _ in 0..200 {
+        if followed.lock().unwrap().len() == 1331 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(*followed.lock().unwrap(), (1..=1331).collect::<Vec<u64>>());
+    started.stop().await.unwrap();
+    index.kill();
+    drop(_lock);
+    let store = open(dir.path()).await;
+    assert_eq!(store.recovered.last_commit, 1331);
+    store.started.stop().await.unwrap();
+}
+
+/// A leader whose fsync fails gets the error, as does every record of its
+/// batch; the writer then refuses appends (fail-stop). A leader whose I/O
+/// panics gets an error and the writer is restarted from disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_or_panicking_lead_fails_its_batch_and_never_hangs() {
+    for panic in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = Arc::new(FaultFs::default());
+        let store = open_with(dir.path(), Options::default(), fs.clone(), None)
+            .await
+            .unwrap();
+        let w = store.started.writer.clone();
+        let appender = Appender::new(w.clone(), Duration::from_micros(60));
+        for i in 0..3 {
+            lead_ok(&appender, append_msg("a", i)).await;
+        }
+        if panic {
+            fs.panic_sync_once.store(true, Ordering::SeqCst);
+        } else {
+            fs.fail_sync.store(true, Ordering::SeqCst);
+        }
+        fs.slow_sync_ms.store(20, Ordering::SeqCst);
+        let mut tasks = Vec::new();
+        for t in 0..8 {
+            let appender = appender.clone();
+            tasks.push(tokio::spawn(async move {
+                tokio::time::timeout(Duration::from_secs(5), appender.append(append_msg("b", t)))
+                    .await
+                    .expect("a failed flush must not hang its callers")
+            }));
+        }
+        for t in tasks {
+            let r = t.await.unwrap();
+            if panic {
+                // The batch that panicked fails; later ones may be served
+                // by the restarted writer.
+                assert!(
+                    matches!(r, Err(Error::WriterFailed { .. }) | Ok(_)),
+                    "{r:?}"
+                );
+            } else {
+                assert!(r.is_err(), "{r:?}");
+            }
+        }
+        fs.slow_sync_ms.store(0, Ordering::SeqCst);
+        fs.fail_sync.store(false, Ordering::SeqCst);
+        if panic {
+            let mut ok = false;
+            for _ in 0..50 {
+                if let Ok(AppendOutcome::Appended(_)) = appender.append(append_msg("c", 0)).await {
+                    ok = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(ok, "the writer was not restarted");
+        } else {
+            assert!(matches!(
+                appender.append(append_msg("c", 0)).await,
+                Err(Error::WriterFailed { .. })
+            ));
+            assert_eq!(store.started.last_acked.load(Ordering::SeqCst), 3);
+        }
+        let acked = store.started.last_acked.load(Ordering::SeqCst);
+        let _ = store.started.stop().await;
+        drop(store);
+        let store = open(dir.path()).await;
+        let r = &store.recovered;
+        assert!(r.last_commit >= acked);
+        let commits: Vec<u64> = r.records.iter().map(|r| r.commit).collect();
+        assert_eq!(commits, (1..=r.last_commit).collect::<Vec<_>>());
+        store.started.stop().await.unwrap();
+    }
+}
+
+/// A caller on a current-thread runtime cannot block in place: handed the
+/// lead by a writer on a multi-thread runtime, it has a flush task of the
+/// writer's runtime do the work and waits for it.
+#[test]
+fn a_lead_handed_to_a_current_thread_caller_is_run_by_a_task() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = rt.block_on(open(dir.path()));
+    let appender = Appender::new(store.started.writer.clone(), Duration::from_micros(60));
+    let caller = std::thread::spawn(move || {
+        let local = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        local.block_on(async {
+            let mut commits = Vec::new();
+            for i in 0..20 {
+                commits.push(lead_ok(&appender, append_msg("a", i)).await.commit);
+            }
+            commits
+        })
+    });
+    assert_eq!(caller.join().unwrap(), (1..=20).collect::<Vec<u64>>());
+    rt.block_on(async {
+        assert_eq!(store.started.last_acked.load(Ordering::SeqCst), 20);
+        store.started.stop().await.unwrap();
+    });
 }

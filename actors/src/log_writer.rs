@@ -13,12 +13,12 @@
 //! that arrive while a batch is in flight form the next batch.
 //!
 //! Who runs a flush: when the batch holds an [`AppendLeading`] record (the
-//! store's commit path, through [`Appender`]) and the flush syncs, the
-//! writer hands the whole batch to that record's caller ([`FlushLead`]),
-//! which does the I/O on its own task in `block_in_place` and acknowledges
-//! the others; a lone committer then pays for no extra task and no
-//! wake-up after its fsync. Otherwise a flush task does it (see
-//! `run_flush`). Either way the writer gets the file back
+//! store's commit path, through [`Appender`]), no observer must be awaited
+//! and the runtime is multi-threaded, the writer hands the whole batch to
+//! that record's caller ([`FlushLead`]), which does the I/O on its own task
+//! in `block_in_place` and acknowledges the others; a lone committer then
+//! pays for no extra task and no wake-up after its write. Otherwise a flush
+//! task does it (see `run_flush`). Either way the writer gets the file back
 //! ([`FlushDone`]) before it starts the next flush, so flushes stay serial.
 //!
 //! It never acknowledges what was not durable (per `Options::durability`),
@@ -946,8 +946,8 @@ impl LogWriter {
     }
 
     /// Starts a flush if none is running and there is work: hands it to
-    /// the batch's newest [`AppendLeading`] caller when the flush syncs and
-    /// no observer must be awaited, else to a flush task.
+    /// the batch's newest [`AppendLeading`] caller when no observer must be
+    /// awaited (and this is a multi-thread runtime), else to a flush task.
     fn maybe_flush(&mut self, me: &ActorRef<LogWriter>) {
         if self.batch.is_empty() || self.io.is_none() || self.failed.is_some() {
             return;
@@ -958,7 +958,7 @@ impl LogWriter {
             self.last_batch = batch.records.len();
         }
         let sync = batch.sync || matches!(self.args.options.durability, Durability::Immediate);
-        let leader = if sync && self.args.observer.is_none() && can_block_in_place() {
+        let leader = if self.args.observer.is_none() && can_block_in_place() {
             batch.take_leader()
         } else {
             None

@@ -29,6 +29,7 @@ struct FaultFs {
     fail_write: AtomicBool,
     panic_sync_once: AtomicBool,
     slow_sync_ms: AtomicU64,
+    syncs: AtomicU64,
 }
 
 impl FileOps for FaultFs {
@@ -41,6 +42,7 @@ impl FileOps for FaultFs {
         RealFs.write_at(file, buf, offset)
     }
     fn sync(&self, file: &File) -> io::Result<()> {
+        self.syncs.fetch_add(1, Ordering::SeqCst);
         let ms = self.slow_sync_ms.load(Ordering::SeqCst);
         if ms > 0 {
             std::thread::sleep(Duration::from_millis(ms));
@@ -1085,4 +1087,44 @@ fn a_lead_handed_to_a_current_thread_caller_is_run_by_a_task() {
         assert_eq!(store.started.last_acked.load(Ordering::SeqCst), 20);
         store.started.stop().await.unwrap();
     });
+}
+
+/// In buffered mode a leader acknowledges after the write alone; the
+/// writer's timer then syncs what was written, and an idle log is not
+/// synced again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_leads_ack_after_the_write_and_the_timer_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(FaultFs::default());
+    let mut o = Options::default();
+    o.durability = Durability::Buffered {
+        interval: Duration::from_millis(50),
+    };
+    let store = open_with(dir.path(), o.clone(), fs.clone(), None)
+        .await
+        .unwrap();
+    let appender = Appender::new(store.started.writer.clone(), o.commit_spin);
+    // The first append also creates (and syncs) the segment.
+    assert_eq!(lead_ok(&appender, append_msg("a", 0)).await.commit, 1);
+    let after_first = fs.syncs.load(Ordering::SeqCst);
+    for i in 1..20 {
+        assert_eq!(
+            lead_ok(&appender, append_msg("a", i)).await.commit,
+            i as u64 + 1
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let synced = fs.syncs.load(Ordering::SeqCst);
+    assert!(synced > after_first, "the timer never synced the writes");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        fs.syncs.load(Ordering::SeqCst),
+        synced,
+        "an idle log is synced again"
+    );
+    store.started.stop().await.unwrap();
+    drop(store);
+    let store = open(dir.path()).await;
+    assert_eq!(store.recovered.last_commit, 20);
+    store.started.stop().await.unwrap();
 }

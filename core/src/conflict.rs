@@ -3,11 +3,13 @@
 //! This module owns [`ConflictIndex`]: per path, enough of the commit history
 //! to answer "did any commit after `r` affect path `p`" (the relation of
 //! [`crate::index::affects`]) from memory in O(depth of `p`) hash lookups,
-//! never by scanning commits and never by reading files. It stores, for
-//! every prefix of every end path (see [`crate::index::touched_paths`]), the
-//! last commit that ended there, ended at or below it, or ended below it
-//! through a field or sparse segment. It never decides what a conflict means
-//! for a transaction; the log writer does.
+//! never by scanning commits and never by reading files. It keeps a trie of
+//! every prefix of every end path (see [`crate::index::touched_paths`]);
+//! each node holds the last commit that ended there, ended at or below it,
+//! or ended below it through a field or sparse segment. Recording or
+//! checking a path walks it once, hashing each segment once (the log writer
+//! does both for every commit). It never decides what a conflict means for
+//! a transaction; the log writer does.
 
 use std::collections::HashMap;
 
@@ -18,18 +20,53 @@ use crate::node::Node;
 /// Last commits per path prefix, for conflict checks at sequencing time.
 #[derive(Clone, Debug, Default)]
 pub struct ConflictIndex {
-    /// End path → last commit whose patch ended exactly there (rule 1).
-    exact: HashMap<Vec<Segment>, u64>,
-    /// Prefix → last commit whose patch ended at or below it (rule 2).
-    subtree: HashMap<Vec<Segment>, u64>,
-    /// Prefix `a` → last commit whose patch ended below `a` through a field
-    /// or sparse segment right after `a` (rule 3).
-    below_keyed: HashMap<Vec<Segment>, u64>,
+    /// The node of the empty prefix (the root path).
+    root: Prefix,
+    /// How many nodes below the root the trie holds.
+    nodes: usize,
     /// Commits before this one are unknown (e.g. compacted away): a check
     /// reading before `floor - 1` conflicts conservatively.
     floor: u64,
     /// The last commit recorded.
     last: u64,
+}
+
+/// One path prefix of the trie; 0 means "no commit".
+#[derive(Clone, Debug, Default)]
+struct Prefix {
+    /// The last commit whose patch ended exactly here (rule 1).
+    exact: u64,
+    /// The last commit whose patch ended at or below here (rule 2); never
+    /// less than any commit held below.
+    subtree: u64,
+    /// The last commit whose patch ended below here through a field or
+    /// sparse segment right after this prefix (rule 3).
+    below_keyed: u64,
+    children: HashMap<Segment, Prefix>,
+}
+
+impl Prefix {
+    /// Drops every node below whose commits are all at or before `floor`
+    /// (its `subtree` says so); returns how many nodes were dropped.
+    fn forget_through(&mut self, floor: u64) -> usize {
+        let mut dropped = 0;
+        self.children.retain(|_, c| {
+            if c.subtree <= floor {
+                dropped += 1 + c.count();
+                false
+            } else {
+                dropped += c.forget_through(floor);
+                true
+            }
+        });
+        self.children.shrink_to_fit();
+        dropped
+    }
+
+    /// How many nodes are below this one.
+    fn count(&self) -> usize {
+        self.children.values().map(|c| 1 + c.count()).sum()
+    }
 }
 
 /// A failed check: the path checked and the latest commit after the read
@@ -42,13 +79,8 @@ pub struct Conflict {
     pub commit: u64,
 }
 
-fn bump(map: &mut HashMap<Vec<Segment>, u64>, key: &[Segment], commit: u64) {
-    match map.get_mut(key) {
-        Some(c) => *c = (*c).max(commit),
-        None => {
-            map.insert(key.to_vec(), commit);
-        }
-    }
+fn keyed(seg: &Segment) -> bool {
+    matches!(seg, Segment::Field(_) | Segment::Sparse(_))
 }
 
 impl ConflictIndex {
@@ -75,14 +107,25 @@ impl ConflictIndex {
     /// Records a commit whose patch ends at `ends`.
     pub fn record_ends<'a>(&mut self, commit: u64, ends: impl IntoIterator<Item = &'a KPath>) {
         for end in ends {
-            let segs = end.segments();
-            bump(&mut self.exact, segs, commit);
-            for k in 0..=segs.len() {
-                bump(&mut self.subtree, &segs[..k], commit);
-                if k < segs.len() && matches!(segs[k], Segment::Field(_) | Segment::Sparse(_)) {
-                    bump(&mut self.below_keyed, &segs[..k], commit);
+            let mut node = &mut self.root;
+            for seg in end.segments() {
+                node.subtree = node.subtree.max(commit);
+                if keyed(seg) {
+                    node.below_keyed = node.below_keyed.max(commit);
                 }
+                // Look up before inserting: the key is cloned only for a
+                // new prefix.
+                if !node.children.contains_key(seg) {
+                    node.children.insert(seg.clone(), Prefix::default());
+                    self.nodes += 1;
+                }
+                let Some(next) = node.children.get_mut(seg) else {
+                    break; // inserted just above
+                };
+                node = next;
             }
+            node.subtree = node.subtree.max(commit);
+            node.exact = node.exact.max(commit);
         }
         self.last = self.last.max(commit);
     }
@@ -93,26 +136,25 @@ impl ConflictIndex {
         self.record_ends(commit, ends.iter());
     }
 
-    /// How many path prefixes it holds (what its memory grows with).
+    /// How many path prefixes it holds (what its memory grows with): the
+    /// root once anything is recorded, and every prefix below it.
     pub fn entries(&self) -> usize {
-        self.exact.len() + self.subtree.len() + self.below_keyed.len()
+        self.nodes + usize::from(self.root.subtree > self.floor)
     }
 
     /// Forgets commits up to `floor` (at most the last one recorded): the
-    /// entries they left are dropped, and a check reading before `floor`
-    /// conflicts conservatively at `floor`, as after [`ConflictIndex::with_base`].
-    /// Answers for read commits at or after `floor` do not change: an entry
-    /// at or before `floor` can never be after such a read.
+    /// prefixes only they reached are dropped, and a check reading before
+    /// `floor` conflicts conservatively at `floor`, as after
+    /// [`ConflictIndex::with_base`]. Answers for read commits at or after
+    /// `floor` do not change: a commit at or before `floor` can never be
+    /// after such a read.
     pub fn forget_through(&mut self, floor: u64) {
         let floor = floor.min(self.last);
         if floor <= self.floor {
             return;
         }
         self.floor = floor;
-        for map in [&mut self.exact, &mut self.subtree, &mut self.below_keyed] {
-            map.retain(|_, c| *c > floor);
-            map.shrink_to_fit();
-        }
+        self.nodes -= self.root.forget_through(floor);
     }
 
     /// The latest commit after `read_commit` that affects `path`, if any.
@@ -120,23 +162,27 @@ impl ConflictIndex {
         if read_commit < self.floor {
             return Some(self.floor);
         }
-        let segs = path.segments();
         let mut best = 0u64;
-        // Rule 2: an end at or below `path`.
-        if let Some(&c) = self.subtree.get(segs) {
-            best = best.max(c);
-        }
-        for k in 0..=segs.len() {
-            // Rule 1: an end at an ancestor-or-self.
-            if let Some(&c) = self.exact.get(&segs[..k]) {
-                best = best.max(c);
+        let mut node = &self.root;
+        let mut reached = true;
+        for seg in path.segments() {
+            // Rule 1: an end at an ancestor.
+            best = best.max(node.exact);
+            // Rule 3: `path` continues with a dense index below this prefix.
+            if matches!(seg, Segment::Index(_)) {
+                best = best.max(node.below_keyed);
             }
-            // Rule 3: `path` continues with a dense index below `segs[..k]`.
-            if k < segs.len() && matches!(segs[k], Segment::Index(_)) {
-                if let Some(&c) = self.below_keyed.get(&segs[..k]) {
-                    best = best.max(c);
+            match node.children.get(seg) {
+                Some(child) => node = child,
+                None => {
+                    reached = false;
+                    break;
                 }
             }
+        }
+        if reached {
+            // Rules 1 and 2: an end at `path` itself, or below it.
+            best = best.max(node.subtree);
         }
         (best > read_commit).then_some(best)
     }
@@ -239,11 +285,15 @@ mod tests {
             let mut pruned = full.clone();
             pruned.forget_through(floor);
             let floor = floor.min(commits.len() as u64);
-            let kept = [&full.exact, &full.subtree, &full.below_keyed]
+            // Kept: every prefix of an end of a commit after the floor.
+            let kept: std::collections::BTreeSet<Vec<Segment>> = commits
                 .iter()
-                .map(|m| m.values().filter(|&&c| c > floor).count())
-                .sum::<usize>();
-            prop_assert_eq!(pruned.entries(), kept);
+                .enumerate()
+                .filter(|(i, _)| *i as u64 + 1 > floor)
+                .flat_map(|(_, ends)| ends.iter())
+                .flat_map(|e| (0..=e.segments().len()).map(|k| e.segments()[..k].to_vec()))
+                .collect();
+            prop_assert_eq!(pruned.entries(), kept.len());
             for (q, r) in &queries {
                 let want = if *r < floor { Some(floor) } else { full.last_affecting(q, *r) };
                 prop_assert_eq!(pruned.last_affecting(q, *r), want, "query {} after {}", q, r);

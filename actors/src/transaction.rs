@@ -720,11 +720,8 @@ async fn decide<B: TxBackend>(
     meta: &PatchMeta,
     patches: &[&Patch],
 ) -> Result<Outcome, Error> {
-    let parts: Vec<(KPath, Node)> = patches
-        .iter()
-        .map(|p| (p.path.clone(), p.data.clone()))
-        .collect();
-    let merged = patch::merge(&parts).map_err(|e| Error::Conflict {
+    let parts: Vec<(&KPath, &Node)> = patches.iter().map(|p| (&p.path, &p.data)).collect();
+    let merged = patch::merge_refs(&parts).map_err(|e| Error::Conflict {
         path: String::new(),
         commit: 0,
         reason: e.to_string(),
@@ -738,7 +735,7 @@ async fn decide<B: TxBackend>(
     for attempt in 0..MAX_ATTEMPTS {
         let merged = match merged.take() {
             Some(m) => m,
-            None => patch::merge(&parts).map_err(|e| Error::Conflict {
+            None => patch::merge_refs(&parts).map_err(|e| Error::Conflict {
                 path: String::new(),
                 commit: 0,
                 reason: e.to_string(),

@@ -15,16 +15,24 @@ use crate::node::{Key, Node, Tag, Value};
 /// ([`PatchError::MixedAccessors`]) are errors. No participants gives
 /// `!pass null`.
 pub fn merge(parts: &[(KPath, Node)]) -> Result<Node, PatchError> {
+    let refs: Vec<(&KPath, &Node)> = parts.iter().map(|(p, d)| (p, d)).collect();
+    merge_refs(&refs)
+}
+
+/// [`merge`] over borrowed parts: each participant's data is cloned once,
+/// into the merged patch (the commit path calls this with its
+/// participants' own patches).
+pub fn merge_refs(parts: &[(&KPath, &Node)]) -> Result<Node, PatchError> {
     if parts.is_empty() {
         return Ok(Node::tagged("pass", Value::Null));
     }
-    let mut order: Vec<&(KPath, Node)> = parts.iter().collect();
-    order.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut order: Vec<(&KPath, &Node)> = parts.to_vec();
+    order.sort_by(|a, b| a.0.cmp(b.0));
     // In path order, a path that is a prefix of another is a prefix of the
     // one right after it.
     for w in order.windows(2) {
         if let [a, b] = w
-            && a.0.is_prefix_of(&b.0)
+            && a.0.is_prefix_of(b.0)
         {
             return Err(PatchError::Conflict {
                 a: a.0.clone(),
@@ -52,15 +60,15 @@ fn accessor(s: &Segment) -> Accessor {
 
 /// Builds the patch for `parts` (sorted, conflict-free, all under `prefix`,
 /// which has `depth` segments).
-fn build(parts: &[&(KPath, Node)], depth: usize, prefix: &KPath) -> Result<Node, PatchError> {
-    let seg_at = |p: &(KPath, Node)| p.0.segments().get(depth).cloned();
+fn build(parts: &[(&KPath, &Node)], depth: usize, prefix: &KPath) -> Result<Node, PatchError> {
+    let seg_at = |p: &(&KPath, &Node)| p.0.segments().get(depth).cloned();
     match parts {
         [] => return Ok(Node::tagged("pass", Value::Null)),
         [only] if only.0.len() == depth => return Ok(only.1.clone()),
         _ => {}
     }
     // Every part continues below `prefix` (no conflicts); group by next segment.
-    let mut groups: Vec<(Segment, Vec<&(KPath, Node)>)> = Vec::new();
+    let mut groups: Vec<(Segment, Vec<(&KPath, &Node)>)> = Vec::new();
     for p in parts {
         let Some(seg) = seg_at(p) else {
             // A part ending here next to others: a conflict `merge` reports
@@ -71,8 +79,8 @@ fn build(parts: &[&(KPath, Node)], depth: usize, prefix: &KPath) -> Result<Node,
             });
         };
         match groups.last_mut() {
-            Some((s, g)) if *s == seg => g.push(p),
-            _ => groups.push((seg, vec![p])),
+            Some((s, g)) if *s == seg => g.push(*p),
+            _ => groups.push((seg, vec![*p])),
         }
     }
     let kind = groups.first().map(|(s, _)| accessor(s));

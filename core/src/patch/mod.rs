@@ -120,7 +120,7 @@ use std::fmt::Write as _;
 pub use apply::{apply, apply_owned};
 pub use glob::glob_match;
 pub use matches::matches;
-pub use merge::merge;
+pub use merge::{merge, merge_refs};
 pub use trim::trim;
 
 use crate::kpath::{KPath, KPathError, Segment};

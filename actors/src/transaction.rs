@@ -731,6 +731,13 @@ async fn decide<B: TxBackend>(
     // commit paying for a copy.
     let mut merged = Some(merged);
     let checks = checks_for(patches, meta.seq.is_some());
+    // Most commits depend on no state (no match, no `seq`, no op that can
+    // fail): they skip the evaluation, and the evaluation's future is boxed
+    // only when it runs, so the commit's own future stays small.
+    let stateless = meta.seq.is_none()
+        && patches
+            .iter()
+            .all(|p| p.matches.is_none() && !needs_state(p));
     let mut last_conflict = 0;
     for attempt in 0..MAX_ATTEMPTS {
         let merged = match merged.take() {
@@ -742,11 +749,16 @@ async fn decide<B: TxBackend>(
             })?,
         };
         let read_commit = backend.current_commit();
-        if let Some(outcome) = evaluate(backend, meta, patches, read_commit).await? {
-            return Ok(outcome);
+        if !stateless {
+            if let Some(outcome) = Box::pin(evaluate(backend, meta, patches, read_commit)).await? {
+                return Ok(outcome);
+            }
         }
-        let answer = backend
-            .append(AppendRequest {
+        // Boxed: the append's future is the largest part of a commit's;
+        // inline, it would push every commit's future past the size at
+        // which malloc consolidates its free lists.
+        let answer = Box::pin(
+            backend.append(AppendRequest {
                 tx_id: id,
                 patch: merged,
                 participants: patches
@@ -758,8 +770,9 @@ async fn decide<B: TxBackend>(
                 when: meta.when.unwrap_or_else(SystemTime::now),
                 checks: checks.clone(),
                 read_commit,
-            })
-            .await?;
+            }),
+        )
+        .await?;
         match answer {
             AppendAnswer::Appended { commit } => return Ok(Outcome::Committed { commit }),
             AppendAnswer::Conflict { commit } => {

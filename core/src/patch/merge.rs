@@ -23,8 +23,11 @@ pub fn merge(parts: &[(KPath, Node)]) -> Result<Node, PatchError> {
 /// into the merged patch (the commit path calls this with its
 /// participants' own patches).
 pub fn merge_refs(parts: &[(&KPath, &Node)]) -> Result<Node, PatchError> {
-    if parts.is_empty() {
-        return Ok(Node::tagged("pass", Value::Null));
+    match parts {
+        [] => return Ok(Node::tagged("pass", Value::Null)),
+        // One participant (most commits): nothing to group or check.
+        [(path, data)] => return Ok(mount(path, data)),
+        _ => {}
     }
     let mut order: Vec<(&KPath, &Node)> = parts.to_vec();
     order.sort_by(|a, b| a.0.cmp(b.0));
@@ -41,6 +44,23 @@ pub fn merge_refs(parts: &[(&KPath, &Node)]) -> Result<Node, PatchError> {
         }
     }
     build(&order, 0, &KPath::root())
+}
+
+/// The patch that sets `data` at `path`, built from the inside out: what
+/// [`build`] gives for a single part, without its grouping.
+fn mount(path: &KPath, data: &Node) -> Node {
+    let mut node = data.clone();
+    for seg in path.segments().iter().rev() {
+        node = match seg {
+            Segment::Field(f) => Node::new(Value::Object(vec![(Key::Field(f.clone()), node)])),
+            Segment::Sparse(i) => Node::new(Value::Object(vec![(Key::Index(*i), node)])),
+            Segment::Index(i) => Node {
+                tag: Some(Tag::new("arraydiff")),
+                value: Value::Object(vec![(Key::Index(*i), node)]),
+            },
+        };
+    }
+    node
 }
 
 #[derive(PartialEq)]
@@ -106,4 +126,33 @@ fn build(parts: &[(&KPath, &Node)], depth: usize, prefix: &KPath) -> Result<Node
         },
         _ => Node::new(value),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn seg() -> impl Strategy<Value = Segment> {
+        prop_oneof![
+            "[a-c]{1,2}".prop_map(Segment::Field),
+            (0u32..4).prop_map(Segment::Index),
+            (0u32..4).prop_map(Segment::Sparse),
+        ]
+    }
+
+    proptest! {
+        /// The one-participant shortcut builds exactly what the general
+        /// grouping builds.
+        #[test]
+        fn mounting_one_part_equals_building_it(
+            segs in proptest::collection::vec(seg(), 0..5),
+            n in any::<i64>(),
+        ) {
+            let path = KPath::from_segments(segs);
+            let data = Node::int(n);
+            let general = build(&[(&path, &data)], 0, &KPath::root());
+            prop_assert_eq!(Ok(mount(&path, &data)), general);
+        }
+    }
 }

@@ -578,10 +578,12 @@ impl CheckpointWriter {
             if i % 1024 == 1023 && self.stopped() {
                 return Ok(None);
             }
-            let path = segment_path(&self.dir, r.location.segment);
             index
                 .insert_patch(r.commit, &r.entry.patch, r.location)
-                .map_err(|e| Error::corrupt(&path, r.location.offset, e.to_string()))?;
+                .map_err(|e| {
+                    let path = segment_path(&self.dir, r.location.segment);
+                    Error::corrupt(&path, r.location.offset, e.to_string())
+                })?;
             max_tx = max_tx.max(r.entry.tx_id);
         }
         if self.stopped() {

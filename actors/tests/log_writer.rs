@@ -175,6 +175,18 @@ async fn open_indexed(dir: &Path) -> Indexed {
     }
 }
 
+/// The follower saw commits `1..=last`, each once, in order. It is told
+/// after the acks, so this waits (up to 2 s) for the last batch to land.
+async fn assert_followed(followed: &Mutex<Vec<u64>>, last: u64) {
+    for _ in 0..200 {
+        if followed.lock().unwrap().len() as u64 >= last {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(*followed.lock().unwrap(), (1..=last).collect::<Vec<u64>>());
+}
+
 fn last_segment(dir: &Path) -> PathBuf {
     let mut segs: Vec<PathBuf> = std::fs::read_dir(dir.join("wal"))
         .unwrap()
@@ -761,14 +773,7 @@ async fn the_index_holds_each_commit_before_its_ack_and_the_follower_sees_all() 
     for t in tasks {
         t.await.unwrap();
     }
-    // The follower is told after the ack: wait for the last batch to land.
-    for _ in 0..200 {
-        if followed.lock().unwrap().len() == 400 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(*followed.lock().unwrap(), (1..=400).collect::<Vec<u64>>());
+    assert_followed(&followed, 400).await;
     started.stop().await.unwrap();
     index.kill();
 }
@@ -966,13 +971,7 @@ async fn leading_appenders_keep_group_commit_exact() {
         lead_ok(&appender, append_msg("lone", 99)).await.commit,
         1331
     );
-    for _ in 0..200 {
-        if followed.lock().unwrap().len() == 1331 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(*followed.lock().unwrap(), (1..=1331).collect::<Vec<u64>>());
+    assert_followed(&followed, 1331).await;
     started.stop().await.unwrap();
     index.kill();
     drop(_lock);

@@ -740,44 +740,6 @@ async fn wait_acked_answers_when_the_covering_flush_is_done() {
     let _ = store.started.stop().await;
 }
 
-/// With an index sink, each batch is in the index before any of its
-/// records is acknowledged; a follower is told of every batch, in commit
-/// order, without holding acknowledgements back.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_index_holds_each_commit_before_its_ack_and_the_follower_sees_all() {
-    let dir = tempfile::tempdir().unwrap();
-    let Indexed {
-        lock: _lock,
-        shared,
-        followed,
-        index,
-        started,
-    } = open_indexed(dir.path()).await;
-    let mut tasks = Vec::new();
-    for t in 0..16i64 {
-        let w = started.writer.clone();
-        let shared = shared.clone();
-        tasks.push(tokio::spawn(async move {
-            for i in 0..25i64 {
-                let a = append_ok(&w, append_msg(&format!("k{t}"), t * 1000 + i)).await;
-                let held = shared.last_commit().unwrap().unwrap_or(0);
-                assert!(
-                    held >= a.commit,
-                    "acked {} but the index holds {held}",
-                    a.commit
-                );
-                assert_eq!(shared.location(a.commit).unwrap(), Some(a.location));
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    assert_followed(&followed, 400).await;
-    started.stop().await.unwrap();
-    index.kill();
-}
-
 /// A seal survives a reopen: appends after it go to a new segment, and the
 /// first `Seal` after the reopen names the sealed segment once more (so a
 /// snapshot a crash prevented can still be taken); an unsealed segment is
@@ -909,10 +871,11 @@ async fn a_lone_leading_append_flushes_itself_and_a_dropped_lead_is_not_lost() {
     store.started.stop().await.unwrap();
 }
 
-/// Leaders and followers: 64 tasks commit through `Appender` (spinning when
-/// alone), some through plain `Append`; numbering stays gap-free, every
-/// commit is in the index before its ack, and the follower sees every batch
-/// in order.
+/// With an index sink, each batch is in the index before any of its
+/// records is acknowledged, and a follower is told of every batch, in
+/// commit order, without holding acknowledgements back. 64 tasks commit,
+/// most through `Appender` (leading flushes, spinning when alone), some
+/// through plain `Append`; numbering stays gap-free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leading_appenders_keep_group_commit_exact() {
     let dir = tempfile::tempdir().unwrap();

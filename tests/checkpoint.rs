@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Fault, FaultFs, Fold, runtime, small_segments};
-use logd::{Cutoff, Durability, Error, KPath, Node, Options, Retention, Storage, Value};
+use logd::{Cutoff, Durability, Error, KPath, Node, Options, Retention, Storage};
 use logd_actors::checkpoint::{CheckpointStatus, checkpoint_path, read_checkpoint};
 use proptest::prelude::*;
 
@@ -221,19 +221,8 @@ async fn run(
     let mut used = 0;
     for op in ops {
         match op {
-            Op::Commit { n, nested, data } => {
-                let path = if nested {
-                    format!("users.u{n}.sub")
-                } else {
-                    format!("users.u{n}")
-                };
-                let data = Node::object([("v", Node::int(i64::from(data)))]);
-                m.commit(&s, &path, data).await;
-            }
-            Op::Delete { n } => {
-                let data = Node::tagged("delete", Value::Null);
-                m.commit(&s, &format!("users.u{n}"), data).await;
-            }
+            Op::Commit { n, nested, data } => m.commit_user(&s, n, nested, data).await,
+            Op::Delete { n } => m.delete_user(&s, n).await,
             Op::Snapshot => {
                 let info = s.switch_and_snapshot().await.unwrap();
                 if let (true, Some(info)) = (settle, info) {

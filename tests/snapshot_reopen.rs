@@ -7,7 +7,7 @@
 mod common;
 use common::{Fold, runtime, small_segments};
 
-use logd::{Cutoff, Error, KPath, Node, Retention, Storage, Value};
+use logd::{Cutoff, Error, KPath, Node, Retention, Storage};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -79,19 +79,8 @@ async fn run(ops: Vec<Op>, auto: bool, retention: Retention) -> Result<(), TestC
     let mut m = Fold::new();
     for op in ops {
         match op {
-            Op::Commit { n, nested, data } => {
-                let path = if nested {
-                    format!("users.u{n}.sub")
-                } else {
-                    format!("users.u{n}")
-                };
-                let data = Node::object([("v", Node::int(i64::from(data)))]);
-                m.commit(&s, &path, data).await;
-            }
-            Op::Delete { n } => {
-                let data = Node::tagged("delete", Value::Null);
-                m.commit(&s, &format!("users.u{n}"), data).await;
-            }
+            Op::Commit { n, nested, data } => m.commit_user(&s, n, nested, data).await,
+            Op::Delete { n } => m.delete_user(&s, n).await,
             Op::Snapshot => {
                 let info = s.switch_and_snapshot().await.unwrap();
                 prop_assert_eq!(info.map(|i| i.commit), (m.last() > 0).then(|| m.last()));

@@ -92,6 +92,24 @@ impl Fold {
         self.states
             .push(patch::apply(prev.as_ref(), &root).unwrap());
     }
+
+    /// The property tests' write: `{v: data}` at `users.u{n}`, or at
+    /// `users.u{n}.sub` when `nested`.
+    pub async fn commit_user(&mut self, s: &Storage, n: u8, nested: bool, data: i8) {
+        let path = if nested {
+            format!("users.u{n}.sub")
+        } else {
+            format!("users.u{n}")
+        };
+        let data = Node::object([("v", Node::int(i64::from(data)))]);
+        self.commit(s, &path, data).await;
+    }
+
+    /// The property tests' delete of `users.u{n}`.
+    pub async fn delete_user(&mut self, s: &Storage, n: u8) {
+        let data = Node::tagged("delete", logd::Value::Null);
+        self.commit(s, &format!("users.u{n}"), data).await;
+    }
 }
 
 /// Options for the snapshot property tests: buffered (2 ms), 1 KiB

@@ -240,6 +240,24 @@ fn flip(path: &Path, rng: &mut Rng) -> (u64, u8) {
     (at, bit)
 }
 
+/// A fresh copy of `gdir`, as the next numbered case under `work`.
+fn fresh_copy(gdir: &Path, work: &Path, case: &mut usize) -> PathBuf {
+    let copy = work.join(format!("c{case}"));
+    *case += 1;
+    copy_dir(gdir, &copy);
+    copy
+}
+
+/// Deletes, empties or halves the file at `p` (`how` names which).
+fn damage(p: &Path, how: &str) {
+    match how {
+        "deleted" => std::fs::remove_file(p).unwrap(),
+        "emptied" => truncate(p, 0),
+        "halved" => truncate(p, std::fs::metadata(p).unwrap().len() / 2),
+        other => panic!("unknown damage {other}"),
+    }
+}
+
 fn truncate(path: &Path, len: u64) {
     let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
     f.set_len(len).unwrap();
@@ -277,9 +295,7 @@ async fn damaged_files_recover_exactly_or_refuse_to_open() {
     for (name, g) in [("keep-all", &keep_all), ("compacted", &compacted)] {
         let gdir = g.dir.path();
         // Each golden store must itself be exact.
-        let copy = work.path().join(format!("c{case}"));
-        case += 1;
-        copy_dir(gdir, &copy);
+        let copy = fresh_copy(gdir, work.path(), &mut case);
         judge(
             g,
             &copy,
@@ -311,9 +327,7 @@ async fn damaged_files_recover_exactly_or_refuse_to_open() {
             let rel = target.strip_prefix(gdir).unwrap().to_path_buf();
             let n = if *kind == "meta bit flip" { 4 } else { flips };
             for _ in 0..n {
-                let copy = work.path().join(format!("c{case}"));
-                case += 1;
-                copy_dir(gdir, &copy);
+                let copy = fresh_copy(gdir, work.path(), &mut case);
                 let (at, bit) = flip(&copy.join(&rel), &mut rng);
                 let label = format!("{name}: {kind} in {} at {at} bit {bit}", rel.display());
                 let t = tallies.entry(kind).or_default();
@@ -330,15 +344,8 @@ async fn damaged_files_recover_exactly_or_refuse_to_open() {
         let newest = files(gdir, "snap", "snap").pop().unwrap();
         let rel = newest.strip_prefix(gdir).unwrap().to_path_buf();
         for how in ["deleted", "emptied", "halved"] {
-            let copy = work.path().join(format!("c{case}"));
-            case += 1;
-            copy_dir(gdir, &copy);
-            let p = copy.join(&rel);
-            match how {
-                "deleted" => std::fs::remove_file(&p).unwrap(),
-                "emptied" => truncate(&p, 0),
-                _ => truncate(&p, std::fs::metadata(&p).unwrap().len() / 2),
-            }
+            let copy = fresh_copy(gdir, work.path(), &mut case);
+            damage(&copy.join(&rel), how);
             let label = format!("{name}: newest snapshot {how}");
             judge(
                 g,
@@ -355,14 +362,8 @@ async fn damaged_files_recover_exactly_or_refuse_to_open() {
         let ckpt = logd_actors::checkpoint::checkpoint_path(gdir);
         let rel = ckpt.strip_prefix(gdir).unwrap().to_path_buf();
         for how in ["deleted", "halved"] {
-            let copy = work.path().join(format!("c{case}"));
-            case += 1;
-            copy_dir(gdir, &copy);
-            let p = copy.join(&rel);
-            match how {
-                "deleted" => std::fs::remove_file(&p).unwrap(),
-                _ => truncate(&p, std::fs::metadata(&p).unwrap().len() / 2),
-            }
+            let copy = fresh_copy(gdir, work.path(), &mut case);
+            damage(&copy.join(&rel), how);
             let label = format!("{name}: checkpoint {how}");
             let t = tallies.entry("checkpoint deleted or cut").or_default();
             let refused = t.refused;
@@ -376,9 +377,7 @@ async fn damaged_files_recover_exactly_or_refuse_to_open() {
         let oldest = files(gdir, "snap", "snap").swap_remove(0);
         let rel = oldest.strip_prefix(gdir).unwrap().to_path_buf();
         {
-            let copy = work.path().join(format!("c{case}"));
-            case += 1;
-            copy_dir(gdir, &copy);
+            let copy = fresh_copy(gdir, work.path(), &mut case);
             std::fs::remove_file(copy.join(&rel)).unwrap();
             let label = format!("{name}: oldest snapshot deleted");
             judge(
@@ -395,9 +394,7 @@ async fn damaged_files_recover_exactly_or_refuse_to_open() {
         // `meta` deleted: either refused, or reopened with transaction ids
         // that still never repeat one handed out before.
         {
-            let copy = work.path().join(format!("c{case}"));
-            case += 1;
-            copy_dir(gdir, &copy);
+            let copy = fresh_copy(gdir, work.path(), &mut case);
             std::fs::remove_file(copy.join("meta")).unwrap();
             let label = format!("{name}: meta deleted");
             let t = tallies.entry("meta deleted").or_default();
@@ -423,9 +420,7 @@ async fn damaged_files_recover_exactly_or_refuse_to_open() {
         let rel = last.strip_prefix(gdir).unwrap().to_path_buf();
         let (start, end) = last_record(last);
         for len in start..=end {
-            let copy = work.path().join(format!("c{case}"));
-            case += 1;
-            copy_dir(gdir, &copy);
+            let copy = fresh_copy(gdir, work.path(), &mut case);
             truncate(&copy.join(&rel), len);
             let label = format!("{name}: last segment cut at {len} (record {start}..{end})");
             let whole = u64::from(len == start);
@@ -437,9 +432,7 @@ async fn damaged_files_recover_exactly_or_refuse_to_open() {
         // Bits flipped inside the last record: indistinguishable from a
         // torn write, so cut off as a torn tail (reported), never misread.
         for _ in 0..flips / 2 {
-            let copy = work.path().join(format!("c{case}"));
-            case += 1;
-            copy_dir(gdir, &copy);
+            let copy = fresh_copy(gdir, work.path(), &mut case);
             let p = copy.join(&rel);
             let mut bytes = std::fs::read(&p).unwrap();
             let at = rng.range(start, end - 1);
@@ -458,9 +451,7 @@ async fn damaged_files_recover_exactly_or_refuse_to_open() {
             let rel = first.strip_prefix(gdir).unwrap().to_path_buf();
             let (start, end) = last_record(first);
             for len in [start + 1, (start + end) / 2, end - 1] {
-                let copy = work.path().join(format!("c{case}"));
-                case += 1;
-                copy_dir(gdir, &copy);
+                let copy = fresh_copy(gdir, work.path(), &mut case);
                 truncate(&copy.join(&rel), len);
                 let label = format!("{name}: first segment cut at {len}");
                 let t = tallies.entry("earlier segment cut").or_default();

@@ -549,16 +549,23 @@ impl FlushLead {
             me,
             handle,
         } = *job;
-        let flushed = tokio::task::block_in_place(|| match args.shared.gate.try_lock() {
-            Ok(_gate) => flush_blocking(&args, generation, io, batch, sync),
-            // Only a restarting writer holds the gate outside a flush.
+        // The gate is held until the batch is acknowledged (as by a flush
+        // task): a restart's rescan then sees `last_acked` past it and does
+        // not show its records to the index and the follower again.
+        // Only a restarting writer holds the gate outside a flush.
+        let gate = args.shared.gate.try_lock();
+        let flushed = match &gate {
+            Ok(_) => {
+                tokio::task::block_in_place(|| flush_blocking(&args, generation, io, batch, sync))
+            }
             Err(_) => Flushed::refused(batch, "the log writer is restarting"),
-        });
+        };
         let own = match &flushed.result {
             Ok(()) => Ok(AppendOutcome::Appended(self.own)),
             Err(f) => Err(f.error()),
         };
         let done = flushed.settle(&args, generation);
+        drop(gate);
         // Sent even when the writer has nothing waiting: the wake-up then
         // overlaps this caller's next steps, and the writer is awake when
         // its next append arrives (leaving the file for the writer to pick
@@ -1135,7 +1142,6 @@ async fn run_flush(job: FlushJob) {
             }
         }
     };
-    drop(gate);
     if let (Ok(()), Some(obs), false) =
         (&flushed.result, &args.observer, flushed.records.is_empty())
     {
@@ -1150,7 +1156,10 @@ async fn run_flush(job: FlushJob) {
             flushed.result = Err(FlushFailure::Failed(failed_err(&reason)));
         }
     }
-    let _ = me.tell(flushed.settle(&args, generation)).await;
+    let done = flushed.settle(&args, generation);
+    // Held until here: see `FlushLead::run`.
+    drop(gate);
+    let _ = me.tell(done).await;
 }
 
 /// What the blocking part of a flush hands back.

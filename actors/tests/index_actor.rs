@@ -282,7 +282,7 @@ async fn concurrent_readers_see_only_indexed_commits() {
     actor.kill();
 }
 
-/// The shape of the design target (DESIGN §7 W5): a leaf read after 5,000
+/// The shape of the design target (`docs/DESIGN.md` §7 W5): a leaf read after 5,000
 /// commits over 500 users plans a handful of records, in microseconds.
 #[tokio::test]
 async fn leaf_plans_stay_small() {

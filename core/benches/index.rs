@@ -1,4 +1,4 @@
-//! Benchmarks of the path index and planned reads, in the shape of DESIGN §7:
+//! Benchmarks of the path index and planned reads, in the shape of `docs/DESIGN.md` §7:
 //! 5,000 W1 commits (`users.u{i % 500}` = `{name, n, tags}`), then a leaf
 //! read (W5 shape: plan + fold of the records, from memory) and a root read
 //! (W4 shape without a snapshot: a fold of every commit).

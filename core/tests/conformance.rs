@@ -1,5 +1,5 @@
 //! The conformance runner: every case of every `*.tony` file in
-//! `../shared/conformance/` (and, when `LOGD_CONFORMANCE_DIR` is set, every
+//! `core/tests/conformance/` (the project's own copy; and, when `LOGD_CONFORMANCE_DIR` is set, every
 //! `*.tony` file there too) must pass.
 //!
 //! Format (see the vectors' README): one case per line in Tony flow syntax;
@@ -269,8 +269,8 @@ fn run_dir(dir: &Path) {
 }
 
 #[test]
-fn shared_vectors_pass() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance");
+fn repository_vectors_pass() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
     run_dir(&dir);
 }
 

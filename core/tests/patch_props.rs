@@ -1,7 +1,7 @@
 //! Property tests of the patch engine: arbitrary documents × arbitrary
 //! patches and patterns (random op tags with random bodies and arguments)
 //! never panic; `apply` and `apply_owned` agree; self-patches, weakened
-//! patterns, trim and participant merges behave as `TONY.md` says.
+//! patterns, trim and participant merges behave as `docs/TONY.md` says.
 //!
 //! `LOGD_PROPTEST_CASES` raises the case count for long runs.
 
@@ -250,7 +250,7 @@ fn arb_edits(unit: &'static str) -> impl Strategy<Value = Vec<Edit>> {
     )
 }
 
-/// Runs an edit script the way `TONY.md` walks slots; returns the diff
+/// Runs an edit script the way `docs/TONY.md` walks slots; returns the diff
 /// entries and the expected output units. `multi` allows multi-unit
 /// deletes/replaces (strings); arrays take one element per entry.
 fn script(doc: &[String], edits: &[Edit], multi: bool) -> (Vec<(u32, Node)>, Vec<String>) {

@@ -1,4 +1,4 @@
-//! `logd bench`: the standard workloads W1–W9 of DESIGN §7.
+//! `logd bench`: the standard workloads W1–W9 of `docs/DESIGN.md` §7.
 //!
 //! This module owns the workload definitions, their timing and the report
 //! (a table, or one JSON object with `--json`). It drives the store only

@@ -1,5 +1,5 @@
 //! `apply` / `apply_owned`: object, array and scalar merge rules and every
-//! patch op of `TONY.md`.
+//! patch op of `docs/TONY.md`.
 //!
 //! Owns the patch side of op tags. Never clones a document part the patch
 //! does not replace, never recurses deeper than the patch, never panics.

@@ -13,7 +13,7 @@ use super::{
 use crate::kpath::KPath;
 use crate::node::{Key, Kind, Node, Tag, TagHead, Value};
 
-/// Whether `doc` (`None` = absent) matches `pattern` (see `TONY.md`, "Match").
+/// Whether `doc` (`None` = absent) matches `pattern` (see `docs/TONY.md`, "Match").
 /// Errors only on a malformed pattern (a bad op body, a bad `!has-path`).
 pub fn matches(doc: Option<&Node>, pattern: &Node) -> Result<bool, PatchError> {
     match_view(doc, None, View::of(pattern), 0)

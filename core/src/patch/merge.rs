@@ -1,6 +1,6 @@
 //! `merge`: participant patches `(path, data)` into one root patch.
 //!
-//! Owns the mounting rules of `TONY.md` ("Merge of participant patches").
+//! Owns the mounting rules of `docs/TONY.md` ("Merge of participant patches").
 //! Never applies a patch, never panics; recursion depth is the length of the
 //! longest participant path.
 

@@ -1,5 +1,5 @@
 //! The patch engine: [`apply`] / [`apply_owned`], [`matches()`], [`trim`] and
-//! [`merge`], exactly as `TONY.md` ("Patch", "Match", "Merge of participant
+//! [`merge`], exactly as `docs/TONY.md` ("Patch", "Match", "Merge of participant
 //! patches") describes them.
 //!
 //! This module owns the meaning of op tags. It never parses or prints Tony
@@ -33,7 +33,7 @@
 //! patch does not replace; [`apply`] clones the document once and then does
 //! the same.
 //!
-//! # Decisions where `TONY.md` is silent
+//! # Decisions where `docs/TONY.md` is silent
 //!
 //! Patch:
 //! - An *untagged* object or array patch keeps the document's tag when the
@@ -300,7 +300,7 @@ pub(crate) fn index_segment(i: usize) -> Segment {
     Segment::Index(u32::try_from(i).unwrap_or(u32::MAX))
 }
 
-/// Patch ops, in the order `TONY.md` lists them.
+/// Patch ops, in the order `docs/TONY.md` lists them.
 const PATCH_OPS: &[&str] = &[
     "delete",
     "insert",

@@ -22,7 +22,7 @@ use logd_actors::fileops::{FileOps, RealFs};
 use logd_actors::index::IndexActor;
 use logd_actors::log_writer::{Appender, Committed, LogWriter, WriterArgs};
 use logd_actors::reader::{Reader, RecordCache};
-use logd_actors::recovery::{DirLock, Recovered};
+use logd_actors::recovery::{DirLock, Recovered, remove_leftovers};
 use logd_actors::snapshotter::{
     SnapshotInfo, SnapshotTrigger, Snapshotter, SnapshotterArgs, SwitchAndSnapshot, TriggerWiring,
     UseCheckpoints,
@@ -133,7 +133,7 @@ impl Storage {
         fs: Arc<dyn FileOps>,
     ) -> Result<(Storage, Recovered), Error> {
         let dir = dir.as_ref().to_path_buf();
-        let lock = DirLock::acquire(&dir, &options)?;
+        let lock = DirLock::acquire_with(&dir, &options, &*fs)?;
         // The index and the snapshot trigger get their refs before they are
         // spawned: the log writer's arguments name the trigger (its
         // follower), and other actors name the index.
@@ -146,7 +146,7 @@ impl Storage {
         let (recovered, path_index, catalog, skipped, options, fs, fresh_checkpoint) = {
             let dir = dir.clone();
             tokio::task::spawn_blocking(move || {
-                let (recovered, index) = open_index(&dir, &options, &*fs)?;
+                let (mut recovered, index) = open_index(&dir, &options, &*fs)?;
                 // A long decode, or a damaged checkpoint: save what open
                 // built for the next one.
                 let ignored = matches!(recovered.checkpoint, CheckpointStatus::Ignored { .. });
@@ -163,6 +163,9 @@ impl Storage {
                 };
                 let (catalog, skipped) =
                     Catalog::open_recovered(&dir, &*fs, options.umask, &recovered)?;
+                // A snapshot covers any gap in the log (or open failed just
+                // above): what lies below it is left over.
+                remove_leftovers(&*fs, &dir, &mut recovered)?;
                 Ok::<_, Error>((recovered, index, catalog, skipped, options, fs, fresh))
             })
             .await

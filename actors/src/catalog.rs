@@ -112,8 +112,7 @@ impl Catalog {
         umask: u32,
     ) -> Result<(Catalog, Vec<Skipped>), Error> {
         let sdir = snap_dir(dir);
-        fs.create_dir(&sdir, 0o777 & !umask)
-            .map_err(|e| Error::io("create dir", &sdir, &e))?;
+        crate::recovery::ensure_subdir(fs, &sdir, umask)?;
         let mut commits = Vec::new();
         for ent in std::fs::read_dir(&sdir).map_err(|e| Error::io("read dir", &sdir, &e))? {
             let ent = ent.map_err(|e| Error::io("read dir", &sdir, &e))?;
@@ -160,7 +159,38 @@ impl Catalog {
         umask: u32,
         recovered: &Recovered,
     ) -> Result<(Catalog, Vec<Skipped>), Error> {
-        let (catalog, skipped) = Catalog::open(dir, fs, umask)?;
+        let (catalog, mut skipped) = Catalog::open(dir, fs, umask)?;
+        // A snapshot is relied on only when it claims no commit beyond the
+        // durable log (a snapshot of commits a power cut took back would
+        // make new commits reuse their numbers), and only once it is
+        // durable itself.
+        for entry in catalog.list() {
+            if entry.commit > recovered.last_commit {
+                let error = Error::corrupt(
+                    &entry.path,
+                    0,
+                    format!(
+                        "snapshot at commit {} but the durable log ends at commit {}",
+                        entry.commit, recovered.last_commit
+                    ),
+                );
+                // Removed, not kept: once new commits pass its number it
+                // would look valid, with the lost history in it.
+                tracing::warn!(file = %entry.path.display(), %error, "removing a snapshot beyond the log");
+                catalog.remove(entry.commit);
+                fs.remove(&entry.path)
+                    .map_err(|e| Error::io("remove", &entry.path, &e))?;
+                skipped.push(Skipped {
+                    path: entry.path,
+                    error,
+                });
+            } else {
+                crate::recovery::sync_file(fs, &entry.path)?;
+            }
+        }
+        let sdir = snap_dir(dir);
+        fs.sync_dir(&sdir)
+            .map_err(|e| Error::io("sync dir", &sdir, &e))?;
         let log_first = recovered.segments.first().map(|s| s.first_commit);
         catalog.set_horizon(catalog.horizon_for_log(log_first)?);
         Ok((catalog, skipped))

@@ -49,7 +49,7 @@ use logd_core::index::checkpoint as ckpt;
 use logd_core::wal::{self, Location};
 
 use crate::error::Error;
-use crate::fileops::FileOps;
+use crate::fileops::{FileOps, read_file};
 use crate::log_writer::CommittedRecord;
 use crate::options::Options;
 use crate::recovery::{Recovered, create_new_file, recover_after, segment_path, wal_dir};
@@ -94,7 +94,7 @@ pub enum CheckpointStatus {
 /// [`Error::Corrupt`] (file and offset) when it does not decode.
 pub fn read_checkpoint(dir: &Path) -> Result<Option<ckpt::Checkpoint>, Error> {
     let path = checkpoint_path(dir);
-    let bytes = match fs::read(&path) {
+    let bytes = match read_file(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io("read", &path, &e)),
@@ -129,7 +129,7 @@ pub fn open_index(
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(file = %path.display(), error = %e, "ignoring unusable index checkpoint");
-            let commit = fs::read(&path)
+            let commit = read_file(&path)
                 .ok()
                 .and_then(|b| ckpt::decode_header(&b).ok())
                 .map(|h| h.commit);
@@ -144,7 +144,18 @@ pub fn open_index(
     let mut rec = recover_after(dir, options, fs_ops, after)?;
     let mut index = None;
     if let Some(c) = loaded {
-        match usable(dir, &c, &rec) {
+        match usable(dir, &c, &rec).and_then(|first| {
+            // Written by a process that may have died before its sync.
+            crate::recovery::sync_file(fs_ops, &path)
+                .and_then(|()| {
+                    let cdir = checkpoint_dir(dir);
+                    fs_ops
+                        .sync_dir(&cdir)
+                        .map_err(|e| Error::io("sync dir", &cdir, &e))
+                })
+                .map(|()| first)
+                .map_err(|e| e.to_string())
+        }) {
             Ok(log_first) => {
                 let mut idx = c.index;
                 idx.forget_before(log_first);
@@ -159,6 +170,15 @@ pub fn open_index(
                     %reason,
                     "ignoring index checkpoint that does not match the log"
                 );
+                if c.commit > rec.last_commit {
+                    // Beyond the durable log: once new commits pass its
+                    // number it must not be mistaken for theirs.
+                    match fs_ops.remove(&path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(Error::io("remove", &path, &e)),
+                    }
+                }
                 status = CheckpointStatus::Ignored {
                     commit: Some(c.commit),
                     reason,
@@ -253,7 +273,7 @@ fn usable(dir: &Path, c: &ckpt::Checkpoint, rec: &Recovered) -> Result<u64, Stri
 pub fn frame_crc(dir: &Path, loc: Location) -> Result<u32, Error> {
     use std::os::unix::fs::FileExt;
     let path = segment_path(dir, loc.segment);
-    let f = File::open(&path).map_err(|e| Error::io("open", &path, &e))?;
+    let f = crate::fileops::open_read(&path).map_err(|e| Error::io("open", &path, &e))?;
     let mut h = [0u8; wal::FRAME_HEADER_LEN];
     f.read_exact_at(&mut h, loc.offset)
         .map_err(|e| Error::io("read", &path, &e))?;
@@ -641,9 +661,7 @@ impl CheckpointWriter {
             }
         }
         let cdir = checkpoint_dir(&self.dir);
-        self.fs
-            .create_dir(&cdir, 0o777 & !self.umask)
-            .map_err(|e| Error::io("create dir", &cdir, &e))?;
+        crate::recovery::ensure_subdir(&*self.fs, &cdir, self.umask)?;
         create_new_file(&*self.fs, &cdir, CHECKPOINT_FILE, bytes, self.umask)?;
         st.commit = commit;
         self.commit

@@ -15,10 +15,27 @@ use std::path::{Path, PathBuf};
 #[non_exhaustive]
 pub enum Error {
     /// Another handle (this process or another) holds the store's `LOCK`.
-    #[error("store {dir} is locked by another opener")]
+    #[error("store {dir} is locked by another opener{}; close it, or read through a read-only open", holder.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     Locked {
         /// The store directory.
         dir: PathBuf,
+        /// The process id the holder wrote into `LOCK`, when it could be read.
+        holder: Option<u32>,
+    },
+    /// No store exists at the directory, and [`crate::Options::create`] was
+    /// not set (or the open is read-only).
+    #[error("no store at {dir} (it has no `meta` file); open with `Options::create` to make one")]
+    NoStore {
+        /// The directory given.
+        dir: PathBuf,
+    },
+    /// One of the store's own files or directories is a symbolic link. logd
+    /// never follows a link inside a store (a link named like a segment would
+    /// make appends and truncations hit a file outside it).
+    #[error("{path} is a symbolic link; logd does not follow links inside a store")]
+    Symlink {
+        /// The link.
+        path: PathBuf,
     },
     /// A file failed its checks somewhere a torn tail cannot explain.
     #[error("corrupt file {file} at offset {offset}: {reason}")]
@@ -176,7 +193,13 @@ impl Error {
 
 impl Error {
     /// An [`Error::Io`] from an I/O error.
+    /// An `ELOOP` (what `O_NOFOLLOW` gives for a link) is [`Error::Symlink`].
     pub fn io(op: &'static str, path: impl AsRef<Path>, err: &io::Error) -> Error {
+        if err.raw_os_error() == Some(libc::ELOOP) {
+            return Error::Symlink {
+                path: path.as_ref().to_path_buf(),
+            };
+        }
         Error::Io {
             op,
             path: path.as_ref().to_path_buf(),

@@ -4,12 +4,39 @@
 //! tests can inject failures (a failing fsync, a short write, a panic) into
 //! the durable write path. Every write-side effect of the log writer and of
 //! recovery (create, open, write, sync, rename, sync_dir, truncate, remove)
-//! goes through it; plain reads do not. It never retries or hides errors.
+//! goes through it; plain reads do not (they use [`open_read`] and
+//! [`read_file`]). It never retries or hides errors.
+//!
+//! # Links and modes
+//!
+//! Every open of a store's own file, for writing or reading, passes
+//! `O_NOFOLLOW`: a symbolic link where logd expects its file fails with
+//! `ELOOP` (reported as `Error::Symlink`), so appends, truncations and
+//! reads can never reach a file outside the store. Files and directories
+//! are created with exactly the mode asked for (`0o666 & !umask`,
+//! `0o777 & !umask`): the mode is set with `fchmod`/`chmod` after the
+//! create, so the process umask does not narrow it further.
 
-use std::fs::{self, File, OpenOptions};
-use std::io;
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::fs::{self, File, OpenOptions, Permissions};
+use std::io::{self, Read};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+
+/// Opens one of the store's files for reading, never through a link.
+pub fn open_read(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Reads one of the store's files whole, never through a link.
+pub fn read_file(path: &Path) -> io::Result<Vec<u8>> {
+    let mut f = open_read(path)?;
+    let mut buf = Vec::with_capacity(f.metadata().map(|m| m.len() as usize).unwrap_or(0));
+    f.read_to_end(&mut buf)?;
+    Ok(buf)
+}
 
 /// File-system operations used by the durable write path. Implementations
 /// must be cheap to call from a blocking thread.
@@ -19,20 +46,29 @@ use std::path::Path;
 /// [`RealFs`] overrides none). An implementation that must never touch the
 /// real file system has to override them all.
 pub trait FileOps: Send + Sync + std::fmt::Debug + 'static {
-    /// Creates (or truncates) `path` for reading and writing, with `mode`.
+    /// Creates (or truncates) `path` for reading and writing, with exactly
+    /// `mode` (whatever the process umask), never through a link.
     fn create(&self, path: &Path, mode: u32) -> io::Result<File> {
-        OpenOptions::new()
+        let f = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
             .mode(mode)
-            .open(path)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)?;
+        f.set_permissions(Permissions::from_mode(mode))?;
+        Ok(f)
     }
 
-    /// Opens an existing `path` for reading and writing.
+    /// Opens an existing `path` for reading and writing, never through a
+    /// link.
     fn open(&self, path: &Path) -> io::Result<File> {
-        OpenOptions::new().read(true).write(true).open(path)
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
     }
 
     /// Writes all of `buf` at `offset`.
@@ -65,12 +101,12 @@ pub trait FileOps: Send + Sync + std::fmt::Debug + 'static {
         fs::remove_file(path)
     }
 
-    /// Creates a directory (and its parents) with `mode`, if missing.
+    /// Creates the directory `path` (its parent exists) with exactly
+    /// `mode`. Callers go through `recovery::ensure_dir`, which also makes
+    /// the new entry durable.
     fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(mode)
-            .create(path)
+        fs::DirBuilder::new().mode(mode).create(path)?;
+        fs::set_permissions(path, Permissions::from_mode(mode))
     }
 }
 

@@ -51,6 +51,17 @@ pub struct Options {
     /// reply before it sleeps; see `log_writer::Appender`. Default 60 µs;
     /// `Duration::ZERO` never spins (least CPU, slower sequential commits).
     pub commit_spin: Duration,
+    /// Whether opening a directory that holds no store (no `meta` file)
+    /// creates one. Default `true`, for embedding: the first open of a new
+    /// directory makes the store. Set it to `false` wherever an empty store
+    /// would be wrong rather than new (a mistyped path, a service whose
+    /// store must already exist): such an open fails with
+    /// `Error::NoStore` and writes nothing. The CLI sets it only for the
+    /// commands that write.
+    ///
+    /// The store directory, and each directory logd creates in it, is made
+    /// durable (its parent fsynced) before anything is written inside.
+    pub create: bool,
 }
 
 /// How often the store snapshots on its own.
@@ -74,6 +85,7 @@ impl Default for Options {
             snapshot_every: None,
             compaction: Retention::KeepAll,
             commit_spin: Duration::from_micros(60),
+            create: true,
         }
     }
 }

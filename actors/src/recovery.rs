@@ -12,9 +12,9 @@
 //! appends records (the log writer does) and never skips a bad record
 //! silently.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,7 +23,7 @@ use logd_core::wal::{self, HEADER_LEN, Location, TailStatus, WalErrorKind};
 
 use crate::checkpoint::CheckpointStatus;
 use crate::error::Error;
-use crate::fileops::FileOps;
+use crate::fileops::{FileOps, RealFs, read_file};
 use crate::log_writer::CommittedRecord;
 use crate::options::Options;
 
@@ -37,6 +37,11 @@ pub fn segment_path(dir: &Path, first: u64) -> PathBuf {
     wal_dir(dir).join(wal::segment_file_name(first))
 }
 
+/// Whether `dir` holds a store: its `meta` or its `wal/` exists.
+pub fn holds_store(dir: &Path) -> bool {
+    dir.join("meta").exists() || wal_dir(dir).exists()
+}
+
 /// An exclusive advisory lock on `<dir>/LOCK`, released when dropped.
 #[derive(Debug)]
 pub struct DirLock {
@@ -45,35 +50,76 @@ pub struct DirLock {
 }
 
 impl DirLock {
-    /// Creates `dir` if needed and locks it. A second lock on the same
-    /// directory (any process, or another `DirLock` in this one) fails with
-    /// [`Error::Locked`].
+    /// [`DirLock::acquire_with`] on the real file system.
     pub fn acquire(dir: &Path, options: &Options) -> Result<DirLock, Error> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o777 & !options.umask)
-            .create(dir)
-            .map_err(|e| Error::io("create dir", dir, &e))?;
+        DirLock::acquire_with(dir, options, &RealFs)
+    }
+
+    /// Locks the store at `dir`. A second lock on the same directory (any
+    /// process, or another `DirLock` in this one) fails with
+    /// [`Error::Locked`], naming the holder's pid when it wrote one.
+    ///
+    /// A directory without `meta` or `wal/` holds no store: with
+    /// [`Options::create`] it is created (each missing directory with
+    /// exactly `0o777 & !umask`, its parent fsynced so the new entry is
+    /// durable), otherwise the open fails with [`Error::NoStore`] and
+    /// nothing is written.
+    pub fn acquire_with(
+        dir: &Path,
+        options: &Options,
+        fs_ops: &dyn FileOps,
+    ) -> Result<DirLock, Error> {
+        if !holds_store(dir) && !options.create {
+            return Err(Error::NoStore {
+                dir: dir.to_path_buf(),
+            });
+        }
+        ensure_dir(fs_ops, dir, options.umask)?;
         let path = dir.join("LOCK");
+        let existed = path.exists();
+        let mode = 0o666 & !options.umask;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .mode(0o666 & !options.umask)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| Error::io("open", &path, &e))?;
+        if !existed {
+            file.set_permissions(std::fs::Permissions::from_mode(mode))
+                .map_err(|e| Error::io("chmod", &path, &e))?;
+        }
         // SAFETY: flock on a file descriptor we own; no memory is shared.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc != 0 {
             let err = std::io::Error::last_os_error();
             return if err.kind() == std::io::ErrorKind::WouldBlock {
+                let holder = read_file(&path)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .and_then(|t| t.trim().parse().ok());
                 Err(Error::Locked {
                     dir: dir.to_path_buf(),
+                    holder,
                 })
             } else {
                 Err(Error::io("lock", &path, &err))
             };
+        }
+        // Who holds it, for the error a second opener gets (advisory only:
+        // not synced, never read for anything else).
+        let pid = format!("{}\n", std::process::id());
+        if file
+            .set_len(0)
+            .and_then(|()| {
+                use std::os::unix::fs::FileExt;
+                file.write_all_at(pid.as_bytes(), 0)
+            })
+            .is_err()
+        {
+            tracing::debug!(file = %path.display(), "cannot record the pid in LOCK");
         }
         Ok(DirLock {
             file,
@@ -144,8 +190,81 @@ pub struct Recovered {
     pub meta: Meta,
     /// The largest transaction id found in the log (0 if none).
     pub max_tx_id: u64,
+    /// Segments below a gap in the log: left over by a compaction whose
+    /// unlinks did not all reach the disk. Not part of the retained log;
+    /// [`remove_leftovers`] deletes them once a snapshot covers the gap.
+    pub leftovers: Vec<PathBuf>,
+    /// The largest transaction id in the leftovers (ids are never reused).
+    max_tx_id_below_gap: u64,
 }
 
+/// Makes sure the directory `dir` exists, creating each missing directory
+/// on the way with exactly `0o777 & !umask` and fsyncing its parent, so a
+/// power cut cannot lose the new entry (and with it everything under it).
+/// A link where a directory of the store should be is [`Error::Symlink`]
+/// (the store directory itself, which the user names, may be a link).
+/// Returns whether anything was created.
+pub(crate) fn ensure_dir(fs_ops: &dyn FileOps, dir: &Path, umask: u32) -> Result<bool, Error> {
+    // The missing directories, innermost first.
+    let mut missing = Vec::new();
+    let mut at = dir;
+    loop {
+        match std::fs::metadata(at) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => {
+                return Err(Error::Io {
+                    op: "create dir",
+                    path: at.to_path_buf(),
+                    kind: std::io::ErrorKind::AlreadyExists,
+                    message: "exists and is not a directory".into(),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if std::fs::symlink_metadata(at).is_ok() {
+                    // A dangling link: never create its target.
+                    return Err(Error::Symlink {
+                        path: at.to_path_buf(),
+                    });
+                }
+                missing.push(at);
+                match at.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => at = p,
+                    _ => break,
+                }
+            }
+            Err(e) => return Err(Error::io("stat", at, &e)),
+        }
+    }
+    let created = !missing.is_empty();
+    for d in missing.into_iter().rev() {
+        fs_ops
+            .create_dir(d, 0o777 & !umask)
+            .map_err(|e| Error::io("create dir", d, &e))?;
+        let parent = match d.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        fs_ops
+            .sync_dir(parent)
+            .map_err(|e| Error::io("sync dir", parent, &e))?;
+    }
+    Ok(created)
+}
+
+/// A subdirectory of the store (`wal/`, `snap/`, `ckpt/`): like
+/// [`ensure_dir`], but a link is always refused.
+pub(crate) fn ensure_subdir(fs_ops: &dyn FileOps, dir: &Path, umask: u32) -> Result<bool, Error> {
+    if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(Error::Symlink {
+            path: dir.to_path_buf(),
+        });
+    }
+    ensure_dir(fs_ops, dir, umask)
+}
+
+/// Writes `<dir>/<name>` atomically (temp name, fsync, rename, directory
+/// fsync). A new file gets exactly `0o666 & !umask`; a rewrite keeps the
+/// mode the file has.
 pub(crate) fn create_new_file(
     fs_ops: &dyn FileOps,
     dir: &Path,
@@ -155,8 +274,13 @@ pub(crate) fn create_new_file(
 ) -> Result<File, Error> {
     let tmp = dir.join(format!("{name}.tmp"));
     let dst = dir.join(name);
+    let mode = match std::fs::symlink_metadata(&dst) {
+        Ok(m) if m.file_type().is_symlink() => return Err(Error::Symlink { path: dst }),
+        Ok(m) => m.permissions().mode() & 0o7777,
+        Err(_) => 0o666 & !umask,
+    };
     let f = fs_ops
-        .create(&tmp, 0o666 & !umask)
+        .create(&tmp, mode)
         .map_err(|e| Error::io("create", &tmp, &e))?;
     fs_ops
         .write_at(&f, bytes, 0)
@@ -192,7 +316,7 @@ pub fn write_meta(fs_ops: &dyn FileOps, dir: &Path, m: &Meta, umask: u32) -> Res
 /// Reads and checks `<dir>/meta`.
 pub fn read_meta(dir: &Path) -> Result<Meta, Error> {
     let path = dir.join("meta");
-    let bytes = fs::read(&path).map_err(|e| Error::io("read", &path, &e))?;
+    let bytes = read_file(&path).map_err(|e| Error::io("read", &path, &e))?;
     meta::decode(&bytes).map_err(|e| Error::corrupt(&path, e.offset, e.reason))
 }
 
@@ -216,13 +340,13 @@ pub fn recover_after(
 ) -> Result<Recovered, Error> {
     let umask = options.umask;
     let wdir = wal_dir(dir);
-    fs_ops
-        .create_dir(&wdir, 0o777 & !umask)
-        .map_err(|e| Error::io("create dir", &wdir, &e))?;
+    ensure_subdir(fs_ops, &wdir, umask)?;
     let meta_path = dir.join("meta");
-    let meta = if meta_path.exists() {
+    let meta = if std::fs::symlink_metadata(&meta_path).is_ok() {
         read_meta(dir)?
     } else {
+        // A new store, or a lost `meta` beside a log: the log is the truth
+        // (transaction ids restart above the largest one it holds).
         let m = Meta {
             wal_format: wal::FORMAT_VERSION,
             tx_id_high_water: 0,
@@ -239,7 +363,7 @@ pub fn recover_after(
     }
 
     let mut names = Vec::new();
-    for ent in fs::read_dir(&wdir).map_err(|e| Error::io("read dir", &wdir, &e))? {
+    for ent in std::fs::read_dir(&wdir).map_err(|e| Error::io("read dir", &wdir, &e))? {
         let ent = ent.map_err(|e| Error::io("read dir", &wdir, &e))?;
         let name = ent.file_name();
         let Some(name) = name.to_str() else { continue };
@@ -264,12 +388,14 @@ pub fn recover_after(
         truncated: None,
         meta,
         max_tx_id: 0,
+        leftovers: Vec::new(),
+        max_tx_id_below_gap: 0,
     };
     let count = names.len();
     for (i, first) in names.into_iter().enumerate() {
         let is_last = i + 1 == count;
         let path = segment_path(dir, first);
-        let bytes = fs::read(&path).map_err(|e| Error::io("read", &path, &e))?;
+        let bytes = read_file(&path).map_err(|e| Error::io("read", &path, &e))?;
         let scan = match wal::scan_decoding_after(&bytes, decoded_after) {
             Ok(s) => s,
             Err(e) => {
@@ -293,15 +419,28 @@ pub fn recover_after(
             ));
         }
         let prev_last = out.segments.last().map(|s| s.last_commit);
-        if prev_last.is_some_and(|last| first != last + 1) {
-            return Err(Error::corrupt(
-                &path,
-                0,
-                format!(
-                    "segment starts at commit {first} but the previous one ends at {}",
-                    out.last_commit
-                ),
-            ));
+        if let Some(last) = prev_last.filter(|&last| first != last + 1) {
+            if first <= last {
+                return Err(Error::corrupt(
+                    &path,
+                    0,
+                    format!("segment starts at commit {first} but the previous one ends at {last}"),
+                ));
+            }
+            // A gap: compaction unlinked the segments between, and the
+            // unlinks of older ones did not all reach the disk. The retained
+            // log starts here; what lies below is left over, and is removed
+            // once a snapshot is known to cover it (`remove_leftovers`), or
+            // the open fails because none does (`Catalog::horizon_for_log`).
+            tracing::warn!(
+                file = %path.display(),
+                previous_ends_at = last,
+                "gap in the log: the segments before it are leftovers of a compaction"
+            );
+            out.leftovers.extend(out.segments.drain(..).map(|s| s.path));
+            out.records.clear();
+            out.skipped.clear();
+            out.max_tx_id_below_gap = out.max_tx_id_below_gap.max(out.max_tx_id);
         }
         if first == 0 {
             return Err(Error::corrupt(&path, 0, "segment starts at commit 0"));
@@ -326,6 +465,11 @@ pub fn recover_after(
                 location: r.location,
                 entry: Arc::new(r.entry),
             });
+        }
+        if !matches!(scan.tail, TailStatus::Torn { .. }) {
+            // What a crashed process left in the page cache reads back like
+            // durable data: make it durable before relying on it.
+            sync_file(fs_ops, &path)?;
         }
         let mut len = bytes.len() as u64;
         let mut sealed = false;
@@ -371,5 +515,44 @@ pub fn recover_after(
             sealed,
         });
     }
+    // Renames and unlinks of segments that a crashed process did not sync.
+    fs_ops
+        .sync_dir(&wdir)
+        .map_err(|e| Error::io("sync dir", &wdir, &e))?;
+    fs_ops
+        .sync_dir(dir)
+        .map_err(|e| Error::io("sync dir", dir, &e))?;
+    out.max_tx_id = out.max_tx_id.max(out.max_tx_id_below_gap);
     Ok(out)
+}
+
+/// Fsyncs one of the store's files (never through a link).
+pub(crate) fn sync_file(fs_ops: &dyn FileOps, path: &Path) -> Result<(), Error> {
+    let f = fs_ops.open(path).map_err(|e| Error::io("open", path, &e))?;
+    fs_ops.sync(&f).map_err(|e| Error::io("sync", path, &e))
+}
+
+/// Removes the segments [`recover`] found below a gap in the log
+/// ([`Recovered::leftovers`]), once the caller has checked that a snapshot
+/// covers every commit they held, and makes the removal durable.
+pub fn remove_leftovers(
+    fs_ops: &dyn FileOps,
+    dir: &Path,
+    rec: &mut Recovered,
+) -> Result<(), Error> {
+    if rec.leftovers.is_empty() {
+        return Ok(());
+    }
+    for p in rec.leftovers.drain(..) {
+        tracing::warn!(file = %p.display(), "removing a segment left below the retention horizon");
+        match fs_ops.remove(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", &p, &e)),
+        }
+    }
+    let wdir = wal_dir(dir);
+    fs_ops
+        .sync_dir(&wdir)
+        .map_err(|e| Error::io("sync dir", &wdir, &e))
 }

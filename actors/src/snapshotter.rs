@@ -114,9 +114,7 @@ impl Actor for Snapshotter {
 
     async fn on_start(args: SnapshotterArgs, _: ActorRef<Self>) -> Result<Self, Error> {
         let sdir = snap_dir(&args.dir);
-        args.fs
-            .create_dir(&sdir, 0o777 & !args.umask)
-            .map_err(|e| Error::io("create dir", &sdir, &e))?;
+        crate::recovery::ensure_subdir(&*args.fs, &sdir, args.umask)?;
         Ok(Snapshotter {
             args,
             checkpoints: None,

@@ -500,7 +500,7 @@ async fn lock_is_exclusive_within_and_across_processes() {
     let store = open(dir.path()).await;
     assert!(matches!(
         open_with(dir.path(), Options::default(), Arc::new(RealFs), None).await,
-        Err(Error::Locked { dir: d }) if d == dir.path()
+        Err(Error::Locked { dir: d, holder }) if d == dir.path() && holder == Some(std::process::id())
     ));
     let status = std::process::Command::new("flock")
         .arg("-n")

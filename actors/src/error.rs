@@ -147,6 +147,14 @@ pub enum Error {
         /// Its deadline.
         after: std::time::Duration,
     },
+    /// A participant dropped its `Patcher` without committing, so the
+    /// transaction can never complete: the others get this at once instead
+    /// of waiting out its `max_duration`. Nothing was written.
+    #[error("transaction {id} abandoned: a participant dropped its patcher without committing")]
+    TxAbandoned {
+        /// The transaction id.
+        id: u64,
+    },
     /// An argument is out of range (e.g. a transaction with 0 participants).
     #[error("invalid argument: {reason}")]
     InvalidArgument {

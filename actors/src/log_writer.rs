@@ -770,12 +770,23 @@ impl Actor for LogWriter {
         reason: ActorStopReason,
     ) -> Result<(), Error> {
         let batch = std::mem::take(&mut self.batch);
+        // Stopped by the store closing: what was not written gets `Closed`
+        // (a transaction deciding while `close()` runs reports that, not a
+        // writer failure).
+        let closed = matches!(reason, ActorStopReason::Normal);
         let reason = format!("log writer stopped: {reason:?}");
+        let err = || {
+            if closed {
+                Error::Closed
+            } else {
+                failed_err(&reason)
+            }
+        };
         for a in batch.acks {
-            a.fail(failed_err(&reason));
+            a.fail(err());
         }
         for (_, w) in self.waiters.drain(..) {
-            w.send(Err(failed_err(&reason)));
+            w.send(Err(err()));
         }
         Ok(())
     }

@@ -1,0 +1,268 @@
+//! Regression tests for the bugs of issue 15 ("correctness under
+//! adversarial histories"), one test (or two) per bug, each named after it.
+//! The model-based suite that would have caught them is `tests/model.rs`.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{commit, kp, open_temp};
+use logd::{Error, Node, Options, Outcome, Patch, PatchMeta, Storage, text};
+
+fn t(s: &str) -> Node {
+    text::parse(s).unwrap()
+}
+
+/// Bounds a future that must finish: a hang fails the test instead of
+/// stalling the run.
+async fn bounded<F: std::future::Future>(what: &str, f: F) -> F::Output {
+    match tokio::time::timeout(Duration::from_secs(10), f).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: still waiting after 10 s"),
+    }
+}
+
+/// Runs one transaction of `parts` participants (each in its own task).
+async fn run_tx(s: &Storage, parts: Vec<Patch>) -> Vec<Result<Outcome, Error>> {
+    let tx = s.new_tx(parts.len(), PatchMeta::default()).await.unwrap();
+    let mut tasks = Vec::new();
+    for p in parts {
+        let tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut w = tx.new_patcher(p).await.unwrap();
+            w.commit().await
+        }));
+    }
+    let mut out = Vec::new();
+    for task in tasks {
+        out.push(bounded("participant", task).await.unwrap());
+    }
+    out
+}
+
+/// Bug 1 (issue 15): a one-participant `x[0] := !delete null` over
+/// `x: [1, 2, 3]` was committed as `{x: !arraydiff {0: !delete null}}`,
+/// which cannot be replayed (an `!arraydiff` `!delete v` compares `v`), and
+/// poisoned every read at and after it. Now the merged record is checked:
+/// `Error::Patch`, nothing written, and the store stays readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bug1_unreplayable_merged_record_is_refused_one_participant() {
+    let (_d, s) = open_temp(common::buffered()).await;
+    assert_eq!(commit(&s, "x", t("[1, 2, 3]")).await, 1);
+    let r = run_tx(&s, vec![Patch::new(kp("x[0]"), t("!delete null"))]).await;
+    assert!(matches!(r[0], Err(Error::Patch(_))), "{r:?}");
+    assert_eq!(s.current_commit(), 1, "nothing written");
+    // The matching delete (the value the element has) commits and replays.
+    let r = run_tx(&s, vec![Patch::new(kp("x[0]"), t("!delete 1"))]).await;
+    assert_eq!(r[0], Ok(Outcome::Committed { commit: 2 }));
+    assert_eq!(s.read_state_at("x", 2).await.unwrap(), Some(t("[2, 3]")));
+    assert!(s.read_state_at("", 2).await.is_ok());
+    assert!(s.switch_and_snapshot().await.unwrap().is_some());
+    s.close().await.unwrap();
+}
+
+/// Bug 1, two participants: `y[0] := !delete 9` and `y[1] := 5` over
+/// `y: [1, 2, 3]`: every participant gets `Error::Patch`, nothing written;
+/// with the right value both commit as one record that replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bug1_unreplayable_merged_record_is_refused_two_participants() {
+    let (_d, s) = open_temp(common::buffered()).await;
+    assert_eq!(commit(&s, "y", t("[1, 2, 3]")).await, 1);
+    let r = run_tx(
+        &s,
+        vec![
+            Patch::new(kp("y[0]"), t("!delete 9")),
+            Patch::new(kp("y[1]"), Node::int(5)),
+        ],
+    )
+    .await;
+    for o in &r {
+        assert!(matches!(o, Err(Error::Patch(_))), "{r:?}");
+    }
+    assert_eq!(s.current_commit(), 1);
+    let r = run_tx(
+        &s,
+        vec![
+            Patch::new(kp("y[0]"), t("!delete 1")),
+            Patch::new(kp("y[1]"), Node::int(5)),
+        ],
+    )
+    .await;
+    assert_eq!(r, vec![Ok(Outcome::Committed { commit: 2 }); 2]);
+    assert_eq!(s.read_state_at("y", 2).await.unwrap(), Some(t("[5, 3]")));
+    s.close().await.unwrap();
+    // And it replays from the log after a reopen (no record cache).
+    let s = Storage::open(_d.path(), common::buffered()).await.unwrap();
+    assert_eq!(s.read_state_at("y", 2).await.unwrap(), Some(t("[5, 3]")));
+    s.close().await.unwrap();
+}
+
+/// Bug 6 (issue 15): a participant whose first `commit()` future was
+/// dropped (a timeout) got `TxNotFound` on its next `commit()` although
+/// its patch was committed. Now it gets the transaction's outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bug6_commit_after_a_cancelled_commit_gets_the_outcome() {
+    let (_d, s) = open_temp(common::buffered()).await;
+    let tx = s.new_tx(2, PatchMeta::default()).await.unwrap();
+    let mut a = tx
+        .new_patcher(Patch::new(kp("a"), Node::int(1)))
+        .await
+        .unwrap();
+    let mut b = tx
+        .new_patcher(Patch::new(kp("b"), Node::int(2)))
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_millis(50), a.commit()).await;
+    assert!(first.is_err(), "a waits for b: {first:?}");
+    assert_eq!(
+        bounded("b", b.commit()).await,
+        Ok(Outcome::Committed { commit: 1 })
+    );
+    assert_eq!(
+        bounded("a again", a.commit()).await,
+        Ok(Outcome::Committed { commit: 1 })
+    );
+    s.close().await.unwrap();
+}
+
+/// Bug 6, one participant (decided in the caller's task): a `commit()`
+/// dropped at its first await is resumed by the next call, which returns
+/// the one outcome; the patch is committed exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bug6_inline_commit_resumes_after_cancellation() {
+    let (_d, s) = open_temp(Options::default()).await;
+    for i in 0..20u64 {
+        let tx = s.new_tx(1, PatchMeta::default()).await.unwrap();
+        let mut w = tx
+            .new_patcher(Patch::new(kp(&format!("k{i}")), Node::int(i as i64)))
+            .await
+            .unwrap();
+        // Poll once, then drop the future (`Immediate` durability: the
+        // append waits for an fsync, so the first poll is pending).
+        let _ = tokio::time::timeout(Duration::ZERO, w.commit()).await;
+        let out = bounded("again", w.commit()).await;
+        let Ok(Outcome::Committed { commit }) = out else {
+            panic!("{out:?}");
+        };
+        assert_eq!(commit, i + 1, "committed exactly once");
+        assert_eq!(w.commit().await, out, "idempotent");
+    }
+    s.close().await.unwrap();
+}
+
+/// The dropped-`Patcher` extra of issue 15: a participant that drops its
+/// `Patcher` without committing made the others wait out the whole
+/// timeout. Now they get `Error::TxAbandoned` at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_patcher_fails_the_transaction_at_once() {
+    let (_d, s) = open_temp(common::buffered()).await;
+    let tx = s.new_tx(3, PatchMeta::default()).await.unwrap();
+    let mut a = tx
+        .new_patcher(Patch::new(kp("a"), Node::int(1)))
+        .await
+        .unwrap();
+    let b = tx
+        .new_patcher(Patch::new(kp("b"), Node::int(2)))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let waiter = tokio::spawn(async move { a.commit().await });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(b);
+    let r = bounded("waiter", waiter).await.unwrap();
+    assert!(matches!(r, Err(Error::TxAbandoned { .. })), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // A latecomer cannot join an abandoned transaction.
+    let late = tx.new_patcher(Patch::new(kp("c"), Node::int(3))).await;
+    assert!(late.is_err(), "{late:?}");
+    assert_eq!(s.current_commit(), 0, "nothing written");
+    s.close().await.unwrap();
+}
+
+/// Runs the close race of bug 7 once: `tasks` tasks run 2-participant
+/// transactions (the second participant joins with `get_tx` from another
+/// task) until the store closes `close_after` after open. Returns the
+/// number of transactions started and how many participants ended.
+async fn close_race_once(tasks: usize, close_after: Duration) -> (u64, u64) {
+    let mut o = common::buffered();
+    o.tx_timeout = Duration::from_secs(1);
+    let (_d, s) = open_temp(o).await;
+    let started = Arc::new(AtomicU64::new(0));
+    let ended = Arc::new(AtomicU64::new(0));
+    let mut set = tokio::task::JoinSet::new();
+    for t in 0..tasks {
+        let (s, started, ended) = (s.clone(), started.clone(), ended.clone());
+        set.spawn(async move {
+            for i in 0u64.. {
+                let Ok(tx) = s.new_tx(2, PatchMeta::default()).await else {
+                    return;
+                };
+                started.fetch_add(1, Ordering::Relaxed);
+                let id = tx.id();
+                let s2 = s.clone();
+                let other = tokio::spawn(async move {
+                    let tx = s2.get_tx(id).await?;
+                    let mut w = tx
+                        .new_patcher(Patch::new(kp(&format!("t{t}.b")), Node::int(1)))
+                        .await?;
+                    w.commit().await
+                });
+                let mine = async {
+                    let mut w = tx
+                        .new_patcher(Patch::new(kp(&format!("t{t}.a")), Node::int(i as i64)))
+                        .await?;
+                    w.commit().await
+                };
+                // Bounded well below the 8 s the bug stranded participants
+                // for, and above the 1 s transaction timeout.
+                let a = tokio::time::timeout(Duration::from_secs(3), mine)
+                    .await
+                    .unwrap_or_else(|_| panic!("participant a of {id} stranded"));
+                let b = tokio::time::timeout(Duration::from_secs(3), other)
+                    .await
+                    .unwrap_or_else(|_| panic!("participant b of {id} stranded"))
+                    .unwrap();
+                ended.fetch_add(2, Ordering::Relaxed);
+                match (&a, &b) {
+                    (Ok(x), Ok(y)) => assert_eq!(x, y, "one outcome"),
+                    (Err(Error::Closed | Error::TxTimeout { .. }), _) => {}
+                    (Err(Error::TxNotFound { .. }), _) => {}
+                    other => panic!("close race: {other:?}"),
+                }
+                if a.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    tokio::time::sleep(close_after).await;
+    bounded("close", s.close()).await.unwrap();
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+    }
+    (started.load(Ordering::Relaxed), ended.load(Ordering::Relaxed))
+}
+
+/// Bug 7 (issue 15): `close()` racing 2-participant transactions stranded
+/// both participants of a transaction started just before it. Repeats the
+/// race (close 0–1.5 ms after open) many times; every participant must end
+/// within a bound. `LOGD_CLOSE_RACE_ROUNDS` sets the number of rounds
+/// (default 150) and prints the figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bug7_close_racing_transactions_strands_no_participant() {
+    let rounds = common::seed_from_env("LOGD_CLOSE_RACE_ROUNDS", 150);
+    let began = Instant::now();
+    let (mut started, mut ended) = (0, 0);
+    for r in 0..rounds {
+        let delay = Duration::from_micros((r * 397) % 1500);
+        let (s, e) = close_race_once(8, delay).await;
+        started += s;
+        ended += e;
+    }
+    eprintln!(
+        "close race: {rounds} rounds, {started} transactions started, {ended} participants ended, {:?}",
+        began.elapsed()
+    );
+}

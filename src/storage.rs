@@ -226,7 +226,7 @@ impl Storage {
         let compactor = Compactor::spawn(Compactor::new(CompactorArgs {
             dir: dir.clone(),
             fs: fs.clone(),
-            catalog,
+            catalog: catalog.clone(),
             index: index.clone(),
             policy: options.compaction,
         }));
@@ -243,7 +243,8 @@ impl Storage {
         let records_cache = records.clone();
         let reader = Arc::new(
             Reader::new(dir.clone(), index.clone(), records, last_acked.clone())
-                .with_shared_index(shared_index),
+                .with_shared_index(shared_index)
+                .with_catalog(catalog),
         );
         let engine = Arc::new(Engine {
             writer: started.writer.clone(),

@@ -266,3 +266,216 @@ async fn bug7_close_racing_transactions_strands_no_participant() {
         began.elapsed()
     );
 }
+
+/// Options keeping only the newest `recent` commits (no older snapshot).
+fn keep_recent(recent: u64) -> Options {
+    let mut o = common::buffered();
+    o.compaction = logd::Retention::Tiered {
+        keep_recent: logd::Cutoff::Commits(recent),
+        per_tier: 0,
+        first_tier: 10,
+        multiplier: 2,
+    };
+    o
+}
+
+/// Bug 2 (issue 15): `switch_and_snapshot()` returned `Ok(None)` for a
+/// store with commits once compaction had emptied the index (it asked for
+/// the newest commit the index still *held*). Snapshot at 10, at 20
+/// (horizon 20), then again: the snapshot at 20, also after a reopen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bug2_switch_and_snapshot_after_compaction_emptied_the_index() {
+    let (d, s) = open_temp(keep_recent(1)).await;
+    for i in 1..=10 {
+        commit(&s, &format!("k{}", i % 3), Node::int(i)).await;
+    }
+    assert_eq!(s.switch_and_snapshot().await.unwrap().unwrap().commit, 10);
+    for i in 11..=20 {
+        commit(&s, &format!("k{}", i % 3), Node::int(i)).await;
+    }
+    assert_eq!(s.switch_and_snapshot().await.unwrap().unwrap().commit, 20);
+    assert_eq!(s.compact().await.unwrap().oldest_commit, 20);
+    let again = s.switch_and_snapshot().await.unwrap();
+    assert_eq!(again.map(|i| i.commit), Some(20), "current is 20");
+    assert_eq!(s.compact().await.unwrap().oldest_commit, 20);
+    s.close().await.unwrap();
+    let s = Storage::open(d.path(), keep_recent(1)).await.unwrap();
+    assert_eq!(s.current_commit(), 20);
+    let again = s.switch_and_snapshot().await.unwrap();
+    assert_eq!(again.map(|i| i.commit), Some(20));
+    assert_eq!(s.read_state_at("k2", 20).await.unwrap(), Some(Node::int(20)));
+    s.close().await.unwrap();
+}
+
+/// Bug 4 (issue 15): a read answered from the materialized state (or the
+/// record cache) below the horizon, where the log (and a reopened store)
+/// says `Compacted`. Now both give the same answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bug4_cached_read_below_the_horizon_is_compacted() {
+    let (d, s) = open_temp(keep_recent(5)).await;
+    for i in 1..=100 {
+        commit(&s, &format!("k{}", i % 10), Node::int(i)).await;
+    }
+    // Materializes the root at 100.
+    assert!(s.read_state_at("", 100).await.unwrap().is_some());
+    assert_eq!(s.read_state_at("k3", 100).await.unwrap(), Some(Node::int(93)));
+    for i in 101..=150 {
+        commit(&s, &format!("k{}", i % 10), Node::int(i)).await;
+    }
+    s.switch_and_snapshot().await.unwrap();
+    for i in 151..=200 {
+        commit(&s, &format!("k{}", i % 10), Node::int(i)).await;
+    }
+    s.switch_and_snapshot().await.unwrap();
+    let oldest = s.compact().await.unwrap().oldest_commit;
+    assert!(oldest > 100, "horizon {oldest}");
+    let answers = |s: Storage| async move {
+        let mut out = Vec::new();
+        for (path, c) in [("", 99), ("", 100), ("k3", 100), ("", 101), ("", 120)] {
+            out.push(s.read_state_at(path, c).await);
+        }
+        out
+    };
+    let before = answers(s.clone()).await;
+    for a in &before {
+        assert_eq!(
+            a,
+            &Err(Error::Compacted {
+                commit: match a {
+                    Err(Error::Compacted { commit, .. }) => *commit,
+                    _ => 0,
+                },
+                oldest
+            })
+        );
+    }
+    s.close().await.unwrap();
+    let s = Storage::open(d.path(), keep_recent(5)).await.unwrap();
+    assert_eq!(answers(s.clone()).await, before, "same answers after a reopen");
+    s.close().await.unwrap();
+}
+
+/// The targets of this process's open descriptors under `dir` (`/proc`),
+/// and which of them are deleted files.
+fn open_fds_under(dir: &std::path::Path) -> (usize, Vec<String>) {
+    let dir = dir.to_string_lossy().into_owned();
+    let (mut open, mut deleted) = (0, Vec::new());
+    let Ok(rd) = std::fs::read_dir("/proc/self/fd") else {
+        return (open, deleted);
+    };
+    for ent in rd.flatten() {
+        if let Ok(target) = std::fs::read_link(ent.path()) {
+            let t = target.to_string_lossy().into_owned();
+            if t.starts_with(&dir) {
+                open += 1;
+                if t.ends_with(" (deleted)") {
+                    deleted.push(t);
+                }
+            }
+        }
+    }
+    (open, deleted)
+}
+
+/// Bug 3 (issue 15, and item 9 of the power-loss issue): compacted segment
+/// files stayed open, because the reader kept its own file cache that
+/// compaction never pruned. Now there is one cache (the catalogue's) and
+/// no descriptor of a deleted segment stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bug3_compaction_leaves_no_descriptor_of_a_deleted_segment() {
+    let mut o = keep_recent(5);
+    o.segment_bytes = 1024;
+    let (d, s) = open_temp(o.clone()).await;
+    for i in 1..=200i64 {
+        commit(&s, &format!("k{}", i % 7), Node::int(i)).await;
+    }
+    s.close().await.unwrap();
+    // After a reopen the record cache is cold: reads and history open the
+    // segment files.
+    let s = Storage::open(d.path(), o).await.unwrap();
+    let wal = s.dir().join("wal");
+    for c in (1..=200u64).step_by(3) {
+        s.read_state_at(&format!("k{}", c % 7), c).await.unwrap();
+        s.history(&format!("k{}", c % 7), c.saturating_sub(5), c)
+            .await
+            .unwrap();
+    }
+    let (open, _) = open_fds_under(&wal);
+    assert!(open > 1, "reads opened segment files ({open})");
+    s.switch_and_snapshot().await.unwrap();
+    for i in 201..=220i64 {
+        commit(&s, &format!("k{}", i % 7), Node::int(i)).await;
+    }
+    s.switch_and_snapshot().await.unwrap();
+    let report = s.compact().await.unwrap();
+    assert!(report.oldest_commit >= 200, "{report:?}");
+    let (open_after, deleted) = open_fds_under(&wal);
+    eprintln!(
+        "segment descriptors: {open} open before compaction, {open_after} after, {} of deleted files",
+        deleted.len()
+    );
+    assert_eq!(deleted, Vec::<String>::new(), "open descriptors of deleted segments");
+    s.close().await.unwrap();
+}
+
+/// Bug 5 (issue 15): `history` racing compaction returned `FutureCommit`
+/// (a listed commit's record was forgotten before it was read). It must
+/// give the complete list or `Compacted`, never another error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bug5_history_racing_compaction_is_complete_or_compacted() {
+    let mut o = keep_recent(20);
+    o.segment_bytes = 2048;
+    let (_d, s) = open_temp(o).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (s, stop) = (s.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut i = 0i64;
+            while !stop.load(Ordering::Relaxed) {
+                commit(&s, &format!("k{}", i % 40), Node::int(i)).await;
+                i += 1;
+                if i % 50 == 0 {
+                    s.switch_and_snapshot().await.unwrap();
+                }
+            }
+        })
+    };
+    let mut readers = tokio::task::JoinSet::new();
+    for r in 0..2u64 {
+        let (s, stop) = (s.clone(), stop.clone());
+        readers.spawn(async move {
+            let (mut ok, mut compacted) = (0u64, 0u64);
+            let mut k = r;
+            while !stop.load(Ordering::Relaxed) {
+                k += 1;
+                let to = s.current_commit();
+                let from = to.saturating_sub(60 + k % 40);
+                let path = format!("k{}", k % 40);
+                match s.history(&path, from, to).await {
+                    Ok(list) => {
+                        // Complete: exactly the commits that wrote the path
+                        // (commit c wrote k{(c-1) % 40} plus snapshots).
+                        assert!(list.windows(2).all(|w| w[0].commit < w[1].commit));
+                        ok += 1;
+                    }
+                    Err(Error::Compacted { .. }) => compacted += 1,
+                    Err(e) => panic!("history({path}, {from}, {to}): {e}"),
+                }
+                tokio::task::yield_now().await;
+            }
+            (ok, compacted)
+        });
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    let (mut ok, mut compacted) = (0, 0);
+    while let Some(r) = readers.join_next().await {
+        let (o, c) = r.unwrap();
+        ok += o;
+        compacted += c;
+    }
+    eprintln!("history racing compaction: {ok} complete lists, {compacted} Compacted");
+    assert!(ok > 0);
+    s.close().await.unwrap();
+}

@@ -377,6 +377,15 @@ impl PathIndex {
         (n > 0).then(|| self.base + n - 1)
     }
 
+    /// The newest commit the index has numbered, held or already
+    /// forgotten (`None` before the first): unlike
+    /// [`PathIndex::last_commit`], compaction cannot empty it.
+    pub fn newest_commit(&self) -> Option<u64> {
+        self.next_commit()
+            .and_then(|n| n.checked_sub(1))
+            .filter(|&c| c > 0)
+    }
+
     /// The commit the next [`PathIndex::insert`] must carry (`None` before
     /// the first insert, when any commit ≥ 1 is accepted).
     pub fn next_commit(&self) -> Option<u64> {

@@ -479,3 +479,74 @@ async fn bug5_history_racing_compaction_is_complete_or_compacted() {
     assert!(ok > 0);
     s.close().await.unwrap();
 }
+
+/// Objects, arrays and tagged objects alternating, nesting exactly
+/// `levels` text levels as `Node::nesting` counts them (an int at the
+/// bottom).
+fn nested(levels: usize) -> Node {
+    let mut n = Node::int(7);
+    let mut i = 0;
+    while n.nesting() < levels {
+        let left = levels - n.nesting();
+        n = match i % 3 {
+            0 => Node::object([("a", n)]),
+            1 => Node::array([n]),
+            _ if left >= 2 => Node::tagged("t", logd::Value::Object(vec![(logd::Key::Field("b".into()), n)])),
+            _ => Node::object([("c", n)]),
+        };
+        i += 1;
+    }
+    n
+}
+
+/// The depth-limit extra of issue 15: data about 320 levels deep failed
+/// with "record of 18446744073709551615 bytes exceeds the maximum", and
+/// data 257–319 levels deep was stored but printed to text that cannot be
+/// parsed back. Now one limit (`MAX_NESTING`, path plus data) is checked
+/// when a participant joins, with `Error::TooDeep`; everything at the
+/// limit is stored, read back, and round-trips through both text forms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn depth_limit_is_checked_at_the_door_and_stored_data_prints_back() {
+    let max = logd::MAX_NESTING;
+    let (_d, s) = open_temp(common::buffered()).await;
+    let tx = s.new_tx(1, PatchMeta::default()).await.unwrap();
+    for levels in [max, max + 1, 300, 320, 1000] {
+        // Path "deep.x" is 2 levels; the data gets the rest.
+        let data = nested(levels - 2);
+        assert_eq!(data.nesting(), levels - 2);
+        let r = tx.new_patcher(Patch::new(kp("deep.x"), data)).await;
+        if levels <= max {
+            let mut w = r.unwrap();
+            assert_eq!(w.commit().await, Ok(Outcome::Committed { commit: 1 }));
+        } else {
+            match r {
+                Err(Error::TooDeep { depth, max: m }) => {
+                    assert_eq!((depth, m), (levels, max));
+                }
+                other => panic!("{levels} levels: {other:?}"),
+            }
+        }
+    }
+    // A match pattern is held to the same limit.
+    let tx = s.new_tx(1, PatchMeta::default()).await.unwrap();
+    let r = tx
+        .new_patcher(Patch::new(kp("m"), Node::int(1)).with_match(kp("deep"), nested(max)))
+        .await;
+    assert!(matches!(r, Err(Error::TooDeep { .. })), "{r:?}");
+    // What is stored prints to text that parses back, in both forms.
+    for s in [s.clone()] {
+        let root = s.read_state_at("", 1).await.unwrap().unwrap();
+        assert_eq!(text::parse(&root.to_string()).unwrap(), root, "wire form");
+        assert_eq!(
+            text::parse(&root.to_block_string()).unwrap(),
+            root,
+            "block form"
+        );
+    }
+    s.close().await.unwrap();
+    let s = Storage::open(_d.path(), common::buffered()).await.unwrap();
+    let root = s.read_state_at("", 1).await.unwrap().unwrap();
+    assert_eq!(root.nesting(), max);
+    assert!(s.switch_and_snapshot().await.unwrap().is_some());
+    s.close().await.unwrap();
+}

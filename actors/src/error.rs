@@ -155,6 +155,17 @@ pub enum Error {
         /// The transaction id.
         id: u64,
     },
+    /// A participant's patch (its path plus its data, or its match path
+    /// plus its pattern) nests deeper than the one limit
+    /// (`logd_core::node::MAX_NESTING`), past which stored data could not
+    /// be printed as text that parses back. Nothing was written.
+    #[error("nesting of {depth} levels exceeds the maximum of {max}")]
+    TooDeep {
+        /// The nesting of the patch (path segments plus data levels).
+        depth: usize,
+        /// The limit.
+        max: usize,
+    },
     /// An argument is out of range (e.g. a transaction with 0 participants).
     #[error("invalid argument: {reason}")]
     InvalidArgument {

@@ -897,9 +897,9 @@ impl LogWriter {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(error = %e, "record could not be encoded");
-                return Sequenced::Now(Err(Error::TooLarge {
-                    bytes: u64::MAX,
-                    max: u64::from(self.args.options.max_record_bytes),
+                // Not a size: say what the encoder refused.
+                return Sequenced::Now(Err(Error::InvalidArgument {
+                    reason: format!("the record cannot be encoded: {e}"),
                 }));
             }
         };

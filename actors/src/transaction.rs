@@ -556,8 +556,11 @@ impl<B: TxBackend> TxHandle<B> {
         }
     }
 
-    /// Registers a participant; the `n+1`-th gets `TxFull`.
+    /// Registers a participant; the `n+1`-th gets `TxFull`, a patch nested
+    /// deeper than [`logd_core::node::MAX_NESTING`] gets
+    /// [`Error::TooDeep`] (checked here, at the door, before it joins).
     pub fn new_patcher(&self, patch: Patch) -> Result<Patcher, Error> {
+        check_nesting(&patch)?;
         let over = match &self.route {
             Route::Actor { arrivals, done, .. } => {
                 arrivals.is_disconnected() || done.borrow().is_some()
@@ -592,6 +595,20 @@ impl<B: TxBackend> TxHandle<B> {
             outcome: None,
         })
     }
+}
+
+/// [`Error::TooDeep`] for a patch whose path plus data (or match path
+/// plus pattern) nests deeper than the one limit.
+fn check_nesting(patch: &Patch) -> Result<(), Error> {
+    let max = logd_core::node::MAX_NESTING;
+    let mut depth = patch.path.len().saturating_add(patch.data.nesting());
+    if let Some((path, pattern)) = &patch.matches {
+        depth = depth.max(path.len().saturating_add(pattern.nesting()));
+    }
+    if depth > max {
+        return Err(Error::TooDeep { depth, max });
+    }
+    Ok(())
 }
 
 /// Where a participant's patch goes.

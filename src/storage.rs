@@ -496,32 +496,33 @@ impl Storage {
     /// future does not interrupt it; the store is closed (and the lock
     /// released) when it ends, and a later `close()` waits for that.
     pub async fn close(&self) -> Result<(), Error> {
-        let done = {
+        // Decided under the lock, awaited after it (the guard is not `Send`).
+        let (first, mut done) = {
             let mut closing = self.inner.closing.lock().map_err(|_| Error::Closed)?;
             match &*closing {
-                Some(rx) => Some(rx.clone()),
+                Some(rx) => (None, rx.clone()),
                 None => {
                     let (tx, rx) = tokio::sync::watch::channel(false);
-                    *closing = Some(rx);
+                    *closing = Some(rx.clone());
                     self.inner.closed.store(true, Ordering::SeqCst);
                     let me = self.clone();
-                    drop(closing);
                     let task = tokio::spawn(async move {
                         let r = me.shut_down().await;
                         let _ = tx.send(true);
                         r
                     });
-                    return task.await.unwrap_or_else(|e| {
-                        Err(Error::WriterFailed {
-                            reason: format!("close task failed: {e}"),
-                        })
-                    });
+                    (Some(task), rx)
                 }
             }
         };
-        if let Some(mut rx) = done {
-            let _ = rx.wait_for(|d| *d).await;
+        if let Some(task) = first {
+            return task.await.unwrap_or_else(|e| {
+                Err(Error::WriterFailed {
+                    reason: format!("close task failed: {e}"),
+                })
+            });
         }
+        let _ = done.wait_for(|d| *d).await;
         Ok(())
     }
 

@@ -161,7 +161,10 @@ fn expect(state: Option<&Node>, parts: &[(KPath, Node, Option<(KPath, Node)>)]) 
 /// Runs one transaction of `parts`, each participant in its own task
 /// (the others join with `get_tx`); a `cancel` participant's first
 /// `commit()` is dropped after one poll.
-async fn run_tx(s: &Storage, parts: &[(KPath, Node, Option<(KPath, Node)>, bool)]) -> Vec<Result<Outcome, Error>> {
+async fn run_tx(
+    s: &Storage,
+    parts: &[(KPath, Node, Option<(KPath, Node)>, bool)],
+) -> Vec<Result<Outcome, Error>> {
     let tx = s.new_tx(parts.len(), PatchMeta::default()).await.unwrap();
     let id = tx.id();
     let mut tasks = Vec::new();
@@ -215,7 +218,15 @@ async fn check(s: &Storage, fold: &Fold, label: &str) -> Result<(), TestCaseErro
                 );
             } else {
                 let want = st.and_then(|n| n.get_path(&kp(path))).cloned();
-                prop_assert_eq!(got, Ok(want), "{}: {:?} at {} (horizon {})", label, path, c, h);
+                prop_assert_eq!(
+                    got,
+                    Ok(want),
+                    "{}: {:?} at {} (horizon {})",
+                    label,
+                    path,
+                    c,
+                    h
+                );
             }
         }
     }
@@ -303,7 +314,13 @@ async fn run(ops: Vec<Op>, figures: &Figures) -> Result<(), TestCaseError> {
                             Expect::NotMatched => "not matched".to_owned(),
                             Expect::Fails(w) => format!("failure ({w})"),
                         };
-                        prop_assert!(false, "op {}: got {:?}, the model expects {}", i, other, want);
+                        prop_assert!(
+                            false,
+                            "op {}: got {:?}, the model expects {}",
+                            i,
+                            other,
+                            want
+                        );
                     }
                 }
                 if !matches!(got[0], Ok(Outcome::Committed { .. })) {
@@ -353,8 +370,10 @@ fn random_histories_match_the_fold_of_merged_patches() {
         failure_persistence: None,
         ..Config::default()
     };
-    let mut runner =
-        TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes));
+    let mut runner = TestRunner::new_with_rng(
+        config,
+        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
+    );
     let rt = runtime();
     let figures = Figures::default();
     let started = std::time::Instant::now();
@@ -459,7 +478,8 @@ async fn transfers_keep_the_total_at_every_commit_while_closing() {
                 let to = (from + 1 + rng.below(ACCOUNTS as u64 - 1) as usize) % ACCOUNTS;
                 let amount = rng.range(1, 10) as i64;
                 let at = s.current_commit();
-                let (Ok(a), Ok(b)) = (balance(&s, from, at).await, balance(&s, to, at).await) else {
+                let (Ok(a), Ok(b)) = (balance(&s, from, at).await, balance(&s, to, at).await)
+                else {
                     return;
                 };
                 let Ok(tx) = s.new_tx(2, PatchMeta::default()).await else {
@@ -493,7 +513,9 @@ async fn transfers_keep_the_total_at_every_commit_while_closing() {
                     w.commit().await
                 };
                 let bound = Duration::from_secs(10);
-                let x = tokio::time::timeout(bound, mine).await.expect("participant a answered");
+                let x = tokio::time::timeout(bound, mine)
+                    .await
+                    .expect("participant a answered");
                 let y = tokio::time::timeout(bound, other)
                     .await
                     .expect("participant b answered")

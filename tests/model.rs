@@ -132,7 +132,14 @@ enum Expect {
     Fails(String),
 }
 
-fn expect(state: Option<&Node>, parts: &[(KPath, Node, Option<(KPath, Node)>)]) -> Expect {
+/// A participant's path, data and match.
+type ModelPart = (KPath, Node, Option<(KPath, Node)>);
+
+/// A participant as it runs: [`ModelPart`] plus whether its first
+/// `commit()` is cancelled.
+type RunPart = (KPath, Node, Option<(KPath, Node)>, bool);
+
+fn expect(state: Option<&Node>, parts: &[ModelPart]) -> Expect {
     let merged = match patch::merge(
         &parts
             .iter()
@@ -161,10 +168,7 @@ fn expect(state: Option<&Node>, parts: &[(KPath, Node, Option<(KPath, Node)>)]) 
 /// Runs one transaction of `parts`, each participant in its own task
 /// (the others join with `get_tx`); a `cancel` participant's first
 /// `commit()` is dropped after one poll.
-async fn run_tx(
-    s: &Storage,
-    parts: &[(KPath, Node, Option<(KPath, Node)>, bool)],
-) -> Vec<Result<Outcome, Error>> {
+async fn run_tx(s: &Storage, parts: &[RunPart]) -> Vec<Result<Outcome, Error>> {
     let tx = s.new_tx(parts.len(), PatchMeta::default()).await.unwrap();
     let id = tx.id();
     let mut tasks = Vec::new();

@@ -1155,17 +1155,15 @@ async fn run_flush(job: FlushJob) {
     };
     if let (Ok(()), Some(obs), false) =
         (&flushed.result, &args.observer, flushed.records.is_empty())
-    {
-        if let Err(e) = obs
+        && let Err(e) = obs
             .ask(Committed {
                 records: flushed.records.clone(),
             })
             .await
-        {
-            let reason = format!("commit observer failed: {e:?}");
-            tracing::error!(%reason, "log writer stops");
-            flushed.result = Err(FlushFailure::Failed(failed_err(&reason)));
-        }
+    {
+        let reason = format!("commit observer failed: {e:?}");
+        tracing::error!(%reason, "log writer stops");
+        flushed.result = Err(FlushFailure::Failed(failed_err(&reason)));
     }
     let done = flushed.settle(&args, generation);
     // Held until here: see `FlushLead::run`.
@@ -1344,11 +1342,9 @@ fn write_batch(
         if let Some(old) = io.file.take() {
             old.seal(fs, dir)?;
         }
-    } else if sync {
-        if let Some(seg) = &io.file {
-            let p = recovery::segment_path(dir, seg.segment);
-            fs.sync(&seg.file).map_err(|e| Error::io("sync", &p, &e))?;
-        }
+    } else if sync && let Some(seg) = &io.file {
+        let p = recovery::segment_path(dir, seg.segment);
+        fs.sync(&seg.file).map_err(|e| Error::io("sync", &p, &e))?;
     }
     Ok(())
 }

@@ -531,13 +531,13 @@ mod tests {
     /// every 7th is deleted, every 50th commit replaces all of `users` by a
     /// scalar (so plans of a leaf must start above it), every 13th patches the root.
     fn patch_for(c: u64) -> Node {
-        if c % 50 == 0 {
+        if c.is_multiple_of(50) {
             return Node::object([("users", Node::int(c as i64))]);
         }
-        if c % 13 == 0 {
+        if c.is_multiple_of(13) {
             return Node::object([("meta", Node::int(c as i64))]);
         }
-        let body = if c % 7 == 0 {
+        let body = if c.is_multiple_of(7) {
             Node::tagged("delete", Value::Null)
         } else {
             Node::object([

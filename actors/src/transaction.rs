@@ -902,12 +902,11 @@ async fn decide<B: TxBackend>(
             })?,
         };
         let read_commit = backend.current_commit();
-        if !stateless {
-            if let Some(outcome) =
+        if !stateless
+            && let Some(outcome) =
                 Box::pin(evaluate(backend, meta, patches, &merged, read_commit)).await?
-            {
-                return Ok(outcome);
-            }
+        {
+            return Ok(outcome);
         }
         // Boxed: the append's future is the largest part of a commit's;
         // inline, it would push every commit's future past the size at

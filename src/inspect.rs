@@ -138,17 +138,17 @@ pub fn check(dir: impl AsRef<Path>) -> CheckReport {
                     .file_name()
                     .and_then(|n| n.to_str())
                     .and_then(wal::parse_segment_file_name);
-                if let Some(first) = name_first {
-                    if first != scan.first_commit {
-                        report.problems.push(Problem {
-                            file: rel.clone(),
-                            offset: 0,
-                            reason: format!(
-                                "header names first commit {} but the file name says {first}",
-                                scan.first_commit
-                            ),
-                        });
-                    }
+                if let Some(first) = name_first
+                    && first != scan.first_commit
+                {
+                    report.problems.push(Problem {
+                        file: rel.clone(),
+                        offset: 0,
+                        reason: format!(
+                            "header names first commit {} but the file name says {first}",
+                            scan.first_commit
+                        ),
+                    });
                 }
                 match scan.tail {
                     TailStatus::Clean | TailStatus::Zeroed { .. } => {}

@@ -19,7 +19,7 @@ pub use logd_actors::snapshotter::SnapshotInfo;
 pub use logd_actors::transaction::{Outcome, Patch, PatchMeta, TxId};
 pub use logd_actors::{Cutoff, Durability, Error, Options, Retention, SnapshotEvery};
 pub use logd_core::kpath::{KPath, KPathError, Segment};
-pub use logd_core::node::{Key, Kind, Node, Tag, Value};
+pub use logd_core::node::{Key, Kind, MAX_NESTING, Node, Tag, Value};
 pub use logd_core::patch;
 pub use logd_core::text;
 pub use storage::{Actors, CommitInfo, Patcher, Storage, Tx};

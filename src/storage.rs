@@ -71,6 +71,8 @@ pub(crate) struct Inner {
     pub(crate) tx_ids: TxIds,
     pub(crate) last_acked: Arc<AtomicU64>,
     pub(crate) closed: AtomicBool,
+    /// Set by the first `close()`: turns `true` when its shutdown is done.
+    pub(crate) closing: Mutex<Option<tokio::sync::watch::Receiver<bool>>>,
     pub(crate) truncated: Option<(PathBuf, u64)>,
     pub(crate) checkpoints: CheckpointWriter,
     pub(crate) records: Arc<RecordCache>,
@@ -117,6 +119,13 @@ impl Storage {
     /// ([`Error::Locked`] if another opener has it), recovers the log
     /// (truncating a torn tail of the last segment), rebuilds the path index
     /// and starts the actors.
+    ///
+    /// # Cancellation safety
+    ///
+    /// Not cancel-safe. Dropping the future part way releases the lock and
+    /// stops what it started, but the recovery scan, once running on a
+    /// blocking thread, finishes by itself (it may cut a torn tail, as any
+    /// open would). Nothing is appended to the log; open again to retry.
     pub async fn open(dir: impl AsRef<Path>, options: Options) -> Result<Storage, Error> {
         let (storage, recovered) = Storage::open_with(dir, options, Arc::new(RealFs)).await?;
         // Freeing every recovered record of a long log takes a while: not
@@ -126,7 +135,7 @@ impl Storage {
     }
 
     /// [`Storage::open`] with explicit file operations (fault injection);
-    /// also returns what recovery found.
+    /// also returns what recovery found. Cancellation: as [`Storage::open`].
     pub async fn open_with(
         dir: impl AsRef<Path>,
         options: Options,
@@ -229,7 +238,7 @@ impl Storage {
         let compactor = Compactor::spawn(Compactor::new(CompactorArgs {
             dir: dir.clone(),
             fs: fs.clone(),
-            catalog,
+            catalog: catalog.clone(),
             index: index.clone(),
             policy: options.compaction,
         }));
@@ -246,7 +255,8 @@ impl Storage {
         let records_cache = records.clone();
         let reader = Arc::new(
             Reader::new(dir.clone(), index.clone(), records, last_acked.clone())
-                .with_shared_index(shared_index),
+                .with_shared_index(shared_index)
+                .with_catalog(catalog),
         );
         let engine = Arc::new(Engine {
             writer: started.writer.clone(),
@@ -270,6 +280,7 @@ impl Storage {
                 tx_ids,
                 last_acked,
                 closed: AtomicBool::new(false),
+                closing: Mutex::new(None),
                 truncated: recovered.truncated.clone(),
                 checkpoints,
                 records: records_cache,
@@ -335,6 +346,12 @@ impl Storage {
 
     /// Starts a transaction of `participants` patches. Its actor waits up to
     /// `meta.max_duration` (default [`Options::tx_timeout`]) for all of them.
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancel-safe: it never waits, so its first poll completes it; a
+    /// future dropped unpolled has done nothing. (The first `new_tx` of a
+    /// store reserves transaction ids with a synchronous meta rewrite.)
     pub async fn new_tx(&self, participants: usize, meta: PatchMeta) -> Result<Tx, Error> {
         self.check_open()?;
         let id = self.inner.tx_ids.next()?;
@@ -350,6 +367,10 @@ impl Storage {
 
     /// The live transaction `id` ([`Error::TxNotFound`] for an unknown or
     /// finished one).
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancel-safe: it never waits; dropping it has no effect.
     pub async fn get_tx(&self, id: TxId) -> Result<Tx, Error> {
         self.check_open()?;
         self.inner.registry.get(id).map(|handle| Tx { handle })
@@ -357,14 +378,22 @@ impl Storage {
 
     /// The node at `path` as of `commit` (`None` where it does not exist).
     /// `commit` after [`Storage::current_commit`] is [`Error::FutureCommit`];
-    /// a malformed path is [`Error::InvalidPath`].
+    /// a malformed path is [`Error::InvalidPath`]. A commit below the
+    /// oldest readable one is [`Error::Compacted`], whatever the caches
+    /// still hold.
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancel-safe: a read changes nothing but caches, and a dropped read
+    /// leaves them consistent (the materialized state is advanced between
+    /// awaits, never across one).
     pub async fn read_state_at(&self, path: &str, commit: u64) -> Result<Option<Node>, Error> {
         self.check_open()?;
         let path = KPath::parse(path)?;
         self.inner.engine.reader.read(&path, commit).await
     }
 
-    /// [`Storage::read_state_at`] with a parsed path.
+    /// [`Storage::read_state_at`] with a parsed path. Cancel-safe, as it is.
     pub async fn read_path_at(&self, path: &KPath, commit: u64) -> Result<Option<Node>, Error> {
         self.check_open()?;
         self.inner.engine.reader.read(path, commit).await
@@ -372,7 +401,14 @@ impl Storage {
 
     /// The commits in `(from, to]` that changed `path` (or anything below or
     /// above it that reaches it), oldest first, with their time, transaction
-    /// and label. `to` after the current commit is [`Error::FutureCommit`].
+    /// and label. `to` after the current commit is [`Error::FutureCommit`];
+    /// a range reaching below the oldest retained commit, also one that a
+    /// compaction running meanwhile removes, is [`Error::Compacted`]: the
+    /// list is complete or it is an error.
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancel-safe: it only reads.
     pub async fn history(&self, path: &str, from: u64, to: u64) -> Result<Vec<CommitInfo>, Error> {
         self.check_open()?;
         let path = KPath::parse(path)?;
@@ -408,6 +444,13 @@ impl Storage {
     /// segment's last commit. Concurrent calls are serialized by the
     /// snapshotter actor. `None` for an empty store. Then applies the
     /// retention policy ([`Options::compaction`]).
+    ///
+    /// # Cancellation safety
+    ///
+    /// Dropping the future does not stop a snapshot already requested: the
+    /// snapshotter seals the segment and writes the snapshot to the end (a
+    /// later call returns it). The retention pass that follows may not run;
+    /// the next `compact()` or snapshot runs it. Calling it again is safe.
     pub async fn switch_and_snapshot(&self) -> Result<Option<SnapshotInfo>, Error> {
         self.check_open()?;
         let info = self
@@ -427,6 +470,12 @@ impl Storage {
     /// Removes the snapshots and sealed segments the retention policy no
     /// longer needs (after the index stops pointing at them). Reads of
     /// commits that are no longer reconstructible get [`Error::Compacted`].
+    ///
+    /// # Cancellation safety
+    ///
+    /// Dropping the future does not stop a compaction already requested:
+    /// the compactor carries it out to the end (each step leaves the store
+    /// readable). Calling it again is safe.
     pub async fn compact(&self) -> Result<CompactionReport, Error> {
         self.check_open()?;
         self.inner
@@ -439,13 +488,49 @@ impl Storage {
     /// Makes everything durable, stops the actors and releases the lock.
     /// When at least 1,024 commits were made since the index checkpoint, it
     /// is advanced first (so the next open decodes few records); background
-    /// checkpoint jobs are stopped (a file write in flight is waited for). Later calls (on any clone) return
+    /// checkpoint jobs are stopped (a file write in flight is waited for).
+    /// Later calls (on any clone) wait until that is done and return
     /// `Ok(())`; other operations on a closed store fail with
-    /// [`Error::Closed`].
+    /// [`Error::Closed`]. Waiting participants get [`Error::Closed`].
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancel-safe: the shutdown runs in a task of its own, so dropping the
+    /// future does not interrupt it; the store is closed (and the lock
+    /// released) when it ends, and a later `close()` waits for that.
     pub async fn close(&self) -> Result<(), Error> {
-        if self.inner.closed.swap(true, Ordering::SeqCst) {
-            return Ok(());
+        // Decided under the lock, awaited after it (the guard is not `Send`).
+        let (first, mut done) = {
+            let mut closing = self.inner.closing.lock().map_err(|_| Error::Closed)?;
+            match &*closing {
+                Some(rx) => (None, rx.clone()),
+                None => {
+                    let (tx, rx) = tokio::sync::watch::channel(false);
+                    *closing = Some(rx.clone());
+                    self.inner.closed.store(true, Ordering::SeqCst);
+                    let me = self.clone();
+                    let task = tokio::spawn(async move {
+                        let r = me.shut_down().await;
+                        let _ = tx.send(true);
+                        r
+                    });
+                    (Some(task), rx)
+                }
+            }
+        };
+        if let Some(task) = first {
+            return task.await.unwrap_or_else(|e| {
+                Err(Error::WriterFailed {
+                    reason: format!("close task failed: {e}"),
+                })
+            });
         }
+        let _ = done.wait_for(|d| *d).await;
+        Ok(())
+    }
+
+    /// The shutdown `close()` runs once, in a task of its own.
+    async fn shut_down(&self) -> Result<(), Error> {
         self.inner.checkpoints.stop_background();
         self.inner.registry.close_all();
         let result = self.inner.started.stop().await;
@@ -547,7 +632,15 @@ impl Tx {
     }
 
     /// Registers a participant with its patch; past the transaction's
-    /// participant count this is [`Error::TxFull`].
+    /// participant count this is [`Error::TxFull`]; a patch nested deeper
+    /// than [`logd_core::node::MAX_NESTING`] (path plus data) is
+    /// [`Error::TooDeep`].
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancel-safe: it never waits. Dropping the returned [`Patcher`]
+    /// without committing withdraws the participant: the others get
+    /// [`Error::TxAbandoned`] at once.
     pub async fn new_patcher(&self, patch: Patch) -> Result<Patcher, Error> {
         Ok(Patcher {
             inner: self.handle.new_patcher(patch)?,
@@ -560,6 +653,20 @@ impl Patcher {
     /// participant has arrived and the transaction is decided; every
     /// participant gets the same result, and calling it again returns it
     /// again.
+    ///
+    /// A merged record that would not apply to the state it is sequenced on
+    /// is refused with [`Error::Patch`] for every participant (nothing is
+    /// written); a store closing meanwhile answers [`Error::Closed`].
+    ///
+    /// # Cancellation safety
+    ///
+    /// Dropping the future never loses the outcome. Once polled, the patch
+    /// is handed over and may be committed; calling `commit()` again waits
+    /// for (or, for a one-participant transaction, resumes) the same
+    /// decision and returns its outcome, never `TxNotFound`. Dropping the
+    /// `Patcher` itself while a one-participant decision is unfinished
+    /// abandons it wherever it is: the commit may or may not have happened
+    /// (read to find out).
     pub async fn commit(&mut self) -> Result<Outcome, Error> {
         self.inner.commit().await
     }

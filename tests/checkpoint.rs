@@ -38,10 +38,10 @@ fn tiered() -> Retention {
 async fn wait_for_checkpoint(dir: &Path, commit: u64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(Some(c)) = read_checkpoint(dir) {
-            if c.commit == commit {
-                return c.commit;
-            }
+        if let Ok(Some(c)) = read_checkpoint(dir)
+            && c.commit == commit
+        {
+            return c.commit;
         }
         assert!(
             Instant::now() < deadline,

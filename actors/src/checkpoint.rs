@@ -118,10 +118,10 @@ pub fn open_index(
     let tmp = checkpoint_dir(dir).join(format!("{CHECKPOINT_FILE}.tmp"));
     if tmp.exists() {
         tracing::warn!(file = %tmp.display(), "removing unfinished index checkpoint");
-        if let Err(e) = fs_ops.remove(&tmp) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(Error::io("remove", &tmp, &e));
-            }
+        if let Err(e) = fs_ops.remove(&tmp)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(Error::io("remove", &tmp, &e));
         }
     }
     let mut status = CheckpointStatus::Absent;

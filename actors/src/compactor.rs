@@ -169,10 +169,11 @@ impl Compactor {
             };
             for ent in rd {
                 let ent = ent.map_err(|e| Error::io("read dir", &sdir, &e))?;
-                if let Some(c) = ent.file_name().to_str().and_then(parse_snapshot_file_name) {
-                    if c < horizon && !held.contains(&c) {
-                        out.push(c);
-                    }
+                if let Some(c) = ent.file_name().to_str().and_then(parse_snapshot_file_name)
+                    && c < horizon
+                    && !held.contains(&c)
+                {
+                    out.push(c);
                 }
             }
             out.sort_unstable();

@@ -164,6 +164,25 @@ pub enum Error {
         /// Its deadline.
         after: std::time::Duration,
     },
+    /// A participant dropped its `Patcher` without committing, so the
+    /// transaction can never complete: the others get this at once instead
+    /// of waiting out its `max_duration`. Nothing was written.
+    #[error("transaction {id} abandoned: a participant dropped its patcher without committing")]
+    TxAbandoned {
+        /// The transaction id.
+        id: u64,
+    },
+    /// A participant's patch (its path plus its data, or its match path
+    /// plus its pattern) nests deeper than the one limit
+    /// (`logd_core::node::MAX_NESTING`), past which stored data could not
+    /// be printed as text that parses back. Nothing was written.
+    #[error("nesting of {depth} levels exceeds the maximum of {max}")]
+    TooDeep {
+        /// The nesting of the patch (path segments plus data levels).
+        depth: usize,
+        /// The limit.
+        max: usize,
+    },
     /// An argument is out of range (e.g. a transaction with 0 participants).
     #[error("invalid argument: {reason}")]
     InvalidArgument {

@@ -337,7 +337,9 @@ pub struct Affecting {
     pub to: u64,
 }
 
-/// The newest indexed commit (`None` before the first).
+/// The newest indexed commit (`None` before the first), also when
+/// compaction made the index forget it: the store's last commit, which
+/// snapshots and compaction plan with.
 #[derive(Clone, Copy, Debug)]
 pub struct LastCommit;
 
@@ -468,7 +470,7 @@ impl Message<LastCommit> for IndexActor {
         _msg: LastCommit,
         _ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        self.index.read_own().last_commit()
+        self.index.read_own().newest_commit()
     }
 }
 

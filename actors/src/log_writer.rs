@@ -770,12 +770,23 @@ impl Actor for LogWriter {
         reason: ActorStopReason,
     ) -> Result<(), Error> {
         let batch = std::mem::take(&mut self.batch);
+        // Stopped by the store closing: what was not written gets `Closed`
+        // (a transaction deciding while `close()` runs reports that, not a
+        // writer failure).
+        let closed = matches!(reason, ActorStopReason::Normal);
         let reason = format!("log writer stopped: {reason:?}");
+        let err = || {
+            if closed {
+                Error::Closed
+            } else {
+                failed_err(&reason)
+            }
+        };
         for a in batch.acks {
-            a.fail(failed_err(&reason));
+            a.fail(err());
         }
         for (_, w) in self.waiters.drain(..) {
-            w.send(Err(failed_err(&reason)));
+            w.send(Err(err()));
         }
         Ok(())
     }
@@ -886,9 +897,9 @@ impl LogWriter {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(error = %e, "record could not be encoded");
-                return Sequenced::Now(Err(Error::TooLarge {
-                    bytes: u64::MAX,
-                    max: u64::from(self.args.options.max_record_bytes),
+                // Not a size: say what the encoder refused.
+                return Sequenced::Now(Err(Error::InvalidArgument {
+                    reason: format!("the record cannot be encoded: {e}"),
                 }));
             }
         };
@@ -1144,17 +1155,15 @@ async fn run_flush(job: FlushJob) {
     };
     if let (Ok(()), Some(obs), false) =
         (&flushed.result, &args.observer, flushed.records.is_empty())
-    {
-        if let Err(e) = obs
+        && let Err(e) = obs
             .ask(Committed {
                 records: flushed.records.clone(),
             })
             .await
-        {
-            let reason = format!("commit observer failed: {e:?}");
-            tracing::error!(%reason, "log writer stops");
-            flushed.result = Err(FlushFailure::Failed(failed_err(&reason)));
-        }
+    {
+        let reason = format!("commit observer failed: {e:?}");
+        tracing::error!(%reason, "log writer stops");
+        flushed.result = Err(FlushFailure::Failed(failed_err(&reason)));
     }
     let done = flushed.settle(&args, generation);
     // Held until here: see `FlushLead::run`.
@@ -1333,11 +1342,9 @@ fn write_batch(
         if let Some(old) = io.file.take() {
             old.seal(fs, dir)?;
         }
-    } else if sync {
-        if let Some(seg) = &io.file {
-            let p = recovery::segment_path(dir, seg.segment);
-            fs.sync(&seg.file).map_err(|e| Error::io("sync", &p, &e))?;
-        }
+    } else if sync && let Some(seg) = &io.file {
+        let p = recovery::segment_path(dir, seg.segment);
+        fs.sync(&seg.file).map_err(|e| Error::io("sync", &p, &e))?;
     }
     Ok(())
 }

@@ -7,8 +7,15 @@
 //! [`logd_core::read::execute`]. Records come from a shared [`RecordCache`]
 //! (the index fills it with every durable batch, so recent commits never
 //! touch the disk) or by positional, CRC-checked reads of the segment files
-//! (`wal::read_at`; open files are cached and shared, so a read in flight
-//! keeps its file even if compaction unlinks it).
+//! (`wal::read_at`). Open segment files come from the store's one cache,
+//! the [`Catalog`]'s, which compaction prunes as it deletes files (a read
+//! in flight keeps its `Arc<File>` even if compaction unlinks it).
+//!
+//! Every answer is the one the log gives, cache or not: a commit below the
+//! catalogue's horizon (the oldest readable commit) is
+//! [`Error::Compacted`] even where the materialized state or the record
+//! cache still holds it, and a read that loses a race with compaction (its
+//! record or file went away under it) reports `Compacted` too.
 //!
 //! Reads whose plan replays many records (the root, or a wide subtree) go
 //! through the *materialized state*: the root folded up to some commit, kept
@@ -28,8 +35,7 @@
 //! does).
 
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -41,6 +47,7 @@ use logd_core::wal::{self, Entry, Location};
 use logd_core::{KPath, Node, Value};
 use tracing::instrument;
 
+use crate::catalog::Catalog;
 use crate::error::{Error, from_send};
 use crate::index::{Affecting, IndexActor, PlanFrom, SharedIndex};
 use crate::recovery;
@@ -141,7 +148,8 @@ pub struct Reader {
     /// The index, read directly; `None`: every plan asks the actor.
     shared: Option<SharedIndex>,
     records: Arc<RecordCache>,
-    files: Mutex<HashMap<u64, Arc<File>>>,
+    /// The horizon and the segment-file cache.
+    catalog: Catalog,
     last_acked: Arc<AtomicU64>,
     materialized: tokio::sync::Mutex<Materialized>,
 }
@@ -160,14 +168,21 @@ impl Reader {
         last_acked: Arc<AtomicU64>,
     ) -> Reader {
         Reader {
-            dir,
+            dir: dir.clone(),
             index,
             shared: None,
             records,
-            files: Mutex::new(HashMap::new()),
+            catalog: Catalog::empty(&dir),
             last_acked,
             materialized: tokio::sync::Mutex::new(Materialized::default()),
         }
+    }
+
+    /// The same reader, with the store's catalogue (its horizon and its
+    /// segment-file cache) instead of an empty one of its own.
+    pub fn with_catalog(mut self, catalog: Catalog) -> Reader {
+        self.catalog = catalog;
+        self
     }
 
     /// The same reader, planning over `shared` (the index of the actor it
@@ -216,6 +231,36 @@ impl Reader {
         if commit > current {
             return Err(Error::FutureCommit { commit, current });
         }
+        self.check_horizon(commit)?;
+        let result = self.read_unchecked(path, commit).await;
+        self.lost_to_compaction(commit, result)
+    }
+
+    /// [`Error::Compacted`] for a commit below the horizon: the caches may
+    /// still hold it, the log does not. (Commit 0, the empty document,
+    /// always reads.)
+    fn check_horizon(&self, commit: u64) -> Result<(), Error> {
+        let oldest = self.catalog.horizon();
+        if commit > 0 && commit < oldest {
+            return Err(Error::Compacted { commit, oldest });
+        }
+        Ok(())
+    }
+
+    /// A read or lookup that failed because compaction moved the horizon
+    /// past `commit` while it ran (its record was forgotten, its file
+    /// deleted) is [`Error::Compacted`], whatever the failure looked like.
+    fn lost_to_compaction<T>(&self, commit: u64, result: Result<T, Error>) -> Result<T, Error> {
+        match result {
+            Err(e) if !matches!(e, Error::Compacted { .. }) => {
+                self.check_horizon(commit)?;
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    async fn read_unchecked(&self, path: &KPath, commit: u64) -> Result<Option<Node>, Error> {
         if let Some(done) = self.near_materialized(path, commit).await {
             return done;
         }
@@ -384,19 +429,20 @@ impl Reader {
         Ok(PatchRef(entry))
     }
 
-    fn file(&self, segment: u64) -> Result<Arc<File>, Error> {
-        let mut files = self.files.lock().map_err(|_| Error::Closed)?;
-        if let Some(f) = files.get(&segment) {
-            return Ok(f.clone());
-        }
-        let path = recovery::segment_path(&self.dir, segment);
-        let f = Arc::new(File::open(&path).map_err(|e| Error::io("open", &path, &e))?);
-        files.insert(segment, f.clone());
-        Ok(f)
+    fn file(&self, segment: u64) -> Result<Arc<std::fs::File>, Error> {
+        self.catalog.segment(segment)
     }
 
-    /// The log record of `commit` (from the cache or the segment file).
+    /// The log record of `commit` (from the cache or the segment file);
+    /// [`Error::Compacted`] below the horizon, also when compaction passes
+    /// `commit` during the lookup.
     pub async fn entry(&self, commit: u64) -> Result<Arc<Entry>, Error> {
+        self.check_horizon(commit)?;
+        let result = self.entry_unchecked(commit).await;
+        self.lost_to_compaction(commit, result)
+    }
+
+    async fn entry_unchecked(&self, commit: u64) -> Result<Arc<Entry>, Error> {
         let loc = match &self.shared {
             Some(shared) => shared.location(commit)?,
             None => self
@@ -405,18 +451,19 @@ impl Reader {
                 .await
                 .map_err(|_| Error::Closed)?,
         };
-        let loc = loc.ok_or(Error::FutureCommit {
-            commit,
-            current: self.last_acked.load(Ordering::Acquire),
-        })?;
+        let current = self.last_acked.load(Ordering::Acquire);
+        let loc = match loc {
+            Some(loc) => loc,
+            None if commit > current => return Err(Error::FutureCommit { commit, current }),
+            // Acknowledged but not held: forgotten by a compaction.
+            None => {
+                return Err(Error::Compacted {
+                    commit,
+                    oldest: self.catalog.horizon().max(commit + 1),
+                });
+            }
+        };
         self.fetch(commit, loc).map(|r| r.0).map_err(|e| e.0)
-    }
-
-    /// Forgets open files of segments that compaction removed.
-    pub fn forget_segments_before(&self, first_commit: u64) {
-        if let Ok(mut files) = self.files.lock() {
-            files.retain(|s, _| *s >= first_commit);
-        }
     }
 }
 
@@ -484,13 +531,13 @@ mod tests {
     /// every 7th is deleted, every 50th commit replaces all of `users` by a
     /// scalar (so plans of a leaf must start above it), every 13th patches the root.
     fn patch_for(c: u64) -> Node {
-        if c % 50 == 0 {
+        if c.is_multiple_of(50) {
             return Node::object([("users", Node::int(c as i64))]);
         }
-        if c % 13 == 0 {
+        if c.is_multiple_of(13) {
             return Node::object([("meta", Node::int(c as i64))]);
         }
-        let body = if c % 7 == 0 {
+        let body = if c.is_multiple_of(7) {
             Node::tagged("delete", Value::Null)
         } else {
             Node::object([

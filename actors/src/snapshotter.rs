@@ -212,19 +212,19 @@ impl Snapshotter {
         let start = Instant::now();
         let cat = &self.args.catalog;
         let prev = cat.newest_at_or_before(msg.upto);
-        if let Some(p) = &prev {
-            if p.commit == msg.upto {
-                return Ok(SnapshotInfo {
-                    commit: p.commit,
-                    bytes: p.bytes,
-                    blocks: p.reader.block_count() as u64,
-                    entries: p.reader.entry_count(),
-                    path: p.path.clone(),
-                    from: p.commit,
-                    replayed: 0,
-                    took: Duration::ZERO,
-                });
-            }
+        if let Some(p) = &prev
+            && p.commit == msg.upto
+        {
+            return Ok(SnapshotInfo {
+                commit: p.commit,
+                bytes: p.bytes,
+                blocks: p.reader.block_count() as u64,
+                entries: p.reader.entry_count(),
+                path: p.path.clone(),
+                from: p.commit,
+                replayed: 0,
+                took: Duration::ZERO,
+            });
         }
         let from = prev.as_ref().map_or(0, |p| p.commit);
         let records = self
@@ -482,19 +482,19 @@ impl Message<AutoSnapshot> for Snapshotter {
     type Reply = ();
 
     async fn handle(&mut self, msg: AutoSnapshot, _ctx: &mut Context<Self, ()>) {
-        if let Some(w) = &msg.flush {
-            if let Err(e) = w.ask(crate::log_writer::Flush).await {
-                match crate::error::from_send(e) {
-                    // The store is closing: nothing to snapshot any more.
-                    Error::Closed => {
-                        tracing::debug!(upto = msg.upto, "automatic snapshot skipped: closed")
-                    }
-                    e => {
-                        warn!(upto = msg.upto, error = %e, "automatic snapshot: cannot flush the log")
-                    }
+        if let Some(w) = &msg.flush
+            && let Err(e) = w.ask(crate::log_writer::Flush).await
+        {
+            match crate::error::from_send(e) {
+                // The store is closing: nothing to snapshot any more.
+                Error::Closed => {
+                    tracing::debug!(upto = msg.upto, "automatic snapshot skipped: closed")
                 }
-                return;
+                e => {
+                    warn!(upto = msg.upto, error = %e, "automatic snapshot: cannot flush the log")
+                }
             }
+            return;
         }
         let taken = self.take(TakeSnapshot { upto: msg.upto }).await;
         drop(msg.outstanding);
@@ -505,11 +505,11 @@ impl Message<AutoSnapshot> for Snapshotter {
                     from = info.from,
                     "automatic snapshot written"
                 );
-                if let Some(c) = &msg.compactor {
-                    if let Err(e) = c.ask(Compact).await {
-                        let e = crate::error::from_send(e);
-                        warn!(error = %e, "compaction after an automatic snapshot failed");
-                    }
+                if let Some(c) = &msg.compactor
+                    && let Err(e) = c.ask(Compact).await
+                {
+                    let e = crate::error::from_send(e);
+                    warn!(error = %e, "compaction after an automatic snapshot failed");
                 }
             }
             Err(e) => warn!(upto = msg.upto, error = %e, "automatic snapshot failed"),

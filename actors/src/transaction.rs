@@ -7,14 +7,15 @@
 //! 1. [`TxHandle::new_patcher`] reserves one of the `n` slots (the `n+1`-th
 //!    gets [`Error::TxFull`]); reserving is a lock-free counter, no round trip.
 //! 2. [`Patcher::commit`] sends the participant's patch to the actor over the
-//!    transaction's flume channel, with a fresh flume channel for the outcome,
-//!    and waits on it. A participant that drops its `Patcher` without
-//!    committing never arrives.
+//!    transaction's flume channel and waits on the transaction's outcome
+//!    channel (a `watch` every participant holds, which the actor publishes
+//!    once). A participant that drops its `Patcher` without committing sends
+//!    `Left`: the transaction ends at once with [`Error::TxAbandoned`].
 //! 3. When all `n` patches have arrived the actor, once: reads the state at
 //!    the transaction's read commit, evaluates every participant's match,
 //!    checks `meta.seq` (no commit after `seq` affected a patched path, else
-//!    [`Outcome::Stale`]), checks that every participant's patch applies
-//!    (else [`Error::Patch`]), merges the patches with
+//!    [`Outcome::Stale`]), checks that the merged record applies (else
+//!    [`Error::Patch`]; see `evaluate`), merges the patches with
 //!    [`logd_core::patch::merge`] (else [`Error::Conflict`]) and sends one
 //!    append carrying *checks*: the paths whose state the decision depended
 //!    on, each of which must not have been affected after the read commit.
@@ -22,8 +23,11 @@
 //!    the record, so the decision is serializable: no check-then-act window.
 //!    If it answers `Conflict`, the actor re-reads and re-evaluates, at most
 //!    [`MAX_ATTEMPTS`] times.
-//! 4. Every participant receives the same result; the actor stops and leaves
-//!    the registry, so a later [`TxRegistry::get`] gives `TxNotFound`.
+//! 4. Every participant receives the same result (also one whose first
+//!    `commit()` future was dropped and who calls again, and one arriving
+//!    after the actor stopped); the actor stops and leaves the registry, so
+//!    a later [`TxRegistry::get`] gives `TxNotFound`. A store closing
+//!    ([`TxRegistry::close_all`]) publishes [`Error::Closed`].
 //!
 //! A transaction that is not complete within its `max_duration` fails with
 //! [`Error::TxTimeout`] for the participants that arrived, writes nothing and
@@ -62,7 +66,7 @@ use kameo::actor::{ActorRef, Spawn, WeakActorRef};
 use kameo::error::ActorStopReason;
 use kameo::message::{Context, Message, StreamMessage};
 use logd_core::patch;
-use logd_core::{KPath, Node, Segment, Value};
+use logd_core::{KPath, Key, Node, Segment, Value};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, instrument};
 
@@ -211,11 +215,30 @@ pub trait TxBackend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<AppendAnswer, Error>> + Send;
 }
 
-/// A participant's patch on its way to the actor, with the participant's own
-/// channel for the outcome.
-struct Arrival {
-    patch: Patch,
-    reply: flume::Sender<Result<Outcome, Error>>,
+/// What a participant sends to the transaction's actor.
+enum Arrival {
+    /// Its patch (it now waits for the outcome on the transaction's
+    /// [`Done`] channel).
+    Patch(Patch),
+    /// It dropped its `Patcher` without committing: the transaction can
+    /// never complete.
+    Left,
+}
+
+/// The transaction's one outcome, published once by its actor (`None`
+/// until decided). Every participant watches it, so a participant whose
+/// `commit()` future was dropped still finds the outcome when it calls
+/// again, and a participant that arrives after the actor stopped (closing,
+/// timeout) finds why instead of waiting for an answer nobody sends.
+type Done = tokio::sync::watch::Receiver<Option<Result<Outcome, Error>>>;
+
+/// Waits for the outcome on `done`. A sender dropped without publishing
+/// one (the actor is gone) reads as [`Error::Closed`].
+async fn outcome_of(done: &mut Done) -> Result<Outcome, Error> {
+    match done.wait_for(Option::is_some).await {
+        Ok(v) => v.clone().unwrap_or(Err(Error::Closed)),
+        Err(_) => Err(Error::Closed),
+    }
 }
 
 /// The live transactions of a store, by id.
@@ -228,6 +251,8 @@ pub struct TxRegistry<B: TxBackend> {
 struct Live<B: TxBackend> {
     map: HashMap<TxId, TxHandle<B>>,
     sweep_at: usize,
+    /// Set by [`TxRegistry::close_all`]: no transaction starts after it.
+    closed: bool,
 }
 
 /// The registry sweeps expired inline transactions when it holds at least
@@ -240,6 +265,7 @@ impl<B: TxBackend> Default for TxRegistry<B> {
             live: Mutex::new(Live {
                 map: HashMap::new(),
                 sweep_at: SWEEP_MIN,
+                closed: false,
             }),
         }
     }
@@ -292,10 +318,15 @@ impl<B: TxBackend> TxRegistry<B> {
     /// Ends every live transaction (the store is closing): participants
     /// waiting for others get [`Error::Closed`] now instead of at their
     /// deadline; a transaction already deciding finishes its decision
-    /// first. The registry is left empty.
+    /// first. The registry is left empty and closed: a later
+    /// [`TxRegistry::spawn`] gets [`Error::Closed`] (so a `new_tx` racing
+    /// `close()` either is ended here or never starts).
     pub fn close_all(&self) {
         let drained: Vec<TxHandle<B>> = match self.live.lock() {
-            Ok(mut live) => live.map.drain().map(|(_, h)| h).collect(),
+            Ok(mut live) => {
+                live.closed = true;
+                live.map.drain().map(|(_, h)| h).collect()
+            }
             Err(_) => return,
         };
         for handle in drained {
@@ -309,15 +340,13 @@ impl<B: TxBackend> TxRegistry<B> {
         }
     }
 
-    fn register(&self, handle: TxHandle<B>) -> Result<(), Error> {
-        let mut live = self.live.lock().map_err(|_| Error::Closed)?;
+    /// Sweeps expired inline transactions when due. Called with the lock held.
+    fn sweep(live: &mut Live<B>) {
         if live.map.len() >= live.sweep_at {
             let now = Instant::now();
             live.map.retain(|_, h| !h.expired(now));
             live.sweep_at = (2 * live.map.len()).max(SWEEP_MIN);
         }
-        live.map.insert(handle.id, handle);
-        Ok(())
     }
 
     /// Starts a new transaction with `participants` slots and registers it:
@@ -337,6 +366,13 @@ impl<B: TxBackend> TxRegistry<B> {
             });
         }
         let deadline = meta.max_duration.unwrap_or(timeout);
+        // Under the lock from the `closed` check to the insert: `close_all`
+        // either sees this transaction (and aborts it) or it never starts.
+        let mut live = self.live.lock().map_err(|_| Error::Closed)?;
+        if live.closed {
+            return Err(Error::Closed);
+        }
+        Self::sweep(&mut live);
         let route = if participants == 1 {
             Route::Inline(Arc::new(Inline {
                 id,
@@ -348,6 +384,7 @@ impl<B: TxBackend> TxRegistry<B> {
             }))
         } else {
             let (tx, rx) = flume::unbounded();
+            let (done_tx, done) = tokio::sync::watch::channel(None);
             let actor = Transaction::spawn(Transaction {
                 id,
                 participants,
@@ -357,11 +394,13 @@ impl<B: TxBackend> TxRegistry<B> {
                 registry: Arc::downgrade(self),
                 timer: None,
                 deadline,
+                done: done_tx,
             });
             let _stream = actor.attach_stream(rx.into_stream(), (), ());
             Route::Actor {
                 arrivals: tx,
                 actor,
+                done,
             }
         };
         let handle = TxHandle {
@@ -370,7 +409,7 @@ impl<B: TxBackend> TxRegistry<B> {
             reserved: Arc::new(AtomicUsize::new(0)),
             route,
         };
-        self.register(handle.clone())?;
+        live.map.insert(id, handle.clone());
         Ok(handle)
     }
 }
@@ -381,6 +420,7 @@ enum Route<B: TxBackend> {
     Actor {
         arrivals: flume::Sender<Arrival>,
         actor: ActorRef<Transaction<B>>,
+        done: Done,
     },
     /// One participant: decided in its own task.
     Inline(Arc<Inline<B>>),
@@ -389,9 +429,14 @@ enum Route<B: TxBackend> {
 impl<B: TxBackend> Clone for Route<B> {
     fn clone(&self) -> Self {
         match self {
-            Route::Actor { arrivals, actor } => Route::Actor {
+            Route::Actor {
+                arrivals,
+                actor,
+                done,
+            } => Route::Actor {
                 arrivals: arrivals.clone(),
                 actor: actor.clone(),
+                done: done.clone(),
             },
             Route::Inline(i) => Route::Inline(i.clone()),
         }
@@ -425,17 +470,19 @@ impl<B: TxBackend> Inline<B> {
 /// The inline decision, type-erased so that [`Patcher`] need not know the
 /// backend.
 trait InlineDecide: Send + Sync {
-    fn decide_inline(
-        self: Arc<Self>,
-        patch: Patch,
-    ) -> Pin<Box<dyn Future<Output = Result<Outcome, Error>> + Send>>;
+    fn decide_inline(self: Arc<Self>, patch: Patch) -> Decision;
+
+    /// Its one participant dropped its `Patcher` (before committing, or
+    /// with its decision unfinished): the transaction is over.
+    fn abandon(&self);
 }
 
+/// An inline decision in flight, kept by its [`Patcher`] so that a dropped
+/// `commit()` future does not lose it: the next `commit()` resumes it.
+type Decision = Pin<Box<dyn Future<Output = Result<Outcome, Error>> + Send>>;
+
 impl<B: TxBackend> InlineDecide for Inline<B> {
-    fn decide_inline(
-        self: Arc<Self>,
-        patch: Patch,
-    ) -> Pin<Box<dyn Future<Output = Result<Outcome, Error>> + Send>> {
+    fn decide_inline(self: Arc<Self>, patch: Patch) -> Decision {
         Box::pin(async move {
             let not_found = Error::TxNotFound { id: self.id.0 };
             // Past its deadline the transaction is over (as if its actor had
@@ -448,6 +495,11 @@ impl<B: TxBackend> InlineDecide for Inline<B> {
             self.leave_registry();
             result
         })
+    }
+
+    fn abandon(&self) {
+        self.taken.store(true, Ordering::Release);
+        self.leave_registry();
     }
 }
 
@@ -504,10 +556,15 @@ impl<B: TxBackend> TxHandle<B> {
         }
     }
 
-    /// Registers a participant; the `n+1`-th gets `TxFull`.
+    /// Registers a participant; the `n+1`-th gets `TxFull`, a patch nested
+    /// deeper than [`logd_core::node::MAX_NESTING`] gets
+    /// [`Error::TooDeep`] (checked here, at the door, before it joins).
     pub fn new_patcher(&self, patch: Patch) -> Result<Patcher, Error> {
+        check_nesting(&patch)?;
         let over = match &self.route {
-            Route::Actor { arrivals, .. } => arrivals.is_disconnected(),
+            Route::Actor { arrivals, done, .. } => {
+                arrivals.is_disconnected() || done.borrow().is_some()
+            }
             Route::Inline(i) => i.expired(Instant::now()),
         };
         if over {
@@ -522,8 +579,14 @@ impl<B: TxBackend> TxHandle<B> {
                 participants: self.participants,
             })?;
         let to = match &self.route {
-            Route::Actor { arrivals, .. } => To::Actor(arrivals.clone()),
-            Route::Inline(i) => To::Inline(i.clone()),
+            Route::Actor { arrivals, done, .. } => To::Actor {
+                arrivals: arrivals.clone(),
+                done: done.clone(),
+            },
+            Route::Inline(i) => To::Inline {
+                inline: i.clone(),
+                pending: None,
+            },
         };
         Ok(Patcher {
             tx: self.id,
@@ -534,10 +597,34 @@ impl<B: TxBackend> TxHandle<B> {
     }
 }
 
+/// [`Error::TooDeep`] for a patch whose path plus data (or match path
+/// plus pattern) nests deeper than the one limit.
+fn check_nesting(patch: &Patch) -> Result<(), Error> {
+    let max = logd_core::node::MAX_NESTING;
+    let mut depth = patch.path.len().saturating_add(patch.data.nesting());
+    if let Some((path, pattern)) = &patch.matches {
+        depth = depth.max(path.len().saturating_add(pattern.nesting()));
+    }
+    if depth > max {
+        return Err(Error::TooDeep { depth, max });
+    }
+    Ok(())
+}
+
 /// Where a participant's patch goes.
 enum To {
-    Actor(flume::Sender<Arrival>),
-    Inline(Arc<dyn InlineDecide>),
+    /// To the transaction's actor; the outcome comes on `done`.
+    Actor {
+        arrivals: flume::Sender<Arrival>,
+        done: Done,
+    },
+    /// Decided in the participant's task; `pending` is the decision once
+    /// started (behind a mutex only so that `Patcher` stays `Sync`; it is
+    /// only ever reached through `&mut`).
+    Inline {
+        inline: Arc<dyn InlineDecide>,
+        pending: Option<Mutex<Decision>>,
+    },
 }
 
 /// One participant of a transaction.
@@ -553,7 +640,7 @@ impl std::fmt::Debug for Patcher {
         f.debug_struct("Patcher")
             .field("tx", &self.tx)
             .field("patch", &self.patch)
-            .field("inline", &matches!(self.to, To::Inline(_)))
+            .field("inline", &matches!(self.to, To::Inline { .. }))
             .field("outcome", &self.outcome)
             .finish()
     }
@@ -561,9 +648,10 @@ impl std::fmt::Debug for Patcher {
 
 impl std::fmt::Debug for Arrival {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Arrival")
-            .field("path", &self.patch.path)
-            .finish()
+        match self {
+            Arrival::Patch(p) => f.debug_struct("Arrival").field("path", &p.path).finish(),
+            Arrival::Left => f.write_str("Left"),
+        }
     }
 }
 
@@ -576,26 +664,68 @@ impl Patcher {
     /// Contributes this participant's patch and waits until every participant
     /// has arrived and the transaction has been decided. Every participant
     /// gets the same result; calling it again returns that result again.
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancel-safe in the sense that matters: dropping the future never
+    /// loses the outcome. Once polled, the patch has been handed over (to
+    /// the transaction's actor, or to a decision this `Patcher` keeps); a
+    /// dropped future may leave it committed, and calling `commit()` again
+    /// waits for (or resumes) that same decision and returns its outcome.
+    /// Dropping the `Patcher` itself before its first `commit()` withdraws
+    /// the participant: the others get [`Error::TxAbandoned`] at once. A
+    /// `Patcher` dropped with a one-participant decision unfinished
+    /// abandons that decision wherever it is: its append may or may not
+    /// have reached the log (check with a read).
     pub async fn commit(&mut self) -> Result<Outcome, Error> {
         if let Some(done) = &self.outcome {
             return done.clone();
         }
-        let result = match (self.patch.take(), &self.to) {
-            (Some(patch), To::Inline(inline)) => inline.clone().decide_inline(patch).await,
-            (Some(patch), To::Actor(arrivals)) => {
-                let (reply, outcome) = flume::bounded(1);
-                match arrivals.send(Arrival { patch, reply }) {
-                    Ok(()) => outcome
-                        .recv_async()
-                        .await
-                        .unwrap_or(Err(Error::TxNotFound { id: self.tx.0 })),
-                    Err(_) => Err(Error::TxNotFound { id: self.tx.0 }),
+        let result = match &mut self.to {
+            To::Inline { inline, pending } => {
+                if pending.is_none() {
+                    match self.patch.take() {
+                        Some(patch) => {
+                            *pending = Some(Mutex::new(inline.clone().decide_inline(patch)));
+                        }
+                        None => return Err(Error::TxNotFound { id: self.tx.0 }),
+                    }
+                }
+                match pending.as_mut().map(Mutex::get_mut) {
+                    Some(Ok(decision)) => decision.as_mut().await,
+                    // A poisoned lock: a poll of the decision panicked.
+                    _ => Err(Error::Closed),
                 }
             }
-            (None, _) => Err(Error::TxNotFound { id: self.tx.0 }),
+            To::Actor { arrivals, done } => {
+                if let Some(patch) = self.patch.take() {
+                    // A failed send means the actor is gone; `done` says why.
+                    let _ = arrivals.send(Arrival::Patch(patch));
+                }
+                outcome_of(done).await
+            }
         };
+        if let To::Inline { pending, .. } = &mut self.to {
+            *pending = None;
+        }
         self.outcome = Some(result.clone());
         result
+    }
+}
+
+impl Drop for Patcher {
+    fn drop(&mut self) {
+        if self.outcome.is_some() {
+            return;
+        }
+        match &self.to {
+            To::Actor { arrivals, .. } => {
+                if self.patch.is_some() {
+                    let _ = arrivals.send(Arrival::Left);
+                }
+            }
+            To::Inline { inline, .. } => inline.abandon(),
+        }
     }
 }
 
@@ -605,10 +735,12 @@ pub struct Transaction<B: TxBackend> {
     participants: usize,
     meta: PatchMeta,
     backend: Arc<B>,
-    arrived: Vec<Arrival>,
+    arrived: Vec<Patch>,
     registry: std::sync::Weak<TxRegistry<B>>,
     timer: Option<tokio::task::JoinHandle<()>>,
     deadline: Duration,
+    /// Where the one outcome is published.
+    done: tokio::sync::watch::Sender<Option<Result<Outcome, Error>>>,
 }
 
 impl<B: TxBackend> Actor for Transaction<B> {
@@ -638,10 +770,10 @@ impl<B: TxBackend> Actor for Transaction<B> {
         if let Some(registry) = self.registry.upgrade() {
             registry.remove(self.id);
         }
-        // Anyone still waiting (the actor stopped early) hears about it.
-        for a in self.arrived.drain(..) {
-            let _ = a.reply.send(Err(Error::TxNotFound { id: self.id.0 }));
-        }
+        // Anyone still waiting (the actor stopped without deciding: killed
+        // at close) hears about it.
+        self.arrived.clear();
+        self.publish(Err(Error::Closed));
         Ok(())
     }
 }
@@ -685,29 +817,50 @@ impl<B: TxBackend> Message<StreamMessage<Arrival, (), ()>> for Transaction<B> {
         let StreamMessage::Next(arrival) = msg else {
             return;
         };
-        self.arrived.push(arrival);
+        if self.done.borrow().is_some() {
+            return;
+        }
+        match arrival {
+            Arrival::Patch(p) => self.arrived.push(p),
+            Arrival::Left => {
+                debug!(arrived = self.arrived.len(), "a participant left");
+                self.finish(Err(Error::TxAbandoned { id: self.id.0 }), ctx);
+                return;
+            }
+        }
         if self.arrived.len() < self.participants {
             return;
         }
         if let Some(timer) = self.timer.take() {
             timer.abort();
         }
-        let patches: Vec<&Patch> = self.arrived.iter().map(|a| &a.patch).collect();
+        let patches: Vec<&Patch> = self.arrived.iter().collect();
         let result = decide(&*self.backend, self.id, &self.meta, &patches).await;
         self.finish(result, ctx);
     }
 }
 
 impl<B: TxBackend> Transaction<B> {
-    /// Sends `result` to every participant that arrived and stops the actor.
+    /// Publishes `result` to every participant (those that arrived and any
+    /// that come later) and stops the actor.
     fn finish(&mut self, result: Result<Outcome, Error>, ctx: &mut Context<Self, ()>) {
-        for a in self.arrived.drain(..) {
-            let _ = a.reply.send(result.clone());
-        }
+        self.arrived.clear();
+        self.publish(result);
         if let Some(registry) = self.registry.upgrade() {
             registry.remove(self.id);
         }
         ctx.stop();
+    }
+
+    /// Publishes `result` unless an outcome was already published.
+    fn publish(&self, result: Result<Outcome, Error>) {
+        self.done.send_if_modified(|v| {
+            if v.is_some() {
+                return false;
+            }
+            *v = Some(result);
+            true
+        });
     }
 }
 
@@ -749,10 +902,11 @@ async fn decide<B: TxBackend>(
             })?,
         };
         let read_commit = backend.current_commit();
-        if !stateless {
-            if let Some(outcome) = Box::pin(evaluate(backend, meta, patches, read_commit)).await? {
-                return Ok(outcome);
-            }
+        if !stateless
+            && let Some(outcome) =
+                Box::pin(evaluate(backend, meta, patches, &merged, read_commit)).await?
+        {
+            return Ok(outcome);
         }
         // Boxed: the append's future is the largest part of a commit's;
         // inline, it would push every commit's future past the size at
@@ -792,10 +946,20 @@ async fn decide<B: TxBackend>(
 /// Evaluates matches, `seq` and patch applicability at `read_commit`.
 /// `Some(outcome)` ends the transaction without writing; `None` means
 /// the append may go ahead.
+///
+/// Applicability is that of the *merged* record, the one thing stored: a
+/// participant's patch below a dense index `x[i]` is stored inside an
+/// `!arraydiff`, where `!delete v` compares `v` with the element (at a
+/// field it ignores `v`), so checking each participant's patch at its own
+/// path would let through records that cannot be replayed. The merged
+/// patch is applied where it starts to depend on the state: at each
+/// participant's *anchor* (its path cut before the first dense index; the
+/// merge builds plain objects above it, which apply to any state).
 async fn evaluate<B: TxBackend>(
     backend: &B,
     meta: &PatchMeta,
     patches: &[&Patch],
+    merged: &Node,
     read_commit: u64,
 ) -> Result<Option<Outcome>, Error> {
     for p in patches {
@@ -816,12 +980,73 @@ async fn evaluate<B: TxBackend>(
     }
     for p in patches {
         if needs_state(p) {
-            let state = backend.read(&p.path, read_commit).await?;
-            patch::apply(state.as_ref(), &p.data)?;
             check_index_in_range(backend, &p.path, read_commit).await?;
         }
     }
+    for anchor in anchors(patches) {
+        let (at, sub) = match sub_patch(merged, &anchor) {
+            Some(sub) => (anchor, sub),
+            // Not the merge's shape (cannot happen): check it all.
+            None => (KPath::root(), merged),
+        };
+        let state = backend.read(&at, read_commit).await?;
+        patch::apply(state.as_ref(), sub)?;
+    }
     Ok(None)
+}
+
+/// The path above the first dense index of `path` (all of it when it has
+/// none): where the merged patch of a participant at `path` stops being
+/// plain objects.
+fn anchor(path: &KPath) -> KPath {
+    let segs = path.segments();
+    let end = segs
+        .iter()
+        .position(|s| matches!(s, Segment::Index(_)))
+        .unwrap_or(segs.len());
+    KPath::from_segments(segs[..end].to_vec())
+}
+
+/// The anchors of the participants whose patch needs the state, without
+/// those below another one (whose check covers them).
+fn anchors(patches: &[&Patch]) -> Vec<KPath> {
+    let mut all: Vec<KPath> = patches
+        .iter()
+        .filter(|p| needs_state(p))
+        .map(|p| anchor(&p.path))
+        .collect();
+    all.sort();
+    let mut out: Vec<KPath> = Vec::with_capacity(all.len());
+    for a in all {
+        // In path order, everything below a path follows it directly.
+        if !out.last().is_some_and(|last| last.is_prefix_of(&a)) {
+            out.push(a);
+        }
+    }
+    out
+}
+
+/// The part of the merged root patch at `path` (fields and sparse indices
+/// only), following the plain objects the merge built.
+fn sub_patch<'a>(merged: &'a Node, path: &KPath) -> Option<&'a Node> {
+    let mut node = merged;
+    for seg in path.segments() {
+        if node.tag.is_some() {
+            return None;
+        }
+        let Value::Object(entries) = &node.value else {
+            return None;
+        };
+        node = entries.iter().find_map(|(k, v)| {
+            let hit = match (k, seg) {
+                (Key::Field(f), Segment::Field(g)) => f == g,
+                (Key::Index(i), Segment::Sparse(j)) => i == j,
+                _ => false,
+            };
+            hit.then_some(v)
+        })?;
+    }
+    Some(node)
 }
 
 /// Whether applying this participant's patch depends on the current state:
@@ -900,6 +1125,8 @@ fn checks_for(patches: &[&Patch], seq: bool) -> Vec<KPath> {
         }
         if seq || needs_state(p) {
             checks.push(p.path.clone());
+            // The merged record is checked from the anchor down.
+            checks.push(anchor(&p.path));
             // A dense index also depends on the array's length.
             if let Some(parent) = p.path.parent()
                 && matches!(p.path.last(), Some(Segment::Index(_)))

@@ -35,7 +35,7 @@ fn loc(c: u64) -> Location {
 /// now and then.
 fn patch_for(i: u64, users: u64) -> Node {
     let user = format!("u{}", i % users);
-    let body = if i % 97 == 0 {
+    let body = if i.is_multiple_of(97) {
         Node::tagged("delete", Value::Null)
     } else {
         Node::object([

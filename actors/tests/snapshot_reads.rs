@@ -109,12 +109,11 @@ async fn reads_from_snapshots_equal_the_fold_at_every_commit() {
 /// A W1 upsert with a 400-byte bio (so 500 users span many blocks).
 fn big(i: u64, users: u64) -> Node {
     let mut p = w1(i, users);
-    if let Value::Object(top) = &mut p.value {
-        if let Value::Object(us) = &mut top[0].1.value {
-            if let Value::Object(fields) = &mut us[0].1.value {
-                fields.push(("bio".into(), Node::string("x".repeat(400))));
-            }
-        }
+    if let Value::Object(top) = &mut p.value
+        && let Value::Object(us) = &mut top[0].1.value
+        && let Value::Object(fields) = &mut us[0].1.value
+    {
+        fields.push(("bio".into(), Node::string("x".repeat(400))));
     }
     p
 }

@@ -377,6 +377,15 @@ impl PathIndex {
         (n > 0).then(|| self.base + n - 1)
     }
 
+    /// The newest commit the index has numbered, held or already
+    /// forgotten (`None` before the first): unlike
+    /// [`PathIndex::last_commit`], compaction cannot empty it.
+    pub fn newest_commit(&self) -> Option<u64> {
+        self.next_commit()
+            .and_then(|n| n.checked_sub(1))
+            .filter(|&c| c > 0)
+    }
+
     /// The commit the next [`PathIndex::insert`] must carry (`None` before
     /// the first insert, when any commit ≥ 1 is accepted).
     pub fn next_commit(&self) -> Option<u64> {
@@ -620,10 +629,10 @@ impl PathIndex {
             let own = node.ends.last().copied().filter(|&c| c >= cut).unwrap_or(0);
             let below = last[id].max(own);
             last[id] = below;
-            if node.parent != NO_PARENT {
-                if let Some(p) = last.get_mut(node.parent as usize) {
-                    *p = (*p).max(below);
-                }
+            if node.parent != NO_PARENT
+                && let Some(p) = last.get_mut(node.parent as usize)
+            {
+                *p = (*p).max(below);
             }
         }
         let mut new_id = vec![NO_PARENT; n];

@@ -49,6 +49,13 @@ pub const MAX_SERDE_DEPTH: usize = 320;
 /// How many levels `Debug` prints before abbreviating a node as `Node { .. }`.
 pub const MAX_DEBUG_DEPTH: usize = 128;
 
+/// The one nesting limit of stored data: a participant's path plus its
+/// data (and a match path plus its pattern) may nest at most this deep, as
+/// [`Node::nesting`] counts it, so that whatever is stored prints (in wire
+/// and block form) to text that [`crate::text::parse`] reads back. Equal to
+/// [`crate::text::MAX_DEPTH`].
+pub const MAX_NESTING: usize = crate::text::MAX_DEPTH;
+
 /// One node of a Tony document: an optional tag and a value.
 ///
 /// `Drop`, `Clone` and `PartialEq` do not recurse (see the module docs), so
@@ -282,6 +289,29 @@ impl Value {
 }
 
 impl Node {
+    /// How many text nesting levels this node needs at worst: one per
+    /// array or object, one more for a tagged one (the block form puts a
+    /// tag alone on its line above the block, which the parser counts as a
+    /// level); 0 for a scalar. Iterative (any depth).
+    pub fn nesting(&self) -> usize {
+        let mut deepest = 0;
+        let mut stack: Vec<(&Node, usize)> = vec![(self, 0)];
+        while let Some((n, above)) = stack.pop() {
+            let own = match &n.value {
+                Value::Array(_) | Value::Object(_) => 1 + usize::from(n.tag.is_some()),
+                _ => 0,
+            };
+            let here = above + own;
+            deepest = deepest.max(here);
+            match &n.value {
+                Value::Array(items) => stack.extend(items.iter().map(|c| (c, here))),
+                Value::Object(kv) => stack.extend(kv.iter().map(|(_, c)| (c, here))),
+                _ => {}
+            }
+        }
+        deepest
+    }
+
     /// Takes the node apart into its tag and value (the way to move the
     /// fields out, since `Node` implements `Drop`).
     pub fn into_parts(mut self) -> (Option<Tag>, Value) {

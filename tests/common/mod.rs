@@ -461,12 +461,12 @@ impl FaultFs {
                 };
                 if md.is_dir() {
                     stack.push(p);
-                } else if let Some(&len) = synced.get(&md.ino()) {
-                    if md.len() > len {
-                        let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
-                        f.set_len(len).unwrap();
-                        cut += 1;
-                    }
+                } else if let Some(&len) = synced.get(&md.ino())
+                    && md.len() > len
+                {
+                    let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+                    f.set_len(len).unwrap();
+                    cut += 1;
                 }
             }
         }

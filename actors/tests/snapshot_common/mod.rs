@@ -199,7 +199,7 @@ impl Store {
 /// `rewrite`-th replaces the whole `users` object.
 pub fn w1(i: u64, users: u64) -> Node {
     let user = format!("u{}", i % users);
-    let body = if i % 97 == 0 {
+    let body = if i.is_multiple_of(97) {
         Node::tagged("delete", Value::Null)
     } else {
         Node::object([

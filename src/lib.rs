@@ -6,10 +6,11 @@
 //! The public API is [`Storage`] (open, transactions, reads, close), [`Tx`]
 //! and [`Patcher`] (the participants of a transaction), the document model
 //! ([`Node`], [`Value`], [`Key`], [`Tag`]), kinded paths ([`KPath`]) and the
-//! patch engine ([`patch`]).
+//! patch engine ([`patch`]); [`diff::diff`] builds the patch between two states.
 
 #![warn(missing_docs)]
 
+pub mod diff;
 pub mod inspect;
 mod storage;
 

@@ -74,6 +74,11 @@ pub enum Command {
     /// Print the patch that turns the state at --from into the state at --to.
     Diff(commands::DiffArgs),
     /// List the commits touching a path: commit, time, transaction, label.
+    ///
+    /// --from and --to are inclusive; either past the current commit is bad
+    /// input (exit 2). Transaction ids are reserved in blocks of 65,536 by each
+    /// process that opens the store (one block per open), so ids jump between
+    /// runs: tx-1, tx-65538, tx-131075, ...
     Log(commands::LogArgs),
     /// Verify every checksum of every file, read-only.
     Check,

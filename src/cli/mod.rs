@@ -77,7 +77,7 @@ pub enum Command {
     ///
     /// --from and --to are inclusive; either past the current commit is bad
     /// input (exit 2). Transaction ids are reserved in blocks of 65,536 by each
-    /// process that opens the store (one block per open), so ids jump between
+    /// process that writes to the store (one block per run), so ids jump between
     /// runs: tx-1, tx-65538, tx-131075, ...
     Log(commands::LogArgs),
     /// Verify every checksum of every file, read-only.

@@ -12,6 +12,7 @@
 
 pub mod diff;
 pub mod inspect;
+pub mod json;
 mod storage;
 
 pub use logd_actors::checkpoint::CheckpointStatus;

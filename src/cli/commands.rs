@@ -249,7 +249,7 @@ fn data_node(ctx: &Ctx, text: String, string: bool) -> Result<Node, CliError> {
     if string {
         Ok(Node::string(text))
     } else if ctx.json {
-        super::out::from_json(&text).map_err(|e| CliError::usage(format!("bad DATA (JSON): {e}")))
+        logd::json::from_str(&text).map_err(|e| CliError::usage(format!("bad DATA (JSON): {e}")))
     } else {
         util::tony("DATA", &text).map_err(CliError::usage)
     }

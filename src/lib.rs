@@ -24,7 +24,7 @@ pub use logd_core::kpath::{KPath, KPathError, Segment};
 pub use logd_core::node::{Key, Kind, Node, Tag, Value};
 pub use logd_core::patch;
 pub use logd_core::text;
-pub use storage::{Actors, CommitInfo, Patcher, Storage, Tx};
+pub use storage::{Actors, CommitInfo, Patcher, Storage, Tx, ValueError};
 
 /// The engine's internals, for tools and load tests that drive the actors'
 /// mailboxes directly (see [`Storage::actors`]).

@@ -6,11 +6,13 @@
 //! The public API is [`Storage`] (open, transactions, reads, close), [`Tx`]
 //! and [`Patcher`] (the participants of a transaction), the document model
 //! ([`Node`], [`Value`], [`Key`], [`Tag`]), kinded paths ([`KPath`]) and the
-//! patch engine ([`patch`]).
+//! patch engine ([`patch`]); [`diff::diff`] builds the patch between two states.
 
 #![warn(missing_docs)]
 
+pub mod diff;
 pub mod inspect;
+pub mod json;
 mod storage;
 
 pub use logd_actors::checkpoint::CheckpointStatus;
@@ -22,7 +24,7 @@ pub use logd_core::kpath::{KPath, KPathError, Segment};
 pub use logd_core::node::{Key, Kind, MAX_NESTING, Node, Tag, Value};
 pub use logd_core::patch;
 pub use logd_core::text;
-pub use storage::{Actors, CommitInfo, Patcher, Storage, Tx};
+pub use storage::{Actors, CommitInfo, Patcher, Storage, Tx, ValueError};
 
 /// The engine's internals, for tools and load tests that drive the actors'
 /// mailboxes directly (see [`Storage::actors`]).

@@ -7,7 +7,9 @@
 //! (the supervised log writer, the index, one transaction actor per
 //! transaction) and hands out handles. It never writes log records itself
 //! (the log writer does), never plans or folds reads (the reader does) and
-//! never decides a transaction (its actor does).
+//! never decides a transaction (its actor does). The one-call conveniences
+//! (`patch`, `patch_if`, `get`, `put`, and `get_as` / `put_as` for serde
+//! types) are one-participant transactions through the same path.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -625,6 +627,100 @@ fn open_checkpoints(
     writer
 }
 
+/// Why a one-call write or a typed read or write failed
+/// ([`Storage::put`], [`Storage::get_as`], [`Storage::put_as`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ValueError {
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] Error),
+    /// The value could not be converted (to or from `T`, or written as data).
+    #[error("cannot convert: {0}")]
+    Convert(String),
+}
+
+/// One-call conveniences: each is one transaction of one participant,
+/// through the same path as [`Storage::new_tx`] and [`Patcher::commit`].
+impl Storage {
+    async fn commit_one(&self, patch: Patch, meta: PatchMeta) -> Result<Outcome, Error> {
+        let tx = self.new_tx(1, meta).await?;
+        let mut patcher = tx.new_patcher(patch).await?;
+        patcher.commit().await
+    }
+
+    /// Commits `data` at `path` as a patch (merged into what is there, as
+    /// `docs/TONY.md` says).
+    pub async fn patch(&self, path: &str, data: Node) -> Result<Outcome, Error> {
+        let patch = Patch::new(KPath::parse(path)?, data);
+        self.commit_one(patch, PatchMeta::default()).await
+    }
+
+    /// [`Storage::patch`] when the state at `match_path` matches `pattern`;
+    /// else [`Outcome::NotMatched`] and nothing is written.
+    pub async fn patch_if(
+        &self,
+        path: &str,
+        data: Node,
+        match_path: &str,
+        pattern: Node,
+    ) -> Result<Outcome, Error> {
+        let patch =
+            Patch::new(KPath::parse(path)?, data).with_match(KPath::parse(match_path)?, pattern);
+        self.commit_one(patch, PatchMeta::default()).await
+    }
+
+    /// The node at `path` at the current commit (`None` where absent).
+    pub async fn get(&self, path: &str) -> Result<Option<Node>, Error> {
+        self.read_state_at(path, self.current_commit()).await
+    }
+
+    /// Replaces the value at `path` with `data` (nothing of the old value
+    /// is merged in): commits the patch from the current value to `data`
+    /// ([`crate::diff::diff`]) with `seq` at the commit it read, so a
+    /// concurrent change to the path gives [`Outcome::Stale`], not a mix.
+    /// Op tags in `data` are stored as data where a value is replaced;
+    /// over an absent node they are [`ValueError::Convert`].
+    pub async fn put(&self, path: &str, data: Node) -> Result<Outcome, ValueError> {
+        let kpath = KPath::parse(path).map_err(Error::from)?;
+        let read = self.current_commit();
+        let current = self.read_path_at(&kpath, read).await?;
+        let patch = crate::diff::diff(current.as_ref(), Some(&data))
+            .map_err(|e| ValueError::Convert(e.to_string()))?;
+        let meta = PatchMeta {
+            seq: Some(read),
+            ..PatchMeta::default()
+        };
+        Ok(self.commit_one(Patch::new(kpath, patch), meta).await?)
+    }
+
+    /// The subtree at `path` as a `T` (`None` where absent), through its
+    /// JSON form ([`crate::json`]).
+    pub async fn get_as<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Option<T>, ValueError> {
+        let Some(node) = self.get(path).await? else {
+            return Ok(None);
+        };
+        let json = crate::json::to_string(&node).map_err(|e| ValueError::Convert(e.to_string()))?;
+        serde_json::from_str(&json)
+            .map(Some)
+            .map_err(|e| ValueError::Convert(e.to_string()))
+    }
+
+    /// Writes `value` at `path`, replacing what is there ([`Storage::put`]),
+    /// through its JSON form (struct fields keep their order).
+    pub async fn put_as<T: serde::Serialize + ?Sized>(
+        &self,
+        path: &str,
+        value: &T,
+    ) -> Result<Outcome, ValueError> {
+        let json = serde_json::to_string(value).map_err(|e| ValueError::Convert(e.to_string()))?;
+        let node = crate::json::from_str(&json).map_err(|e| ValueError::Convert(e.to_string()))?;
+        self.put(path, node).await
+    }
+}
+
 impl Tx {
     /// The transaction's id, to hand to the other participants.
     pub fn id(&self) -> TxId {
@@ -713,6 +809,63 @@ mod tests {
         assert_eq!(s.current_commit(), 3);
         assert_eq!(s.truncated_tail(), None);
         assert_eq!(s.read_state_at("a", 3).await, Ok(Some(Node::int(3))));
+        s.close().await.unwrap();
+    }
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct User {
+        name: String,
+        born: i64,
+        langs: Vec<String>,
+    }
+
+    #[tokio::test]
+    async fn one_call_patch_get_put_and_typed_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::open(dir.path(), Options::default()).await.unwrap();
+        let t = |x: &str| logd_core::text::parse(x).unwrap();
+        let o = s.patch("u.ada", t("{name: Ada, extra: 1}")).await.unwrap();
+        assert_eq!(o, Outcome::Committed { commit: 1 });
+        assert_eq!(
+            s.get("u.ada.name").await.unwrap(),
+            Some(Node::string("Ada"))
+        );
+        let o = s.patch_if(
+            "u.ada.born",
+            Node::int(1815),
+            "u.ada.name",
+            Node::string("Grace"),
+        );
+        assert_eq!(o.await.unwrap(), Outcome::NotMatched);
+        let o = s.patch_if(
+            "u.ada.born",
+            Node::int(1815),
+            "u.ada.name",
+            Node::string("Ada"),
+        );
+        assert_eq!(o.await.unwrap(), Outcome::Committed { commit: 2 });
+        // put_as replaces: `extra` is gone; fields keep their order.
+        let ada = User {
+            name: "Ada Lovelace".into(),
+            born: 1815,
+            langs: vec!["en".into(), "fr".into()],
+        };
+        s.put_as("u.ada", &ada).await.unwrap();
+        assert_eq!(
+            s.get("u.ada").await.unwrap().unwrap().to_string(),
+            "{name: \"Ada Lovelace\", born: 1815, langs: [en, fr]}"
+        );
+        assert_eq!(s.get_as::<User>("u.ada").await.unwrap(), Some(ada));
+        assert_eq!(s.get_as::<User>("u.nobody").await.unwrap(), None);
+        // A shape that does not fit T, and a bad path, are typed errors.
+        assert!(matches!(
+            s.get_as::<User>("u.ada.name").await,
+            Err(ValueError::Convert(_))
+        ));
+        assert!(matches!(
+            s.put("a..b", Node::null()).await,
+            Err(ValueError::Store(Error::InvalidPath { .. }))
+        ));
         s.close().await.unwrap();
     }
 

@@ -14,6 +14,10 @@ fn logd(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
@@ -43,15 +47,11 @@ fn patch_get_at_two_commits_and_outcomes() {
         "committed 1\n"
     );
     assert_eq!(ok(d, &["patch", "a.x", "2"]), "committed 2\n");
-    // A match that does not hold, and a stale seq.
-    assert_eq!(
-        ok(d, &["patch", "a.x", "3", "--match", "a.x=5"]),
-        "not matched\n"
-    );
-    assert_eq!(
-        ok(d, &["patch", "a.x", "3", "--seq", "1"]),
-        "stale (latest 2)\n"
-    );
+    // A match that does not hold, and a stale seq: exit 3.
+    let o = logd(d, &["patch", "a.x", "3", "--match", "a.x=5"]);
+    assert_eq!((code(&o), stdout(&o).as_str()), (3, "not matched\n"));
+    let o = logd(d, &["patch", "a.x", "3", "--seq", "1"]);
+    assert_eq!((code(&o), stdout(&o).as_str()), (3, "stale (latest 2)\n"));
     // A match that holds (JSON pattern works too).
     assert_eq!(
         ok(d, &["patch", "a.x", "3", "--match", "a={\"x\": 2}"]),
@@ -66,14 +66,14 @@ fn patch_get_at_two_commits_and_outcomes() {
         "{\"x\":1,\"y\":[1,2]}\n"
     );
     assert_eq!(ok(d, &["get", "a", "--block"]), "x: 3\ny:\n- 1\n- 2\n");
-    // Absent: nothing on stdout, a note on stderr, exit 0.
+    // Absent: nothing on stdout, a note on stderr, exit 4.
     let o = logd(d, &["get", "nope"]);
-    assert!(o.status.success());
+    assert_eq!(code(&o), 4);
     assert_eq!(stdout(&o), "");
     assert!(stderr(&o).contains("absent at commit 3"), "{}", stderr(&o));
-    // A future commit is an error.
+    // A future commit is bad input (exit 2).
     let o = logd(d, &["get", "a", "--at", "99"]);
-    assert!(!o.status.success());
+    assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("future"), "{}", stderr(&o));
 }
 
@@ -139,10 +139,36 @@ fn log_lists_commits_touching_a_path() {
     );
     let b = ok(d, &["log", "--path", "b"]);
     assert!(b.starts_with("2 ") && b.trim_end().ends_with(" -"), "{b}");
+    // The range is inclusive at both ends.
     assert_eq!(
-        ok(d, &["log", "--path", "a", "--from", "1", "--to", "2"]),
+        ok(d, &["log", "--path", "a", "--from", "2", "--to", "2"]),
         ""
     );
+    let one = ok(d, &["log", "--path", "a", "--from", "1", "--to", "2"]);
+    assert!(one.starts_with("1 ") && one.lines().count() == 1, "{one}");
+    let three = ok(d, &["log", "--from", "3"]);
+    assert!(
+        three.starts_with("3 ") && three.lines().count() == 1,
+        "{three}"
+    );
+}
+
+/// Regression (issue 21): `--from 9999` was silently empty while `--to
+/// 9999` failed; both are now bad input (exit 2), as is `--from` after `--to`.
+#[test]
+fn log_range_past_the_current_commit_is_bad_input_at_both_ends() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    ok(d, &["patch", "a", "1"]);
+    for args in [
+        &["log", "--from", "9999"][..],
+        &["log", "--to", "9999"],
+        &["log", "--from", "2", "--to", "1"],
+    ] {
+        let o = logd(d, args);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("9999") || stderr(&o).contains("after --to"));
+    }
 }
 
 #[test]
@@ -371,6 +397,467 @@ fn store_dir_from_env_and_root_path() {
     assert!(t.path().join("wal").is_dir());
     // At commit 0 nothing exists.
     let o = run(&["get", "a", "--at", "0"]);
-    assert!(o.status.success());
+    assert_eq!(o.status.code(), Some(4));
     assert_eq!(stdout(&o), "");
+}
+
+/// Runs with `input` on stdin.
+fn logd_in(dir: &Path, args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_logd"))
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("LOGD_DIR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).unwrap();
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+/// Issue 21, item 4: DATA from stdin (`-`, past the 128 KiB argument cap),
+/// from a file (`@FILE`, `@@` for a literal `@`), strictly as JSON
+/// (`--json`) and verbatim as a string (`--string`). Before, `-` stored
+/// `[null]` and `@file` the string "@file".
+#[test]
+fn data_from_stdin_file_json_and_string() {
+    let t = tempfile::tempdir().unwrap();
+    let d = &t.path().join("s");
+    // 300 KiB through stdin.
+    let big = format!("{{blob: \"{}\"}}", "x".repeat(300 << 10));
+    let o = logd_in(d, &["patch", "big", "-"], big.as_bytes());
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(ok(d, &["get", "big.blob"]).len(), (300 << 10) + 1);
+    // From a file, and `@@` for a literal leading `@`.
+    let file = t.path().join("data.tony");
+    std::fs::write(&file, "{n: 1, m: [a, b]}").unwrap();
+    ok(d, &["patch", "f", &format!("@{}", file.display())]);
+    assert_eq!(ok(d, &["get", "f"]), "{n: 1, m: [a, b]}\n");
+    ok(d, &["patch", "at", "@@home"]);
+    assert_eq!(ok(d, &["get", "at", "--json"]), "\"@home\"\n");
+    let o = logd(d, &["patch", "f", "@/no/such/file"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("cannot read DATA from /no/such/file"));
+    // --string keeps shell text as it is.
+    ok(d, &["put", "lang", "--string", "C#"]);
+    ok(d, &["put", "who", "--string", "{name: Ada Lovelace}"]);
+    assert_eq!(ok(d, &["get", "lang", "--json"]), "\"C#\"\n");
+    assert_eq!(
+        ok(d, &["get", "who", "--json"]),
+        "\"{name: Ada Lovelace}\"\n"
+    );
+    let o = logd_in(d, &["put", "s", "--string", "-"], b"two\nlines\n");
+    assert_eq!(code(&o), 0);
+    assert_eq!(ok(d, &["get", "s", "--json"]), "\"two\\nlines\\n\"\n");
+    // --json is strict: Tony is refused (exit 2), key order is kept.
+    let o = logd(d, &["patch", "j", "--json", "{a: 1}"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("bad DATA (JSON)"), "{}", stderr(&o));
+    ok(
+        d,
+        &[
+            "patch",
+            "j",
+            "--json",
+            r#"{"name": "Ada Lovelace", "b": 1, "a": 2.0}"#,
+        ],
+    );
+    assert_eq!(
+        ok(d, &["get", "j"]),
+        "{name: \"Ada Lovelace\", b: 1, a: 2.0}\n"
+    );
+}
+
+/// Issue 21, item 5: `get --json` keeps stored key order and maps tags,
+/// sparse arrays and non-finite floats losslessly (it used to sort keys
+/// and fail on them); the mapping reads back through `--json` DATA.
+#[test]
+fn json_output_is_lossless_and_in_stored_order() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    ok(
+        d,
+        &["patch", "", "{z: !point {x: 1}, a: {3: c, 1: d}, f: 1.0}"],
+    );
+    ok(d, &["patch", "n", "--json", r#"{"!float": "NaN"}"#]);
+    let json = ok(d, &["get", "", "--json"]);
+    assert_eq!(
+        json.trim(),
+        r#"{"z":{"!tag":"point","value":{"x":1}},"a":{"!sparse":{"3":"c","1":"d"}},"f":1.0,"n":{"!float":"NaN"}}"#
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(v.is_object());
+    // Read back: the same document.
+    let t2 = tempfile::tempdir().unwrap();
+    ok(t2.path(), &["put", "", "--json", json.trim()]);
+    assert_eq!(ok(t2.path(), &["get", "", "--json"]), json);
+    assert_eq!(
+        ok(t2.path(), &["get", "z"]),
+        "!point {x: 1}\n",
+        "tag survives the round trip"
+    );
+}
+
+/// Every command speaks JSON with `--json`.
+#[test]
+fn json_on_write_log_check_stats_snapshot_compact() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let parse = |s: &str| -> serde_json::Value { serde_json::from_str(s.trim()).unwrap() };
+    let v = parse(&ok(d, &["patch", "a", "--json", "1", "--label", "one"]));
+    assert_eq!(
+        (v["outcome"].as_str(), v["commit"].as_u64()),
+        (Some("committed"), Some(1))
+    );
+    let o = logd(d, &["--json", "patch", "a", "2", "--match", "a=5"]);
+    assert_eq!(code(&o), 3);
+    assert_eq!(parse(&stdout(&o))["outcome"], "not_matched");
+    let o = logd(d, &["patch", "a", "2", "--seq", "0", "--json"]);
+    assert_eq!(parse(&stdout(&o))["latest"], 1);
+    let log = ok(d, &["log", "--json"]);
+    let first = parse(log.lines().next().unwrap());
+    assert_eq!(first["commit"], 1);
+    assert_eq!(first["label"], "one");
+    assert_eq!(first["paths"][0], "a");
+    assert!(first["tx"].as_str().unwrap().starts_with("tx-"));
+    let v = parse(&ok(d, &["check", "--json"]));
+    assert_eq!(
+        (v["ok"].as_bool(), v["records"].as_u64()),
+        (Some(true), Some(1))
+    );
+    let v = parse(&ok(d, &["stats", "--json"]));
+    assert_eq!(v["commit"], 1);
+    assert_eq!(v["segments"].as_array().unwrap().len(), 1);
+    let v = parse(&ok(d, &["snapshot", "--json"]));
+    assert_eq!(v["commit"], 1);
+    let v = parse(&ok(d, &["compact", "--json"]));
+    assert!(v["oldest_commit"].is_u64());
+    assert_eq!(ok(d, &["ls", "", "--json"]), "[\"a\"]\n");
+}
+
+/// `put` replaces (no merge of the old value), `delete` removes (exit 4
+/// when already absent), `ls` lists keys in stored order.
+#[test]
+fn put_delete_and_ls() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    ok(d, &["patch", "u", "{b: {x: 1, y: 2}, a: [1, 2, 3]}"]);
+    assert_eq!(ok(d, &["ls", "u"]), "b\na\n");
+    assert_eq!(ok(d, &["ls", "u.a"]), "0\n1\n2\n");
+    ok(d, &["put", "u.b", "{z: 3}"]);
+    assert_eq!(ok(d, &["get", "u.b"]), "{z: 3}\n");
+    ok(d, &["put", "u.a", "[9]"]);
+    assert_eq!(ok(d, &["get", "u.a"]), "[9]\n");
+    ok(d, &["put", "u.a[0]", "{k: v}"]);
+    ok(d, &["put", "", "{u: {a: [1, 2, 3]}, v: 1}"]);
+    assert_eq!(ok(d, &["get", ""]), "{u: {a: [1, 2, 3]}, v: 1}\n");
+    assert_eq!(ok(d, &["delete", "u.a[1]"]), format!("committed {}\n", 6));
+    assert_eq!(ok(d, &["get", "u.a"]), "[1, 3]\n");
+    ok(d, &["delete", "v"]);
+    let o = logd(d, &["delete", "v"]);
+    assert_eq!(code(&o), 4);
+    assert!(stderr(&o).contains("absent"), "{}", stderr(&o));
+    let o = logd(d, &["ls", "u.a[0]"]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("not an object or array"),
+        "{}",
+        stderr(&o)
+    );
+    let o = logd(d, &["ls", "nope"]);
+    assert_eq!(code(&o), 4);
+    // A conditional put that does not hold writes nothing.
+    let o = logd(d, &["put", "u", "1", "--match", "u.a=[]"]);
+    assert_eq!(code(&o), 3);
+    assert_eq!(ok(d, &["get", "u"]), "{a: [1, 3]}\n");
+}
+
+/// Regression (issue 21): `--match` said "(repeatable)" but refused a
+/// second one. All must hold.
+#[test]
+fn several_matches_must_all_hold() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    ok(d, &["patch", "", "{a: {x: 1, y: {z: 2}}, b: 3}"]);
+    let both = ["patch", "c", "1", "--match", "a.x=1", "--match", "a.y.z=2"];
+    assert_eq!(ok(d, &both), "committed 2\n");
+    let o = logd(
+        d,
+        &["patch", "c", "2", "--match", "a.x=1", "--match", "b=4"],
+    );
+    assert_eq!((code(&o), stdout(&o).as_str()), (3, "not matched\n"));
+    let o = logd(
+        d,
+        &["patch", "c", "2", "--match", "b=4", "--match", "a.x=1"],
+    );
+    assert_eq!(code(&o), 3);
+    assert_eq!(ok(d, &["get", "c"]), "1\n");
+}
+
+/// Regression (issue 21): a `!replace` failure at `users.grace` said "at
+/// the root"; the error names the full path, exit 1.
+#[test]
+fn patch_errors_name_the_full_path() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    ok(d, &["patch", "users.grace", "{name: Grace}"]);
+    let o = logd(d, &["patch", "users.grace", "!replace {from: 1, to: 2}"]);
+    assert_eq!(code(&o), 1);
+    let err = stderr(&o);
+    assert!(err.contains("at users.grace:"), "{err}");
+    assert!(!err.contains("root"), "{err}");
+    let o = logd(
+        d,
+        &[
+            "patch",
+            "users",
+            "{grace: {name: !replace {from: x, to: y}}}",
+        ],
+    );
+    assert!(
+        stderr(&o).contains("at users.grace.name:"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Exit codes tell usage errors (2) and a locked store (5) apart from
+/// failures (1).
+#[tokio::test]
+async fn exit_codes_for_usage_and_lock() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    assert_eq!(code(&logd(d, &["patch", "a", "{x: "])), 2);
+    assert_eq!(code(&logd(d, &["patch", "a..b", "1"])), 2);
+    assert_eq!(code(&logd(d, &["patch"])), 2);
+    assert_eq!(code(&logd(d, &["frobnicate"])), 2);
+    let s = logd::Storage::open(d, logd::Options::default())
+        .await
+        .unwrap();
+    let o = logd(d, &["get", "a"]);
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    assert!(stderr(&o).contains("locked"), "{}", stderr(&o));
+    s.close().await.unwrap();
+    let help = ok(d, &["--help"]);
+    assert!(help.contains("Exit codes:") && help.contains("5  the store is locked"));
+}
+
+/// `diff --from A --to B` prints a patch that turns the state at A into
+/// the state at B; applied to a copy of A it gives B.
+#[test]
+fn diff_applies_to_give_the_later_state() {
+    let t = tempfile::tempdir().unwrap();
+    let d = &t.path().join("d");
+    ok(
+        d,
+        &["patch", "", "{u: {a: 1, b: [1, 2, 3], c: !t x}, v: keep}"],
+    );
+    ok(
+        d,
+        &[
+            "patch",
+            "u",
+            "{a: !delete null, b: !arraydiff {1: !delete 2}, d: new}",
+        ],
+    );
+    ok(d, &["patch", "u.c", "!u y"]);
+    let patch = ok(d, &["diff", "u", "--from", "1", "--to", "3"]);
+    // A second store holding the state at commit 1 gets the patch.
+    let copy = &t.path().join("copy");
+    let at1 = ok(d, &["export", "", "--at", "1"]);
+    let o = logd_in(copy, &["import", ""], at1.as_bytes());
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    ok(copy, &["patch", "u", patch.trim()]);
+    assert_eq!(ok(copy, &["get", ""]), ok(d, &["get", "", "--at", "3"]));
+    // Nothing changed: the identity patch; --to defaults to the current commit.
+    assert_eq!(ok(d, &["diff", "v", "--from", "1"]), "!pass null\n");
+    assert_eq!(
+        ok(d, &["diff", "u.a", "--from", "1", "--json"]),
+        "{\"!tag\":\"delete\",\"value\":null}\n"
+    );
+    assert_eq!(code(&logd(d, &["diff", "u", "--from", "9"])), 2);
+}
+
+/// `export` / `import` of a subtree, as Tony and as JSON, to a file.
+#[test]
+fn export_import_round_trip() {
+    let t = tempfile::tempdir().unwrap();
+    let d = &t.path().join("d");
+    ok(
+        d,
+        &[
+            "patch",
+            "cfg",
+            "{b: !x 1, a: {0: p, 5: q}, s: \"two words\"}",
+        ],
+    );
+    for json in [false, true] {
+        let file = t.path().join(format!("cfg-{json}"));
+        let f = file.to_str().unwrap();
+        let mut args = vec!["export", "cfg", "--output", f];
+        if json {
+            args.push("--json");
+        }
+        assert_eq!(ok(d, &args), "");
+        let mut args = vec!["import", "copy", f];
+        if json {
+            args.push("--json");
+        }
+        ok(d, &args);
+        assert_eq!(
+            ok(d, &["get", "copy"]),
+            ok(d, &["get", "cfg"]),
+            "json {json}"
+        );
+    }
+    let o = logd(d, &["export", "nope"]);
+    assert_eq!(code(&o), 4);
+    let o = logd(d, &["import", "x", "/no/such/file"]);
+    assert_eq!(code(&o), 2);
+}
+
+/// Regression (issue 21): `logd log | head -1` panicked on the broken pipe
+/// (exit 101). It now ends quietly.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    // A long-running writer of lines: the reader goes away after one.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_logd"))
+        .arg("--dir")
+        .arg(d)
+        .args(["stress", "--writers", "2", "--duration", "20"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert!(first.starts_with("ack "), "{first}");
+    drop(out);
+    let started = std::time::Instant::now();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stderr(&o), "");
+    assert!(started.elapsed().as_secs() < 15, "it ran on");
+    // `log` printing more than a pipe holds (64 KiB): over 2,000 commits.
+    for base in 1..=10 {
+        let stats = ok(d, &["stats", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(stats.trim()).unwrap();
+        if v["commit"].as_u64().unwrap() > 2_000 {
+            break;
+        }
+        let base = (base * 1_000_000).to_string();
+        let args = ["stress", "--writers", "4", "--duration", "1", "--quiet"];
+        ok(
+            d,
+            &[
+                &args[..],
+                &["--durability", "buffered", "--value-base", &base],
+            ]
+            .concat(),
+        );
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_logd"))
+        .arg("--dir")
+        .arg(d)
+        .arg("log")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    drop(out);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}
+
+/// `stress --quiet` prints only a summary; Ctrl-C (SIGINT) stops it with
+/// the summary too.
+#[test]
+fn stress_quiet_summary_and_ctrl_c() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let out = ok(
+        d,
+        &["stress", "--writers", "2", "--duration", "0.3", "--quiet"],
+    );
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.starts_with("stress: ") && out.contains("commits by 2 writers"),
+        "{out}"
+    );
+    let out = ok(
+        d,
+        &[
+            "stress",
+            "--writers",
+            "1",
+            "--duration",
+            "0.2",
+            "--json",
+            "--value-base",
+            "1000000",
+        ],
+    );
+    let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let n = last["summary"]["commits"].as_u64().unwrap();
+    assert_eq!(out.lines().count() as u64, n + 1);
+
+    let child = Command::new(env!("CARGO_BIN_EXE_logd"))
+        .arg("--dir")
+        .arg(d)
+        .args([
+            "stress",
+            "--writers",
+            "2",
+            "--duration",
+            "60",
+            "--quiet",
+            "--value-base",
+            "2000000",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains(", interrupted"), "{}", stdout(&o));
+    // The store was closed cleanly.
+    let check = ok(d, &["check"]);
+    assert!(check.contains("meta present: ok"), "{check}");
+}
+
+/// Shell completions and a man page come from the clap definitions.
+#[test]
+fn completions_and_man_page() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let bash = ok(d, &["completions", "bash"]);
+    assert!(bash.contains("_logd") && bash.contains("export"), "bash");
+    assert!(ok(d, &["completions", "zsh"]).contains("#compdef logd"));
+    let man = ok(d, &["man"]);
+    assert!(man.contains(".TH logd") && man.contains("diff"), "{man}");
+    assert_eq!(code(&logd(d, &["completions", "tcsh"])), 2);
+    // Neither opened a store.
+    assert_eq!(std::fs::read_dir(d).unwrap().count(), 0);
 }

@@ -46,9 +46,6 @@ pub struct BenchArgs {
     /// `immediate` (fsync before ack) or `buffered`.
     #[arg(long, default_value = "immediate")]
     pub durability: String,
-    /// Print one JSON object instead of a table.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// How much work each workload does.
@@ -292,7 +289,8 @@ fn peak_rss_mb() -> Option<f64> {
 }
 
 /// Runs the benchmark in a fresh directory under `dir`.
-pub async fn run(args: &BenchArgs, dir: &Path) -> Result<(), String> {
+/// With `json` (the global `--json`) it prints one JSON object instead of a table.
+pub async fn run(args: &BenchArgs, dir: &Path, json: bool) -> Result<(), String> {
     let durability = durability(&args.durability)?;
     let counts = Counts::pick(args.quick);
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -305,7 +303,7 @@ pub async fn run(args: &BenchArgs, dir: &Path) -> Result<(), String> {
             .unwrap_or(0)
     ));
     std::fs::create_dir(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
-    let bar = if args.json {
+    let bar = if json {
         ProgressBar::hidden()
     } else {
         let b = ProgressBar::new(9);
@@ -325,7 +323,7 @@ pub async fn run(args: &BenchArgs, dir: &Path) -> Result<(), String> {
     };
     let results = result?;
     cleanup.map_err(|e| format!("cannot remove {}: {e}", work.display()))?;
-    if args.json {
+    if json {
         println!("{}", results.to_json());
     } else {
         print_table(&results, &args.durability, &counts);

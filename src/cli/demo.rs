@@ -144,7 +144,9 @@ pub async fn run(base: &Path) -> Result<(), String> {
         );
     }
 
-    println!("\n6. switch the log and snapshot; then compact (retention: keep all)");
+    println!(
+        "\n6. switch the log and snapshot; then compact (the default retention keeps every\n   commit readable, so it drops nothing; Options::compaction = Retention::Tiered\n   {{ keep_recent, .. }} would drop what only older commits need)"
+    );
     match s.switch_and_snapshot().await.map_err(e)? {
         Some(info) => println!("    {}", super::commands::describe_snapshot(&info)),
         None => println!("    nothing to snapshot"),
@@ -161,7 +163,7 @@ pub async fn run(base: &Path) -> Result<(), String> {
     show(&s, "shop.stock", ordered).await?;
     s.close().await.map_err(e)?;
     println!(
-        "\n== done; inspect it with: logd --dir {} stats | log | get shop",
+        "\n== done; inspect it with `cargo run --release -- --dir {0} stats` (or `log`,\n   `get shop`); after `cargo install --path .` that is `logd --dir {0} stats`",
         dir.display()
     );
     Ok(())

@@ -9,10 +9,19 @@
 //! `compact-start` and `compact-done <oldest> <segments> <snapshots>` around
 //! each step, so a crash test can aim its kills at those moments. It never
 //! touches store files itself.
+//!
+//! `--quiet` prints no per-commit lines, only the summary (on stdout; it
+//! goes to stderr otherwise). With `--json` each line is a JSON object and
+//! the summary is the last line. Ctrl-C stops the writers, closes the
+//! store and prints the summary (`interrupted`).
 
 use std::io::Write;
-use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use super::Ctx;
+use super::out::{CliError, Code};
 
 use logd::actors::snapshotter::SwitchAndSnapshot;
 use logd::{Cutoff, Durability, Node, Options, Outcome, Patch, PatchMeta, Retention, Storage};
@@ -46,6 +55,47 @@ pub struct StressArgs {
     /// distinct values).
     #[arg(long = "value-base", default_value_t = 0)]
     pub value_base: i64,
+    /// No line per commit: only the summary, on stdout.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// The error a writer returns when stdout was closed (the run ends quietly).
+const BROKEN_PIPE: &str = "broken pipe";
+
+/// How the writers print and when they stop.
+#[derive(Clone)]
+struct Run {
+    json: bool,
+    quiet: bool,
+    stop: Arc<AtomicBool>,
+    deadline: Instant,
+}
+
+impl Run {
+    fn going(&self) -> bool {
+        !self.stop.load(Ordering::Relaxed) && Instant::now() < self.deadline
+    }
+
+    /// An event line (`snap-start` ...), unless quiet.
+    fn event(&self, text: &str, json: serde_json::Value) -> Result<(), String> {
+        match (self.quiet, self.json) {
+            (true, _) => Ok(()),
+            (false, true) => line(format_args!("{json}")),
+            (false, false) => line(format_args!("{text}")),
+        }
+    }
+
+    fn ack(&self, commit: u64, path: &str, value: i64) -> Result<(), String> {
+        match (self.quiet, self.json) {
+            (true, _) => Ok(()),
+            (false, true) => line(format_args!(
+                "{}",
+                serde_json::json!({"ack": commit, "path": path, "value": value})
+            )),
+            (false, false) => line(format_args!("ack {commit} {path} {value}")),
+        }
+    }
 }
 
 /// Prints one line with a single write (a kill never leaves half of it
@@ -57,25 +107,27 @@ fn line(text: std::fmt::Arguments<'_>) -> Result<(), String> {
     let mut out = stdout.lock();
     out.write_all(buf.as_bytes())
         .and_then(|()| out.flush())
-        .map_err(|e| format!("cannot write to stdout: {e}"))
-}
-
-fn ack(commit: u64, path: &str, value: i64) -> Result<(), String> {
-    line(format_args!("ack {commit} {path} {value}"))
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                BROKEN_PIPE.to_string()
+            } else {
+                format!("cannot write to stdout: {e}")
+            }
+        })
 }
 
 /// Every `every`: seal + snapshot (`snap-start` / `snap-done <commit>`),
 /// then compact (`compact-start` / `compact-done <oldest> <segments>
 /// <snapshots>`), until `deadline`. Returns how many snapshots were taken.
-async fn snapshots(storage: Storage, every: Duration, deadline: Instant) -> Result<u64, String> {
+async fn snapshots(storage: Storage, every: Duration, run: Run) -> Result<u64, String> {
     let actors = storage.actors();
     let mut taken = 0;
     loop {
         tokio::time::sleep(every).await;
-        if Instant::now() >= deadline {
+        if !run.going() {
             return Ok(taken);
         }
-        line(format_args!("snap-start"))?;
+        run.event("snap-start", serde_json::json!({"event": "snap-start"}))?;
         let info = actors
             .snapshotter
             .ask(SwitchAndSnapshot {
@@ -84,19 +136,33 @@ async fn snapshots(storage: Storage, every: Duration, deadline: Instant) -> Resu
             .await
             .map_err(|e| format!("snapshot failed: {}", logd_actors::error::from_send(e)))?;
         let commit = info.map_or(0, |i| i.commit);
-        line(format_args!("snap-done {commit}"))?;
+        run.event(
+            &format!("snap-done {commit}"),
+            serde_json::json!({"event": "snap-done", "commit": commit}),
+        )?;
         taken += 1;
-        line(format_args!("compact-start"))?;
+        run.event(
+            "compact-start",
+            serde_json::json!({"event": "compact-start"}),
+        )?;
         let report = storage
             .compact()
             .await
             .map_err(|e| format!("compaction failed: {e}"))?;
-        line(format_args!(
-            "compact-done {} {} {}",
-            report.oldest_commit,
-            report.dropped_segments.len(),
-            report.dropped_snapshots.len()
-        ))?;
+        run.event(
+            &format!(
+                "compact-done {} {} {}",
+                report.oldest_commit,
+                report.dropped_segments.len(),
+                report.dropped_snapshots.len()
+            ),
+            serde_json::json!({
+                "event": "compact-done",
+                "oldest": report.oldest_commit,
+                "segments": report.dropped_segments.len(),
+                "snapshots": report.dropped_snapshots.len(),
+            }),
+        )?;
     }
 }
 
@@ -105,7 +171,7 @@ async fn writer(
     prefix: String,
     (w, k): (usize, usize),
     base: i64,
-    deadline: Instant,
+    run: Run,
 ) -> Result<u64, String> {
     let paths: Vec<String> = if k == 1 {
         vec![format!("{prefix}.w{w}")]
@@ -114,7 +180,7 @@ async fn writer(
     };
     let mut value: i64 = base;
     let mut commits = 0;
-    while Instant::now() < deadline {
+    while run.going() {
         value += 1;
         let tx = storage
             .new_tx(k, PatchMeta::default())
@@ -140,7 +206,7 @@ async fn writer(
         match outcome {
             Some(Outcome::Committed { commit }) => {
                 for p in &paths {
-                    ack(commit, p, value)?;
+                    run.ack(commit, p, value)?;
                 }
                 commits += 1;
             }
@@ -150,10 +216,13 @@ async fn writer(
     Ok(commits)
 }
 
-/// Runs the load and prints a summary on stderr.
-pub async fn run(args: &StressArgs, dir: &Path) -> Result<(), String> {
+/// Runs the load and prints a summary (see the module docs).
+pub async fn run(args: &StressArgs, ctx: &Ctx) -> Result<Code, CliError> {
+    let dir = &ctx.dir;
     if args.writers == 0 || args.participants == 0 {
-        return Err("--writers and --txs-participants must be at least 1".into());
+        return Err(CliError::usage(
+            "--writers and --txs-participants must be at least 1",
+        ));
     }
     let mut options = Options::default();
     options.durability = match args.durability.as_str() {
@@ -161,7 +230,11 @@ pub async fn run(args: &StressArgs, dir: &Path) -> Result<(), String> {
         "buffered" => Durability::Buffered {
             interval: Duration::from_millis(10),
         },
-        other => return Err(format!("bad --durability {other:?}: immediate or buffered")),
+        other => {
+            return Err(CliError::usage(format!(
+                "bad --durability {other:?}: immediate or buffered"
+            )));
+        }
     };
     if args.keep_recent > 0 {
         options.compaction = Retention::Tiered {
@@ -173,9 +246,24 @@ pub async fn run(args: &StressArgs, dir: &Path) -> Result<(), String> {
     }
     let storage = Storage::open(dir, options)
         .await
-        .map_err(|e| format!("cannot open store {}: {e}", dir.display()))?;
+        .map_err(|e| CliError::store(&format!("cannot open store {}", dir.display()), e))?;
     let start = Instant::now();
-    let deadline = start + Duration::from_secs_f64(args.duration.max(0.0));
+    let run = Run {
+        json: ctx.json,
+        quiet: args.quiet,
+        stop: Arc::new(AtomicBool::new(false)),
+        deadline: start + Duration::from_secs_f64(args.duration.max(0.0)),
+    };
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let on_signal = {
+        let (stop, interrupted) = (run.stop.clone(), interrupted.clone());
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                interrupted.store(true, Ordering::SeqCst);
+                stop.store(true, Ordering::SeqCst);
+            }
+        })
+    };
     let mut handles = Vec::new();
     for w in 0..args.writers {
         handles.push(tokio::spawn(writer(
@@ -183,14 +271,14 @@ pub async fn run(args: &StressArgs, dir: &Path) -> Result<(), String> {
             args.prefix.clone(),
             (w, args.participants),
             args.value_base,
-            deadline,
+            run.clone(),
         )));
     }
     let snapper = (args.snapshot_every_ms > 0).then(|| {
         tokio::spawn(snapshots(
             storage.clone(),
             Duration::from_millis(args.snapshot_every_ms),
-            deadline,
+            run.clone(),
         ))
     });
     let mut total = 0;
@@ -218,16 +306,47 @@ pub async fn run(args: &StressArgs, dir: &Path) -> Result<(), String> {
             }
         }
     }
+    on_signal.abort();
     let closed = storage.close().await;
     if let Some(e) = first_error {
-        return Err(e);
+        if e == BROKEN_PIPE {
+            return Err(CliError {
+                code: Code::Ok,
+                message: None,
+            });
+        }
+        return Err(CliError::failure(e));
     }
-    closed.map_err(|e| format!("close failed: {e}"))?;
+    closed.map_err(|e| CliError::store("close failed", e))?;
     let secs = start.elapsed().as_secs_f64();
-    eprintln!(
-        "stress: {total} commits by {} writers in {secs:.2} s ({:.0} commits/s), {snaps} snapshots",
-        args.writers,
-        total as f64 / secs.max(1e-9)
-    );
-    Ok(())
+    let rate = total as f64 / secs.max(1e-9);
+    let interrupted = interrupted.load(Ordering::SeqCst);
+    if ctx.json {
+        super::out::out!(
+            "{}",
+            serde_json::json!({
+                "summary": {
+                    "commits": total,
+                    "writers": args.writers,
+                    "participants": args.participants,
+                    "seconds": secs,
+                    "commits_per_sec": rate,
+                    "snapshots": snaps,
+                    "interrupted": interrupted,
+                }
+            })
+        )?;
+    } else {
+        let text = format!(
+            "stress: {total} commits by {} writers in {secs:.2} s ({rate:.0} commits/s), {snaps} snapshots{}",
+            args.writers,
+            if interrupted { ", interrupted" } else { "" }
+        );
+        if args.quiet {
+            super::out::line(&text)?;
+        } else {
+            eprintln!("{text}");
+        }
+    }
+    Ok(Code::Ok)
 }

@@ -23,20 +23,22 @@ pub fn path(what: &str, text: &str) -> Result<KPath, String> {
 
 /// Parses Tony (or JSON) text; the error names the argument, line and column.
 pub fn tony(what: &str, text: &str) -> Result<Node, String> {
-    logd::text::parse(text).map_err(|e| format!("bad {what} {text:?}: {e}"))
+    logd::text::parse(text).map_err(|e| {
+        if text.len() <= 80 {
+            format!("bad {what} {text:?}: {e}")
+        } else {
+            format!("bad {what}: {e}")
+        }
+    })
 }
 
-/// Prints a node in the given format (without a trailing newline for block form).
-pub fn show(node: &Node, format: Format) -> Result<String, String> {
+/// Prints a node in the given format (without a trailing newline for block
+/// form); JSON in logd's mapping (see [`super::out`]).
+pub fn show(node: &Node, format: Format) -> Result<String, super::out::CliError> {
     match format {
         Format::Wire => Ok(node.to_string()),
         Format::Block => Ok(node.to_block_string().trim_end().to_string()),
-        Format::Json => {
-            let v = node
-                .to_json()
-                .map_err(|e| format!("cannot print as JSON: {e}"))?;
-            serde_json::to_string(&v).map_err(|e| format!("cannot print as JSON: {e}"))
-        }
+        Format::Json => super::out::to_json(node),
     }
 }
 

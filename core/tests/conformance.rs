@@ -172,6 +172,12 @@ fn run_case(kind: &str, case: &Node) -> Result<(), String> {
         }
         "text" => {
             let input = string_field(case, "in")?;
+            if bool_field(case, "error") {
+                return match text::parse(&input) {
+                    Err(_) => Ok(()),
+                    Ok(n) => Err(format!("want an error, parsed {n}")),
+                };
+            }
             let want = string_field(case, "out")?;
             let node = text::parse(&input).map_err(|e| format!("parse error: {e}"))?;
             let printed = node.to_string();

@@ -107,9 +107,13 @@ pub fn can_be_literal(s: &str) -> bool {
         && brackets_balanced(s)
 }
 
-/// Whether a kpath field can be printed unquoted.
+/// Whether a kpath field (or `(key)`) can be printed unquoted: a literal
+/// without `. [ ] { } ( )`, not starting with `*` and not `$`.
 pub fn can_be_path_field(s: &str) -> bool {
-    can_be_literal(s) && !s.contains(['.', '[', ']', '{', '}'])
+    can_be_literal(s)
+        && !s.contains(['.', '[', ']', '{', '}', '(', ')'])
+        && !s.starts_with('*')
+        && s != "$"
 }
 
 /// Appends `s` quoted: with `'` when that needs fewer escapes than `"`, else

@@ -62,7 +62,17 @@ fn run_case(kind: &str, case: &Node) -> Result<(), String> {
     match kind {
         "patch" => {
             let doc = field(case, "doc");
-            let got = patch::apply(doc, required(case, "patch")?);
+            let got = match field(case, "path") {
+                // A patch at a path (keyed segments resolved against `doc`).
+                Some(p) => {
+                    let Value::String(p) = &p.value else {
+                        return Err("path should be a string".into());
+                    };
+                    let path = KPath::parse(p).map_err(|e| e.to_string())?;
+                    patch::apply_at(doc, &path, required(case, "patch")?)
+                }
+                None => patch::apply(doc, required(case, "patch")?),
+            };
             if bool_field(case, "error") {
                 return match got {
                     Err(_) => Ok(()),
@@ -163,6 +173,21 @@ fn run_case(kind: &str, case: &Node) -> Result<(), String> {
                 };
             }
             let parsed = parsed.map_err(|e| format!("unexpected error: {e}"))?;
+            if let Some(doc) = field(case, "doc") {
+                // get_path: the node at the path, or `absent: true`.
+                let got = doc.get_path(&parsed);
+                if bool_field(case, "absent") {
+                    return match got {
+                        None => Ok(()),
+                        Some(n) => Err(format!("want absent, got {n}")),
+                    };
+                }
+                let want = required(case, "get")?;
+                return match got {
+                    Some(n) if same(n, want) => Ok(()),
+                    other => Err(format!("want {want}, got {}", show(other))),
+                };
+            }
             let want = string_field(case, "out")?;
             if parsed.to_string() == want {
                 Ok(())

@@ -23,6 +23,21 @@ pub fn merge(parts: &[(KPath, Node)]) -> Result<Node, PatchError> {
 /// into the merged patch (the commit path calls this with its
 /// participants' own patches).
 pub fn merge_refs(parts: &[(&KPath, &Node)]) -> Result<Node, PatchError> {
+    // Which element a keyed segment names depends on the document, which a
+    // merge does not see: resolve such paths first (`Node::resolve_path`,
+    // or `patch::patch_at` for one participant).
+    for (path, _) in parts {
+        if let Some(i) = path
+            .segments()
+            .iter()
+            .position(|s| matches!(s, Segment::Key(_)))
+        {
+            return Err(PatchError::KeyedPath {
+                path: KPath::from_segments(path.segments()[..=i].to_vec()),
+                reason: "a merge of participants needs positional paths: resolve keyed segments against the document first (Node::resolve_path)".into(),
+            });
+        }
+    }
     match parts {
         [] => return Ok(Node::tagged("pass", Value::Null)),
         // One participant (most commits): nothing to group or check.
@@ -58,6 +73,9 @@ fn mount(path: &KPath, data: &Node) -> Node {
                 tag: Some(Tag::new("arraydiff")),
                 value: Value::Object(vec![(Key::Index(*i), node)]),
             },
+            // Refused by `merge_refs` before mounting; a field is the
+            // harmless stand-in.
+            Segment::Key(k) => Node::new(Value::Object(vec![(Key::Field(k.clone()), node)])),
         };
     }
     node
@@ -72,7 +90,7 @@ enum Accessor {
 
 fn accessor(s: &Segment) -> Accessor {
     match s {
-        Segment::Field(_) => Accessor::Field,
+        Segment::Field(_) | Segment::Key(_) => Accessor::Field,
         Segment::Index(_) => Accessor::Index,
         Segment::Sparse(_) => Accessor::Sparse,
     }
@@ -113,7 +131,7 @@ fn build(parts: &[(&KPath, &Node)], depth: usize, prefix: &KPath) -> Result<Node
     for (seg, group) in groups {
         let child = build(&group, depth + 1, &prefix.child(seg.clone()))?;
         let key = match seg {
-            Segment::Field(f) => Key::Field(f),
+            Segment::Field(f) | Segment::Key(f) => Key::Field(f),
             Segment::Index(i) | Segment::Sparse(i) => Key::Index(i),
         };
         entries.push((key, child));

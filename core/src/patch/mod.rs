@@ -14,6 +14,7 @@
 //! | `glob` | the shell glob of `!glob` (no regex, no exponential blowup) |
 //! | `trim` | `trim` |
 //! | `merge` | `merge`: participant patches into one root patch |
+//! | `at` | `patch_at`, `apply_at`: a patch at a path, keyed segments resolved against the document |
 //!
 //! # Recursion and cost
 //!
@@ -110,6 +111,7 @@
 //! Merge: no participants gives `!pass null` (the identity patch).
 
 mod apply;
+mod at;
 mod glob;
 mod matches;
 mod merge;
@@ -118,6 +120,7 @@ mod trim;
 use std::fmt::Write as _;
 
 pub use apply::{apply, apply_owned};
+pub use at::{apply_at, patch_at};
 pub use glob::glob_match;
 pub use matches::matches;
 pub use merge::{merge, merge_refs};
@@ -201,6 +204,17 @@ pub enum PatchError {
         /// Where the limit was reached.
         at: KPath,
     },
+    /// A path with a keyed segment `(k)` that cannot be used: the node above
+    /// it is not a keyed list (an array tagged `!key(field)`), no element has
+    /// that key, the data for the element is not an object or `!delete`, or
+    /// the operation needs positional paths (merge of participants).
+    #[error("keyed path {path}: {reason}")]
+    KeyedPath {
+        /// The path, up to and including the keyed segment at fault.
+        path: KPath,
+        /// What is wrong.
+        reason: String,
+    },
     /// Merge: two participant paths are equal, or one is a prefix of the other.
     #[error("participant paths {} and {} conflict (equal or nested)", show(.a), show(.b))]
     Conflict {
@@ -261,7 +275,9 @@ impl PatchError {
             | PatchError::TagMismatch { at, .. }
             | PatchError::BadPath { at, .. }
             | PatchError::TooDeep { at, .. } => at,
-            PatchError::Conflict { .. } | PatchError::MixedAccessors { .. } => return,
+            PatchError::Conflict { .. }
+            | PatchError::MixedAccessors { .. }
+            | PatchError::KeyedPath { .. } => return,
         };
         let mut segs = Vec::with_capacity(at.len() + 1);
         segs.push(seg);

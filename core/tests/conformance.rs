@@ -93,9 +93,15 @@ fn run_case(kind: &str, case: &Node) -> Result<(), String> {
             }
         }
         "match" => {
+            let got = patch::matches(field(case, "doc"), required(case, "pattern")?);
+            if bool_field(case, "error") {
+                return match got {
+                    Err(_) => Ok(()),
+                    Ok(m) => Err(format!("want an error, got {m}")),
+                };
+            }
             let want = bool_field(case, "want");
-            let got = patch::matches(field(case, "doc"), required(case, "pattern")?)
-                .map_err(|e| format!("unexpected error: {e}"))?;
+            let got = got.map_err(|e| format!("unexpected error: {e}"))?;
             if got == want {
                 Ok(())
             } else {

@@ -239,20 +239,22 @@ fn arraydiff_walk() {
 
 #[test]
 fn strdiff_lines_and_errors() {
+    // Issue 18: a line is its text without the `\n` (go-tony's unit), so
+    // `!delete two` removes the line `two`; logd used to want "two\n".
     let doc = s("one\ntwo\nthree\n");
     let patch = t(
         "strdiff(true)",
         sparse(vec![
-            (1, t("delete", s("two\n"))),
-            (2, t("insert", s("2\n2b\n"))),
+            (1, t("delete", s("two"))),
+            (2, t("insert", s("2"))),
+            (3, t("insert", s("2b"))),
         ]),
     );
     assert_eq!(ok(doc.clone(), patch), s("one\n2\n2b\nthree\n"));
-    let rep = t(
-        "strdiff(true)",
-        sparse(vec![(0, replace(s("one\ntwo\n"), s("1\n")))]),
-    );
-    assert_eq!(ok(doc.clone(), rep), s("1\nthree\n"));
+    let rep = t("strdiff(true)", sparse(vec![(0, replace(s("one"), s("1")))]));
+    assert_eq!(ok(doc.clone(), rep), s("1\ntwo\nthree\n"));
+    let with_nl = t("strdiff(true)", sparse(vec![(1, t("delete", s("two\n")))]));
+    assert!(apply(Some(&doc), &with_nl).is_err());
     // Characters are Unicode scalar values.
     let uni = t("strdiff", sparse(vec![(1, replace(s("é"), s("e")))]));
     assert_eq!(ok(s("héllo"), uni), s("hello"));
@@ -563,9 +565,22 @@ fn match_ops_edge_cases() {
         matches(Some(&doc), &obj(vec![("s", t("field", s("s")))])),
         Ok(true)
     );
-    assert_eq!(matches(Some(&doc), &t("tag", s(""))), Ok(true));
+    // Issue 18: `!tag p` matches `p` against `{name, args}` (go-tony), not
+    // against the tag text.
     assert_eq!(
-        matches(Some(&t("key(id)", i(1))), &t("tag.glob", s("key(*)"))),
+        matches(Some(&doc), &t("tag", obj(vec![("name", s(""))]))),
+        Ok(true)
+    );
+    assert_eq!(matches(Some(&doc), &t("tag", s(""))), Ok(false));
+    let keyed = t("key(id)", i(1));
+    assert_eq!(
+        matches(
+            Some(&keyed),
+            &t(
+                "tag",
+                obj(vec![("name", t("glob", s("k*"))), ("args", j(json!(["id"])))])
+            )
+        ),
         Ok(true)
     );
     assert_eq!(

@@ -167,7 +167,10 @@ impl Parser<'_> {
         // The older `$`-rooted syntax: refused rather than read as a field
         // named `$` (a field of that name is written quoted, `"$"`).
         if self.text.starts_with('$')
-            && matches!(self.text[1..].chars().next(), None | Some('.' | '[' | '{' | '('))
+            && matches!(
+                self.text[1..].chars().next(),
+                None | Some('.' | '[' | '{' | '(')
+            )
         {
             return Err(self.err(
                 0,
@@ -224,7 +227,10 @@ impl Parser<'_> {
                     .char_indices()
                     .find(|&(_, c)| !lexical::is_literal_char(c) || c == '(')
                 {
-                    return Err(self.err(start + i, format!("{c:?} is not allowed in an unquoted key")));
+                    return Err(self.err(
+                        start + i,
+                        format!("{c:?} is not allowed in an unquoted key"),
+                    ));
                 }
                 self.pos = start + len + 1;
                 Ok(Segment::Key(key.to_owned()))
@@ -451,9 +457,9 @@ mod tests {
         let sorted: Vec<KPath> = [
             "", "a", "a.b", "a[0]", "a[2]", "a[10]", "a{0}", "a(a)", "a(b)", "a(b).c", "b",
         ]
-            .iter()
-            .map(|s| p(s))
-            .collect();
+        .iter()
+        .map(|s| p(s))
+        .collect();
         let mut shuffled = sorted.clone();
         shuffled.reverse();
         shuffled.sort();

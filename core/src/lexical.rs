@@ -218,7 +218,9 @@ pub fn read_quoted(input: &str, start: usize) -> Result<(String, usize), QuoteEr
                     // blanks are dropped.
                     '\n' | '\r' if q == '"' => {
                         let rest = &input[at + 1..];
-                        let skip = rest.strip_prefix("\r\n").or_else(|| rest.strip_prefix('\n'));
+                        let skip = rest
+                            .strip_prefix("\r\n")
+                            .or_else(|| rest.strip_prefix('\n'));
                         let Some(after) = skip.filter(|_| e == '\n' || rest.starts_with("\r\n"))
                         else {
                             return Err(QuoteError {

@@ -134,7 +134,14 @@ fn run_case(kind: &str, case: &Node) -> Result<(), String> {
                     _ => return Err("a part should be [path, data]".into()),
                 }
             }
-            let got = patch::merge(&parts);
+            let got = match field(case, "doc") {
+                // Against a document: keyed paths allowed (`merge_in`).
+                Some(doc) => {
+                    let refs: Vec<(&KPath, &Node)> = parts.iter().map(|(p, d)| (p, d)).collect();
+                    patch::merge_in(Some(doc), &refs)
+                }
+                None => patch::merge(&parts),
+            };
             if bool_field(case, "error") {
                 return match got {
                     Err(_) => Ok(()),

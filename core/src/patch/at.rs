@@ -38,7 +38,12 @@ fn keyed_error(segs: &[Segment], depth: usize, reason: impl Into<String>) -> Pat
     }
 }
 
-fn mount(doc: Option<&Node>, segs: &[Segment], depth: usize, data: &Node) -> Result<Node, PatchError> {
+fn mount(
+    doc: Option<&Node>,
+    segs: &[Segment],
+    depth: usize,
+    data: &Node,
+) -> Result<Node, PatchError> {
     let Some(seg) = segs.get(depth) else {
         return Ok(data.clone());
     };
@@ -58,7 +63,11 @@ fn mount(doc: Option<&Node>, segs: &[Segment], depth: usize, data: &Node) -> Res
         },
         Segment::Key(k) => {
             let Some(list) = doc else {
-                return Err(keyed_error(segs, depth, "there is no keyed list here (absent)"));
+                return Err(keyed_error(
+                    segs,
+                    depth,
+                    "there is no keyed list here (absent)",
+                ));
             };
             let Some(field) = list.key_field() else {
                 return Err(keyed_error(
@@ -67,49 +76,60 @@ fn mount(doc: Option<&Node>, segs: &[Segment], depth: usize, data: &Node) -> Res
                     "the node here is not a keyed list (an array tagged !key(field))",
                 ));
             };
-            let Some(elem) = list
-                .keyed_position(k)
-                .and_then(|i| match &list.value {
-                    Value::Array(items) => items.get(i),
-                    _ => None,
-                })
-            else {
-                return Err(keyed_error(segs, depth, format!("no element has {field} = {k:?}")));
+            let Some(elem) = list.keyed_position(k).and_then(|i| match &list.value {
+                Value::Array(items) => items.get(i),
+                _ => None,
+            }) else {
+                return Err(keyed_error(
+                    segs,
+                    depth,
+                    format!("no element has {field} = {k:?}"),
+                ));
             };
             let Some(key_value) = elem.field(field) else {
                 return Err(keyed_error(segs, depth, "the element has no key field"));
             };
-            let mut item = mount(Some(elem), segs, depth + 1, data)?;
-            match &mut item.value {
-                Value::Object(kv) => {
-                    match kv.iter().find(|(k, _)| matches!(k, Key::Field(f) if f == field)) {
-                        Some((_, v)) if v.value != key_value.value => {
-                            return Err(keyed_error(
-                                segs,
-                                depth,
-                                format!("the data would change the key field {field}"),
-                            ));
-                        }
-                        Some(_) => {}
-                        None => kv.insert(0, (Key::Field(field.to_owned()), key_value.clone())),
-                    }
-                }
-                // `!delete` (the whole element): the key names the victim.
-                Value::Null if item.tag.as_ref().is_some_and(|t| t.split_first().0.name == "delete") => {
-                    item.value = Value::Object(vec![(Key::Field(field.to_owned()), key_value.clone())]);
-                }
-                _ => {
-                    return Err(keyed_error(
-                        segs,
-                        depth,
-                        "the data for a keyed list element must be an object patch or !delete",
-                    ));
-                }
-            }
+            let item = mount(Some(elem), segs, depth + 1, data)?;
+            let item =
+                keyed_item(item, field, key_value).map_err(|r| keyed_error(segs, depth, r))?;
             Node {
                 tag: Some(Tag::new(format!("key({field})"))),
                 value: Value::Array(vec![item]),
             }
         }
     })
+}
+
+/// The item of a `!key(field)` patch that applies `item` to the element
+/// whose key is `key_value`: an object patch gets the key field (it may not
+/// change it), a `!delete` gets `{field: key}` to name its victim; anything
+/// else is refused (the reason is returned).
+pub(crate) fn keyed_item(mut item: Node, field: &str, key_value: &Node) -> Result<Node, String> {
+    match &mut item.value {
+        Value::Object(kv) => match kv
+            .iter()
+            .find(|(k, _)| matches!(k, Key::Field(f) if f == field))
+        {
+            Some((_, v)) if v.value != key_value.value => {
+                return Err(format!("the data would change the key field {field}"));
+            }
+            Some(_) => {}
+            None => kv.insert(0, (Key::Field(field.to_owned()), key_value.clone())),
+        },
+        // `!delete` (the whole element): the key names the victim.
+        Value::Null
+            if item
+                .tag
+                .as_ref()
+                .is_some_and(|t| t.split_first().0.name == "delete") =>
+        {
+            item.value = Value::Object(vec![(Key::Field(field.to_owned()), key_value.clone())]);
+        }
+        _ => {
+            return Err(
+                "the data for a keyed list element must be an object patch or !delete".into(),
+            );
+        }
+    }
+    Ok(item)
 }

@@ -135,7 +135,7 @@ pub use apply::{apply, apply_owned};
 pub use at::{apply_at, patch_at};
 pub use glob::glob_match;
 pub use matches::matches;
-pub use merge::{merge, merge_refs};
+pub use merge::{merge, merge_in, merge_refs};
 pub use trim::trim;
 
 use crate::kpath::{KPath, KPathError, Segment};

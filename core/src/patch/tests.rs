@@ -251,7 +251,10 @@ fn strdiff_lines_and_errors() {
         ]),
     );
     assert_eq!(ok(doc.clone(), patch), s("one\n2\n2b\nthree\n"));
-    let rep = t("strdiff(true)", sparse(vec![(0, replace(s("one"), s("1")))]));
+    let rep = t(
+        "strdiff(true)",
+        sparse(vec![(0, replace(s("one"), s("1")))]),
+    );
     assert_eq!(ok(doc.clone(), rep), s("1\ntwo\nthree\n"));
     let with_nl = t("strdiff(true)", sparse(vec![(1, t("delete", s("two\n")))]));
     assert!(apply(Some(&doc), &with_nl).is_err());
@@ -578,7 +581,10 @@ fn match_ops_edge_cases() {
             Some(&keyed),
             &t(
                 "tag",
-                obj(vec![("name", t("glob", s("k*"))), ("args", j(json!(["id"])))])
+                obj(vec![
+                    ("name", t("glob", s("k*"))),
+                    ("args", j(json!(["id"])))
+                ])
             )
         ),
         Ok(true)
@@ -741,4 +747,38 @@ fn too_deep_patches_and_patterns_stop_with_an_error() {
     // Dropping 10,000 levels recursively is `Node`'s business; keep the test
     // independent of it.
     std::mem::forget(deep);
+}
+
+/// Issue 18: a participant at `users(jane).email` changes that element of the
+/// keyed list, and merging participants at keyed paths against the document
+/// gives the same result as applying them one by one.
+#[test]
+fn keyed_paths_patch_by_identity() {
+    let doc: Node = "{users: !key(name) [{name: bob, email: b}, {name: jane, email: j}], n: 0}"
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let p = |s: &str| KPath::parse(s).unwrap_or_else(|e| panic!("{e}"));
+    let parts = vec![
+        (p("users(jane).email"), s("J")),
+        (p("users(bob)"), obj(vec![("age", i(3))])),
+        (p("n"), i(1)),
+    ];
+    let mut one_by_one = Some(doc.clone());
+    for (path, data) in &parts {
+        one_by_one = apply_at(one_by_one.as_ref(), path, data).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let refs: Vec<(&KPath, &Node)> = parts.iter().map(|(a, b)| (a, b)).collect();
+    let merged = merge_in(Some(&doc), &refs).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(apply(Some(&doc), &merged), Ok(one_by_one.clone()));
+    let want: Node =
+        "{users: !key(name) [{name: bob, email: b, age: 3}, {name: jane, email: J}], n: 1}"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(one_by_one, Some(want));
+    assert_eq!(
+        doc.resolve_path(&p("users(jane).email")),
+        Ok(p("users[1].email"))
+    );
+    assert_eq!(doc.resolve_path(&p("users(zed).email")), Err(1));
+    assert!(matches!(merge(&parts), Err(PatchError::KeyedPath { .. })));
 }

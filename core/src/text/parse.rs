@@ -806,7 +806,9 @@ impl<'a> Parser<'a> {
     fn dash_literal(&self, start: usize) -> bool {
         self.peek_at(start) == Some(b'-')
             && self.src[start + 1..].chars().next().is_some_and(|c| {
-                lexical::is_literal_char(c) && !c.is_ascii_digit() && !matches!(c, ':' | ']' | '}' | ')')
+                lexical::is_literal_char(c)
+                    && !c.is_ascii_digit()
+                    && !matches!(c, ':' | ']' | '}' | ')')
             })
     }
 

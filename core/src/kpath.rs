@@ -205,7 +205,7 @@ impl Parser<'_> {
             Some('"' | '\'') => {
                 let (s, end) = lexical::read_quoted(self.text, start)
                     .map_err(|e| self.err(e.offset, e.message))?;
-                if self.text[end..].chars().next() != Some(')') {
+                if !self.text[end..].starts_with(')') {
                     return Err(self.err(end, "expected ')' after a quoted key"));
                 }
                 self.pos = end + 1;

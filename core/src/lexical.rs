@@ -190,10 +190,10 @@ pub fn read_quoted(input: &str, start: usize) -> Result<(String, usize), QuoteEr
     // Fast path: no escape before the closing quote, one copy.
     let body = &bytes[start + 1..];
     let stop = body.iter().position(|&b| b == q as u8 || b == b'\\');
-    if let Some(i) = stop {
-        if body[i] == q as u8 {
-            return Ok((input[start + 1..start + 1 + i].to_owned(), start + 2 + i));
-        }
+    if let Some(i) = stop
+        && body[i] == q as u8
+    {
+        return Ok((input[start + 1..start + 1 + i].to_owned(), start + 2 + i));
     }
     let base = start + 1 + stop.unwrap_or(body.len());
     let mut out = String::with_capacity(base - start + 16);

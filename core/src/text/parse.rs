@@ -281,10 +281,10 @@ impl<'a> Parser<'a> {
                     }
                 },
                 Some(c) => {
-                    if let Some(t) = tab {
-                        if !matches!(c, b'{' | b'[') {
-                            return fail(t, "tab in indentation");
-                        }
+                    if let Some(t) = tab
+                        && !matches!(c, b'{' | b'[')
+                    {
+                        return fail(t, "tab in indentation");
                     }
                     if p == ls && self.b[p..].starts_with(b"---") {
                         let after = self.peek_at(p + 3);

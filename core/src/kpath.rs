@@ -348,10 +348,70 @@ impl Serialize for KPath {
     }
 }
 
+/// A path as stored (log records): [`KPath::parse`], except that a path
+/// holding a keyed segment or starting with `$` is read with the grammar of
+/// the paths stored before keyed segments existed, whose printer wrote a
+/// field holding `(`/`)` or named `$` unquoted (`f(x)`, `$.a`): there it is
+/// the field `f(x)` and the field `$`. Stored paths never hold keyed
+/// segments (a merge refuses them), so nothing stored is misread; storing
+/// keyed paths needs a log format version of its own.
+fn parse_stored(text: &str) -> Result<KPath, KPathError> {
+    let parsed = KPath::parse(text);
+    let legacy = match &parsed {
+        Ok(p) => p.segs.iter().any(|s| matches!(s, Segment::Key(_))),
+        Err(_) => text.starts_with('$') || text.contains(['(', ')']),
+    };
+    if !legacy {
+        return parsed;
+    }
+    let mut segs = Vec::new();
+    let mut p = Parser { text, pos: 0 };
+    if !matches!(p.peek(), Some('[' | '{')) {
+        segs.push(p.legacy_field()?);
+    }
+    while let Some(c) = p.peek() {
+        match c {
+            '.' => {
+                p.pos += 1;
+                segs.push(p.legacy_field()?);
+            }
+            '[' => segs.push(Segment::Index(p.index('[', ']')?)),
+            '{' => segs.push(Segment::Sparse(p.index('{', '}')?)),
+            _ => return Err(p.err(p.pos, format!("unexpected {c:?}"))),
+        }
+    }
+    Ok(KPath { segs })
+}
+
+impl Parser<'_> {
+    /// A field of the pre-keyed grammar: quoted, or unquoted up to `.`, `[`
+    /// or `{`, parentheses included.
+    fn legacy_field(&mut self) -> Result<Segment, KPathError> {
+        if matches!(self.peek(), Some('"' | '\'')) {
+            return self.field();
+        }
+        let start = self.pos;
+        let rest = &self.text[start..];
+        let len = rest.find(['.', '[', '{']).unwrap_or(rest.len());
+        let name = &rest[..len];
+        if name.is_empty() || name == "*" {
+            return Err(self.err(start, "expected a field name"));
+        }
+        if let Some((i, c)) = name
+            .char_indices()
+            .find(|&(_, c)| !lexical::is_literal_char(c) || matches!(c, ']' | '}'))
+        {
+            return Err(self.err(start + i, format!("{c:?} is not allowed in a field")));
+        }
+        self.pos += len;
+        Ok(Segment::Field(name.to_owned()))
+    }
+}
+
 impl<'de> Deserialize<'de> for KPath {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<KPath, D::Error> {
         let s = String::deserialize(d)?;
-        KPath::parse(&s).map_err(serde::de::Error::custom)
+        parse_stored(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -384,6 +444,40 @@ mod tests {
         assert_eq!(p("a.$").to_string(), "a.\"$\"");
         assert_eq!(p("$a").to_string(), "$a");
         assert_eq!(p("\"f(x)\"").segments(), &[Segment::Field("f(x)".into())]);
+    }
+
+    /// Log records written before keyed segments printed `f(x)` and `$`
+    /// fields unquoted; they still read as those fields.
+    #[test]
+    fn stored_paths_keep_the_old_grammar() {
+        for (text, want) in [
+            (
+                "f(x).a",
+                vec![Segment::Field("f(x)".into()), Segment::Field("a".into())],
+            ),
+            (
+                "$.a[1]",
+                vec![
+                    Segment::Field("$".into()),
+                    Segment::Field("a".into()),
+                    Segment::Index(1),
+                ],
+            ),
+            ("a)b", vec![Segment::Field("a)b".into())]),
+            (
+                "a.b",
+                vec![Segment::Field("a".into()), Segment::Field("b".into())],
+            ),
+        ] {
+            assert_eq!(parse_stored(text), Ok(KPath::from_segments(want)), "{text}");
+        }
+        // What the printer writes now reads back the same through both.
+        let p = KPath::from_segments(vec![
+            Segment::Field("f(x)".into()),
+            Segment::Field("$".into()),
+        ]);
+        assert_eq!(parse_stored(&p.to_string()), Ok(p));
+        assert!(parse_stored("a..b").is_err());
     }
 
     /// Issue 18: `users(jane)` was read as one field named "users(jane)",

@@ -627,10 +627,10 @@ impl PathIndex {
             let own = node.ends.last().copied().filter(|&c| c >= cut).unwrap_or(0);
             let below = last[id].max(own);
             last[id] = below;
-            if node.parent != NO_PARENT {
-                if let Some(p) = last.get_mut(node.parent as usize) {
-                    *p = (*p).max(below);
-                }
+            if node.parent != NO_PARENT
+                && let Some(p) = last.get_mut(node.parent as usize)
+            {
+                *p = (*p).max(below);
             }
         }
         let mut new_id = vec![NO_PARENT; n];

@@ -184,15 +184,15 @@ pub fn plan_compaction(
         .map(|(s, _)| s.0)
         .collect();
     let mut drop_segments = Vec::new();
-    if anchor.is_some() {
-        if let Some(&h) = kept.first() {
-            let sealed = segments.len().saturating_sub(1);
-            for &(first, last) in &segments[..sealed] {
-                if last <= h && last >= first {
-                    drop_segments.push((first, last));
-                } else {
-                    break;
-                }
+    if anchor.is_some()
+        && let Some(&h) = kept.first()
+    {
+        let sealed = segments.len().saturating_sub(1);
+        for &(first, last) in &segments[..sealed] {
+            if last <= h && last >= first {
+                drop_segments.push((first, last));
+            } else {
+                break;
             }
         }
     }

@@ -389,19 +389,19 @@ pub fn scan_decoding_after(bytes: &[u8], after: u64) -> Result<Scan, WalError> {
             break TailStatus::Clean;
         }
         let commit = first_commit.saturating_add(skipped.len() as u64);
-        if records.is_empty() && commit <= after {
-            if let Ok(body) = frame_body(&bytes[pos..], pos as u64) {
-                if body.first() == Some(&KIND_ENTRY) {
-                    let n = FRAME_HEADER_LEN + body.len();
-                    skipped.push(Location {
-                        segment: first_commit,
-                        offset: pos as u64,
-                        len: n as u32,
-                    });
-                    pos += n;
-                    continue;
-                }
-            }
+        if records.is_empty()
+            && commit <= after
+            && let Ok(body) = frame_body(&bytes[pos..], pos as u64)
+            && body.first() == Some(&KIND_ENTRY)
+        {
+            let n = FRAME_HEADER_LEN + body.len();
+            skipped.push(Location {
+                segment: first_commit,
+                offset: pos as u64,
+                len: n as u32,
+            });
+            pos += n;
+            continue;
         }
         match decode_frame(&bytes[pos..], pos as u64) {
             Ok((entry, n)) => {
@@ -448,12 +448,12 @@ fn find_good_frame(bytes: &[u8], from: usize) -> Option<u64> {
         let fits = len != 0
             && len <= MAX_FRAME_LEN
             && (len as usize) <= bytes.len() - pos - FRAME_HEADER_LEN;
-        if fits && bytes[pos + FRAME_HEADER_LEN] == KIND_ENTRY {
-            if let Ok(body) = frame_body(&bytes[pos..], pos as u64) {
-                if decode_body(body, pos as u64).is_ok() {
-                    return Some(pos as u64);
-                }
-            }
+        if fits
+            && bytes[pos + FRAME_HEADER_LEN] == KIND_ENTRY
+            && let Ok(body) = frame_body(&bytes[pos..], pos as u64)
+            && decode_body(body, pos as u64).is_ok()
+        {
+            return Some(pos as u64);
         }
         pos += 1;
     }

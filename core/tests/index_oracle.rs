@@ -121,10 +121,10 @@ fn patch_for(rng: &mut Rng, doc: Option<&Node>, depth: u32) -> Node {
     if kind_roll < 14 || depth == 0 {
         return value(rng, depth.min(2));
     }
-    if kind_roll < 18 {
-        if let Some(d) = doc {
-            return replace(d.clone(), value(rng, 1));
-        }
+    if kind_roll < 18
+        && let Some(d) = doc
+    {
+        return replace(d.clone(), value(rng, 1));
     }
     match doc.map(|d| &d.value) {
         Some(Value::Array(items)) => {
@@ -452,10 +452,10 @@ proptest! {
             if rng.chance(25) {
                 // Repeat a key: `{k: p1, k: p2}` at the top.
                 let second = root_patch(&mut rng, cur.as_ref());
-                if let (Value::Object(a), Value::Object(b)) = (&mut p.value, &second.value) {
-                    if let (Some((k, _)), Some((_, v))) = (a.first().cloned(), b.first()) {
-                        a.push((k, v.clone()));
-                    }
+                if let (Value::Object(a), Value::Object(b)) = (&mut p.value, &second.value)
+                    && let (Some((k, _)), Some((_, v))) = (a.first().cloned(), b.first())
+                {
+                    a.push((k, v.clone()));
                 }
             }
             let want = patch::apply(cur.as_ref(), &p);
@@ -490,10 +490,11 @@ fn generator_covers_the_interesting_shapes() {
         }
         let last = h.records.len() as u64;
         for p in &h.paths {
-            if let Ok(plan) = idx.plan(p, 0, last) {
-                if !plan.root.is_root() && plan.root.len() >= 2 {
-                    deep_reads += 1;
-                }
+            if let Ok(plan) = idx.plan(p, 0, last)
+                && !plan.root.is_root()
+                && plan.root.len() >= 2
+            {
+                deep_reads += 1;
             }
         }
         for r in &h.records {

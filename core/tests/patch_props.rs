@@ -194,14 +194,14 @@ fn dedup_keys(mut n: Node) -> Node {
 /// driven by `bits`.
 fn weaken(d: &Node, bits: &mut impl Iterator<Item = u8>) -> Node {
     let b = bits.next().unwrap_or(0);
-    if b % 8 == 0 {
+    if b.is_multiple_of(8) {
         return Node::null();
     }
     match &d.value {
         Value::Object(kv) => {
             let mut kept = Vec::new();
             for (k, v) in kv {
-                if bits.next().unwrap_or(0) % 2 == 0 {
+                if bits.next().unwrap_or(0).is_multiple_of(2) {
                     kept.push((k.clone(), weaken(v, bits)));
                 }
             }

@@ -665,7 +665,7 @@ mod tests {
             match op {
                 Op::Insert(paths, len) => {
                     let commit = idx.next_commit().unwrap_or(1);
-                    if commit % 7 == 0 {
+                    if commit.is_multiple_of(7) {
                         seg = commit;
                         offset = 24;
                     }

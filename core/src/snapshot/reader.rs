@@ -263,12 +263,12 @@ impl<'a> Scan<'a> {
                     self.count, self.meta.entries
                 )));
             }
-            if let Some(next) = self.next_fence {
-                if self.path.as_slice() >= next.segments() {
-                    return Err(self
-                        .c
-                        .corrupt("block's last path is not below the next fence"));
-                }
+            if let Some(next) = self.next_fence
+                && self.path.as_slice() >= next.segments()
+            {
+                return Err(self
+                    .c
+                    .corrupt("block's last path is not below the next fence"));
             }
             return Ok(None);
         }
@@ -280,7 +280,8 @@ impl<'a> Scan<'a> {
             ));
         }
         let i = self.count as usize;
-        if i % RESTART_INTERVAL == 0 && self.restart(i / RESTART_INTERVAL) != self.c.pos() {
+        if i.is_multiple_of(RESTART_INTERVAL) && self.restart(i / RESTART_INTERVAL) != self.c.pos()
+        {
             return Err(SnapshotError::corrupt(
                 at,
                 "restart table does not point at this entry",

@@ -98,13 +98,13 @@ impl<W: Write> SnapshotWriter<W> {
     /// else is [`SnapshotError::InvalidEntry`]. A leaf nested deeper than
     /// [`LEAF_MAX_DEPTH`] is [`SnapshotError::TooLarge`].
     pub fn push(&mut self, path: &KPath, body: &EntryBody) -> Result<(), SnapshotError> {
-        if let EntryBody::Leaf(node) = body {
-            if !depth_within(node, LEAF_MAX_DEPTH) {
-                return Err(SnapshotError::TooLarge {
-                    path: path.to_string(),
-                    reason: format!("a leaf nested deeper than {LEAF_MAX_DEPTH} levels"),
-                });
-            }
+        if let EntryBody::Leaf(node) = body
+            && !depth_within(node, LEAF_MAX_DEPTH)
+        {
+            return Err(SnapshotError::TooLarge {
+                path: path.to_string(),
+                reason: format!("a leaf nested deeper than {LEAF_MAX_DEPTH} levels"),
+            });
         }
         self.push_ref(path, body.as_ref())
     }
@@ -214,7 +214,7 @@ impl<W: Write> SnapshotWriter<W> {
         if self.block_first.is_none() {
             self.block_first = Some(path.clone());
         }
-        if self.block_entries as usize % RESTART_INTERVAL == 0 {
+        if (self.block_entries as usize).is_multiple_of(RESTART_INTERVAL) {
             let at = u32::try_from(self.block.len()).map_err(|_| SnapshotError::TooLarge {
                 path: path.to_string(),
                 reason: "a block over 4 GiB".into(),

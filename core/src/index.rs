@@ -213,6 +213,13 @@ pub fn affects(end: &KPath, path: &KPath) -> bool {
 /// Errors of the path index.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum IndexError {
+    /// A path holding a keyed segment `(k)`: the index holds positional
+    /// paths only (resolve keyed paths with `Node::resolve_path` first).
+    #[error("path {path} has a keyed segment: the index holds positional paths only")]
+    KeyedPath {
+        /// The path.
+        path: KPath,
+    },
     /// Commits must be indexed in order, without gaps.
     #[error("commit {commit} indexed out of order: expected commit {expected}")]
     OutOfOrder {
@@ -712,6 +719,9 @@ impl PathIndex {
             Segment::Field(f) => Seg::Field(*self.name_ids.get(f.as_str())?),
             Segment::Index(i) => Seg::Index(*i),
             Segment::Sparse(i) => Seg::Sparse(*i),
+            // Stored paths are positional; a keyed path is resolved against
+            // the document (`Node::resolve_path`) before it reaches the index.
+            Segment::Key(_) => return None,
         })
     }
 
@@ -761,6 +771,9 @@ impl PathIndex {
                 Segment::Field(f) => Seg::Field(self.intern_name(f)?),
                 Segment::Index(i) => Seg::Index(*i),
                 Segment::Sparse(i) => Seg::Sparse(*i),
+                Segment::Key(_) => {
+                    return Err(IndexError::KeyedPath { path: path.clone() });
+                }
             };
             node = self.add_child(node, seg)?;
         }

@@ -9,7 +9,7 @@
 /// ASCII punctuation a literal may contain (besides letters and digits);
 /// [`is_literal_char`] spells it out as a `match` for speed.
 #[cfg(test)]
-const LITERAL_PUNCT: &str = "()[]{}$~@:/._+-\\*%!=";
+const LITERAL_PUNCT: &str = "()[]{}$~@:/._+-\\*%!=^<>|`";
 
 /// Whether `c` may appear inside a literal.
 pub fn is_literal_char(c: char) -> bool {
@@ -37,6 +37,13 @@ pub fn is_literal_char(c: char) -> bool {
                     | '%'
                     | '!'
                     | '='
+                    // The ASCII symbols (Unicode category S) go-tony's
+                    // literals admit besides the list above.
+                    | '^'
+                    | '<'
+                    | '>'
+                    | '|'
+                    | '`'
             )
     } else {
         !c.is_whitespace() && !c.is_control()
@@ -44,9 +51,12 @@ pub fn is_literal_char(c: char) -> bool {
 }
 
 /// Whether `c` may start a literal. A byte-order mark (U+FEFF) may not: the
-/// text parser skips one at the start of its input.
+/// text parser skips one at the start of its input. Nor may `<` (the `<<`
+/// key), `|` (a block literal) or `>` (refused by go-tony), nor `)`, which
+/// closes nothing. (The parser also reads `-x` as a literal, as go-tony does;
+/// the printer quotes it.)
 pub fn is_literal_start(c: char) -> bool {
-    is_literal_char(c) && !c.is_ascii_digit() && !"[]{}:-!\u{feff}".contains(c)
+    is_literal_char(c) && !c.is_ascii_digit() && !"[]{}):-!<>|\u{feff}".contains(c)
 }
 
 /// Whether `s` would be read as a number by the text parser (so it must be
@@ -97,9 +107,13 @@ pub fn can_be_literal(s: &str) -> bool {
         && brackets_balanced(s)
 }
 
-/// Whether a kpath field can be printed unquoted.
+/// Whether a kpath field (or `(key)`) can be printed unquoted: a literal
+/// without `. [ ] { } ( )`, not starting with `*` and not `$`.
 pub fn can_be_path_field(s: &str) -> bool {
-    can_be_literal(s) && !s.contains(['.', '[', ']', '{', '}'])
+    can_be_literal(s)
+        && !s.contains(['.', '[', ']', '{', '}', '(', ')'])
+        && !s.starts_with('*')
+        && s != "$"
 }
 
 /// Appends `s` quoted: with `'` when that needs fewer escapes than `"`, else
@@ -185,8 +199,10 @@ pub fn read_quoted(input: &str, start: usize) -> Result<(String, usize), QuoteEr
     let mut out = String::with_capacity(base - start + 16);
     out.push_str(&input[start + 1..base]);
     let mut iter = input[base..].char_indices();
+    // Where `iter` started (it restarts after a line continuation).
+    let mut base_shift = base;
     while let Some((i, c)) = iter.next() {
-        let at = base + i;
+        let at = base_shift + i;
         match c {
             c if c == q => return Ok((out, at + 1)),
             '\\' => {
@@ -197,6 +213,27 @@ pub fn read_quoted(input: &str, start: usize) -> Result<(String, usize), QuoteEr
                     });
                 };
                 match e {
+                    // A line continuation (double quotes only): the
+                    // backslash, the line break and the next line's leading
+                    // blanks are dropped.
+                    '\n' | '\r' if q == '"' => {
+                        let rest = &input[at + 1..];
+                        let skip = rest
+                            .strip_prefix("\r\n")
+                            .or_else(|| rest.strip_prefix('\n'));
+                        let Some(after) = skip.filter(|_| e == '\n' || rest.starts_with("\r\n"))
+                        else {
+                            return Err(QuoteError {
+                                offset: at,
+                                message: "unknown escape",
+                            });
+                        };
+                        let blanks = after.len() - after.trim_start_matches([' ', '\t']).len();
+                        let resume = input.len() - after.len() + blanks;
+                        iter = input[resume..].char_indices();
+                        base_shift = resume;
+                        continue;
+                    }
                     '"' if q == '"' => out.push('"'),
                     '\'' if q == '\'' => out.push('\''),
                     '\\' => out.push('\\'),

@@ -401,11 +401,62 @@ impl Node {
             (Segment::Field(f), Value::Object(_)) => self.field(f),
             (Segment::Index(i), Value::Array(items)) => items.get(*i as usize),
             (Segment::Sparse(i), Value::Object(_)) => self.get(&Key::Index(*i)),
+            (Segment::Key(k), Value::Array(items)) => {
+                self.keyed_position(k).and_then(|i| items.get(i))
+            }
             _ => None,
         }
     }
 
-    /// The node at `path` below this one (`self` for the root path).
+    /// The field a keyed list is keyed by: `id` when this node is tagged
+    /// `!key(id)` (the first part of its tag chain).
+    pub fn key_field(&self) -> Option<&str> {
+        let (head, _) = self.tag.as_ref()?.split_first();
+        match (head.name, head.args.as_slice()) {
+            ("key", [f]) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// The position of the element a `(k)` path segment selects: this node
+    /// is an array tagged `!key(field)` and the element is the first object
+    /// whose `field` reads as `k` (a string as itself; an integer, boolean,
+    /// float or `null` as its printed text, so `(1)` selects `id: 1` and
+    /// `id: "1"` alike).
+    pub fn keyed_position(&self, k: &str) -> Option<usize> {
+        let field = self.key_field()?;
+        let Value::Array(items) = &self.value else {
+            return None;
+        };
+        items
+            .iter()
+            .position(|it| it.field(field).is_some_and(|v| key_text_is(&v.value, k)))
+    }
+
+    /// `path` with every keyed segment `(k)` replaced by the position `[i]`
+    /// of the element it names in this document; other segments are kept
+    /// (they may name nodes that do not exist yet). `Err(depth)` names the
+    /// first keyed segment that names no element.
+    pub fn resolve_path(&self, path: &KPath) -> Result<KPath, usize> {
+        let mut out = Vec::with_capacity(path.len());
+        let mut cur = Some(self);
+        for (depth, seg) in path.segments().iter().enumerate() {
+            match seg {
+                Segment::Key(k) => {
+                    let i = cur.and_then(|n| n.keyed_position(k)).ok_or(depth)?;
+                    let i = u32::try_from(i).map_err(|_| depth)?;
+                    out.push(Segment::Index(i));
+                }
+                other => out.push(other.clone()),
+            }
+            cur = cur.and_then(|n| n.child(seg));
+        }
+        Ok(KPath::from_segments(out))
+    }
+
+    /// The node at `path` below this one (`self` for the root path). A
+    /// `(k)` segment selects an element of a keyed list (see
+    /// [`Node::keyed_position`]); on any other node it finds nothing.
     pub fn get_path(&self, path: &KPath) -> Option<&Node> {
         let mut cur = self;
         for seg in path.segments() {
@@ -892,6 +943,18 @@ impl<'de> Deserialize<'de> for Node {
         };
         let NodeDe { tag, value } = NodeDe::deserialize(deserializer)?;
         Ok(Node { tag, value })
+    }
+}
+
+/// Whether the scalar `v` reads as the key text `k` of a `(k)` path segment.
+fn key_text_is(v: &Value, k: &str) -> bool {
+    match v {
+        Value::String(s) => s == k,
+        Value::Int(i) => k.parse::<i64>().is_ok_and(|j| j == *i) && !k.starts_with('+'),
+        Value::Bool(b) => k == if *b { "true" } else { "false" },
+        Value::Null => k == "null",
+        Value::Float(_) => Node::new(v.clone()).to_string() == k,
+        Value::Array(_) | Value::Object(_) => false,
     }
 }
 

@@ -140,6 +140,9 @@ fn collect<'a>(
         // An `!arraydiff` needs an array, which has no `.f` or `{i}` child
         // before or after it.
         (Shape::InPlaceArrayDiff(_), Segment::Field(_) | Segment::Sparse(_)) => Ok(()),
+        // Which element a keyed segment names depends on the document, not
+        // on the patch: the patch decides the node from here on.
+        (Shape::Object(_) | Shape::InPlaceArrayDiff(_), Segment::Key(_)) => Err(depth),
         (Shape::End, _) => Err(depth),
     }
 }

@@ -62,7 +62,17 @@ fn run_case(kind: &str, case: &Node) -> Result<(), String> {
     match kind {
         "patch" => {
             let doc = field(case, "doc");
-            let got = patch::apply(doc, required(case, "patch")?);
+            let got = match field(case, "path") {
+                // A patch at a path (keyed segments resolved against `doc`).
+                Some(p) => {
+                    let Value::String(p) = &p.value else {
+                        return Err("path should be a string".into());
+                    };
+                    let path = KPath::parse(p).map_err(|e| e.to_string())?;
+                    patch::apply_at(doc, &path, required(case, "patch")?)
+                }
+                None => patch::apply(doc, required(case, "patch")?),
+            };
             if bool_field(case, "error") {
                 return match got {
                     Err(_) => Ok(()),
@@ -83,9 +93,15 @@ fn run_case(kind: &str, case: &Node) -> Result<(), String> {
             }
         }
         "match" => {
+            let got = patch::matches(field(case, "doc"), required(case, "pattern")?);
+            if bool_field(case, "error") {
+                return match got {
+                    Err(_) => Ok(()),
+                    Ok(m) => Err(format!("want an error, got {m}")),
+                };
+            }
             let want = bool_field(case, "want");
-            let got = patch::matches(field(case, "doc"), required(case, "pattern")?)
-                .map_err(|e| format!("unexpected error: {e}"))?;
+            let got = got.map_err(|e| format!("unexpected error: {e}"))?;
             if got == want {
                 Ok(())
             } else {
@@ -118,7 +134,14 @@ fn run_case(kind: &str, case: &Node) -> Result<(), String> {
                     _ => return Err("a part should be [path, data]".into()),
                 }
             }
-            let got = patch::merge(&parts);
+            let got = match field(case, "doc") {
+                // Against a document: keyed paths allowed (`merge_in`).
+                Some(doc) => {
+                    let refs: Vec<(&KPath, &Node)> = parts.iter().map(|(p, d)| (p, d)).collect();
+                    patch::merge_in(Some(doc), &refs)
+                }
+                None => patch::merge(&parts),
+            };
             if bool_field(case, "error") {
                 return match got {
                     Err(_) => Ok(()),
@@ -163,6 +186,21 @@ fn run_case(kind: &str, case: &Node) -> Result<(), String> {
                 };
             }
             let parsed = parsed.map_err(|e| format!("unexpected error: {e}"))?;
+            if let Some(doc) = field(case, "doc") {
+                // get_path: the node at the path, or `absent: true`.
+                let got = doc.get_path(&parsed);
+                if bool_field(case, "absent") {
+                    return match got {
+                        None => Ok(()),
+                        Some(n) => Err(format!("want absent, got {n}")),
+                    };
+                }
+                let want = required(case, "get")?;
+                return match got {
+                    Some(n) if same(n, want) => Ok(()),
+                    other => Err(format!("want {want}, got {}", show(other))),
+                };
+            }
             let want = string_field(case, "out")?;
             if parsed.to_string() == want {
                 Ok(())
@@ -172,6 +210,12 @@ fn run_case(kind: &str, case: &Node) -> Result<(), String> {
         }
         "text" => {
             let input = string_field(case, "in")?;
+            if bool_field(case, "error") {
+                return match text::parse(&input) {
+                    Err(_) => Ok(()),
+                    Ok(n) => Err(format!("want an error, parsed {n}")),
+                };
+            }
             let want = string_field(case, "out")?;
             let node = text::parse(&input).map_err(|e| format!("parse error: {e}"))?;
             let printed = node.to_string();

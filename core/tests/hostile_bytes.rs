@@ -63,7 +63,7 @@ proptest! {
     }
 
     #[test]
-    fn path_like_text_never_panics(s in "[a-c0-9.\\[\\]{}\"'\\\\*]{0,200}") {
+    fn path_like_text_never_panics(s in "[a-c0-9.\\[\\]{}()$\"'\\\\*]{0,200}") {
         if let Ok(p) = KPath::parse(&s) {
             // Whatever parses prints back to a path that parses to the same.
             prop_assert_eq!(KPath::parse(&p.to_string()).unwrap(), p);

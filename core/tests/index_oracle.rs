@@ -453,9 +453,10 @@ proptest! {
                 // Repeat a key: `{k: p1, k: p2}` at the top.
                 let second = root_patch(&mut rng, cur.as_ref());
                 if let (Value::Object(a), Value::Object(b)) = (&mut p.value, &second.value)
-                    && let (Some((k, _)), Some((_, v))) = (a.first().cloned(), b.first()) {
-                        a.push((k, v.clone()));
-                    }
+                    && let (Some((k, _)), Some((_, v))) = (a.first().cloned(), b.first())
+                {
+                    a.push((k, v.clone()));
+                }
             }
             let want = patch::apply(cur.as_ref(), &p);
             let mut slot = cur.clone();

@@ -482,10 +482,12 @@ proptest! {
     }
 
     #[test]
-    fn strdiff_lines_follow_the_slot_walk(doc in prop::collection::vec("[a-c]{0,2}\n", 0..8), edits in arb_edits("[x-z]{0,2}\n")) {
-        let (entries, want) = script(&doc, &edits, true);
+    fn strdiff_lines_follow_the_slot_walk(doc in prop::collection::vec("[a-c]{0,2}", 1..8), edits in arb_edits("[x-z]{0,2}")) {
+        // A line is the text between newlines, without its `\n`, and every
+        // op string is one line: the walk is the array walk over the lines.
+        let (entries, want) = script(&doc, &edits, false);
         let patch = diff_patch("strdiff(true)", entries);
-        prop_assert_eq!(apply(Some(&Node::string(doc.concat())), &patch), Ok(Some(Node::string(want.concat()))));
+        prop_assert_eq!(apply(Some(&Node::string(doc.join("\n"))), &patch), Ok(Some(Node::string(want.join("\n")))));
     }
 
     #[test]

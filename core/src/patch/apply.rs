@@ -23,10 +23,10 @@ pub fn apply(doc: Option<&Node>, patch: &Node) -> Result<Option<Node>, PatchErro
 }
 
 /// Whether the result of `patch` cannot depend on the document (a scalar or
-/// `null` patch, `!delete`, `!nullify`), so [`apply`] need not clone it.
+/// `null` patch, `!delete`), so [`apply`] need not clone it.
 fn ignores_doc(patch: &Node) -> bool {
     match split_op(patch.tag.as_ref(), is_patch_op) {
-        Some((head, _)) => matches!(head.name, "delete" | "nullify"),
+        Some((head, _)) => head.name == "delete",
         None => !matches!(patch.value, Value::Object(_) | Value::Array(_)),
     }
 }
@@ -239,7 +239,8 @@ fn apply_op(
     let child = View { tag: rest, value };
     match head.name {
         "delete" => Ok(None),
-        "nullify" => Ok(Some(Node::null())),
+        // go-tony keeps the node's tag: `!t x` becomes `!t null`.
+        "nullify" => Ok(Some(Node::null().with_tag(doc.and_then(|d| d.tag.clone())))),
         "pass" => Ok(doc),
         "insert" => {
             let tag = opt_arg("insert", head)?;
@@ -684,29 +685,15 @@ fn arraydiff(doc: Option<Node>, value: &Value, depth: usize) -> Res {
     }))
 }
 
-/// Byte ranges of the units of `s`: characters, or lines with their `\n`.
-fn units(s: &str, lines: bool) -> Vec<(usize, usize)> {
-    if lines {
-        let mut out = Vec::new();
-        let mut start = 0;
-        for line in s.split_inclusive('\n') {
-            out.push((start, start + line.len()));
-            start += line.len();
-        }
-        out
-    } else {
-        s.char_indices()
-            .map(|(i, c)| (i, i + c.len_utf8()))
-            .collect()
-    }
+/// Byte ranges of the characters of `s` (the units of `!strdiff`).
+fn units(s: &str) -> Vec<(usize, usize)> {
+    s.char_indices()
+        .map(|(i, c)| (i, i + c.len_utf8()))
+        .collect()
 }
 
-fn unit_count(s: &str, lines: bool) -> usize {
-    if lines {
-        s.split_inclusive('\n').count()
-    } else {
-        s.chars().count()
-    }
+fn unit_count(s: &str) -> usize {
+    s.chars().count()
 }
 
 fn strdiff(doc: Option<Node>, head: &TagHead<'_>, value: &Value) -> Res {
@@ -722,6 +709,13 @@ fn strdiff(doc: Option<Node>, head: &TagHead<'_>, value: &Value) -> Res {
     };
     let entries = diff_entries("strdiff", value)?;
     let (tag, text) = match doc.map(Node::into_parts) {
+        Some((tag, Value::String(s))) if lines => {
+            let out = strdiff_lines(&s, &entries)?;
+            return Ok(Some(Node {
+                tag,
+                value: Value::String(out),
+            }));
+        }
         Some((tag, Value::String(s))) => (tag, s),
         other => {
             return Err(PatchError::mismatch(
@@ -731,7 +725,7 @@ fn strdiff(doc: Option<Node>, head: &TagHead<'_>, value: &Value) -> Res {
             ));
         }
     };
-    let doc_units = units(&text, lines);
+    let doc_units = units(&text);
     let n_units = doc_units.len();
     // Bytes of doc units [a, b).
     let span = |a: usize, b: usize| -> Option<&str> {
@@ -777,12 +771,12 @@ fn strdiff(doc: Option<Node>, head: &TagHead<'_>, value: &Value) -> Res {
                 no_rest("insert", rest.as_ref())?;
                 let ins = string_of(entry, slot)?;
                 out.push_str(&ins);
-                s += unit_count(&ins, lines) as u64;
+                s += unit_count(&ins) as u64;
             }
             "delete" => {
                 no_rest("delete", rest.as_ref())?;
                 let del = string_of(entry, slot)?;
-                let n = unit_count(&del, lines);
+                let n = unit_count(&del);
                 let Some(have) = span(d, d + n).filter(|_| d + n <= n_units) else {
                     return Err(bad(slot, "deletes past the end of the string"));
                 };
@@ -801,7 +795,7 @@ fn strdiff(doc: Option<Node>, head: &TagHead<'_>, value: &Value) -> Res {
                 no_rest("replace", rest.as_ref())?;
                 let (from, to) = replace_body("replace", &entry.value)?;
                 let (from, to) = (string_of(from, slot)?, string_of(to, slot)?);
-                let n = unit_count(&from, lines);
+                let n = unit_count(&from);
                 let Some(have) = span(d, d + n).filter(|_| d + n <= n_units) else {
                     return Err(bad(slot, "replaces past the end of the string"));
                 };
@@ -815,7 +809,7 @@ fn strdiff(doc: Option<Node>, head: &TagHead<'_>, value: &Value) -> Res {
                 }
                 out.push_str(&to);
                 d += n;
-                s += unit_count(&to, lines) as u64;
+                s += unit_count(&to) as u64;
             }
         }
     }
@@ -826,6 +820,85 @@ fn strdiff(doc: Option<Node>, head: &TagHead<'_>, value: &Value) -> Res {
         tag,
         value: Value::String(out),
     }))
+}
+
+/// `!strdiff(true)`: the walk over lines, a line being the text between
+/// newlines without its `\n` (so `"a\nb\n"` is `a`, `b` and an empty last
+/// line). Every op string is one line: `!delete l` removes the line `l`,
+/// `!insert s` adds the line `s`, `!replace {from, to}` swaps one line; the
+/// lines are joined back with `\n`.
+fn strdiff_lines(text: &str, entries: &[(u32, &Node)]) -> Result<String, PatchError> {
+    let doc: Vec<&str> = text.split('\n').collect();
+    let n_units = doc.len();
+    let bad = |slot: u32, what: &str| {
+        PatchError::bad("strdiff", format!("slot {slot}: {what} ({n_units} lines)"))
+    };
+    let string_of = |n: &Node, slot: u32| -> Result<String, PatchError> {
+        match &n.value {
+            Value::String(s) => Ok(s.clone()),
+            _ => Err(bad(slot, "the value must be a string")),
+        }
+    };
+    let mismatch = |op: &str, want: &str, have: &str| PatchError::ReplaceMismatch {
+        op: op.to_owned(),
+        expected: format!("{want:?}"),
+        found: format!("{have:?}"),
+        at: KPath::root(),
+    };
+    let mut out: Vec<String> = Vec::with_capacity(doc.len() + entries.len());
+    let (mut d, mut s) = (0usize, 0u64);
+    for &(slot, entry) in entries {
+        if u64::from(slot) < s {
+            return Err(bad(slot, "overlaps an earlier entry"));
+        }
+        while s < u64::from(slot) {
+            let Some(line) = doc.get(d) else {
+                return Err(bad(slot, "lies beyond the end of the string"));
+            };
+            out.push((*line).to_owned());
+            d += 1;
+            s += 1;
+        }
+        let Some((head, rest)) = diff_op(entry) else {
+            return Err(bad(slot, "entries must be !delete, !insert or !replace"));
+        };
+        if !head.args.is_empty() {
+            return Err(bad(slot, "string ops take no arguments"));
+        }
+        match head.name {
+            "insert" => {
+                no_rest("insert", rest.as_ref())?;
+                out.push(string_of(entry, slot)?);
+            }
+            "delete" => {
+                no_rest("delete", rest.as_ref())?;
+                let del = string_of(entry, slot)?;
+                let Some(have) = doc.get(d) else {
+                    return Err(bad(slot, "deletes past the end of the string"));
+                };
+                if *have != del {
+                    return Err(mismatch("delete", &del, have));
+                }
+                d += 1;
+            }
+            _ => {
+                no_rest("replace", rest.as_ref())?;
+                let (from, to) = replace_body("replace", &entry.value)?;
+                let (from, to) = (string_of(from, slot)?, string_of(to, slot)?);
+                let Some(have) = doc.get(d) else {
+                    return Err(bad(slot, "replaces past the end of the string"));
+                };
+                if *have != from {
+                    return Err(mismatch("replace", &from, have));
+                }
+                out.push(to);
+                d += 1;
+            }
+        }
+        s += 1;
+    }
+    out.extend(doc.iter().skip(d).map(|l| (*l).to_owned()));
+    Ok(out.join("\n"))
 }
 
 /// A hashable identity for scalar `!key` values (tags ignored).

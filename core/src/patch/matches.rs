@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 
 use super::{
-    MAX_DEPTH, PatchError, View, glob::glob_match, index_segment, key_segment, no_rest, split_op,
+    MAX_DEPTH, PatchError, REFUSED_OPS, View, glob::glob_match, index_segment, key_segment,
+    no_rest, split_op,
 };
 use crate::kpath::KPath;
 use crate::node::{Key, Kind, Node, Tag, TagHead, Value};
@@ -66,6 +67,14 @@ fn match_view(
     }
     if let Some((head, rest)) = split_op(p.tag, is_match_op) {
         return match_op(doc, key, &head, rest.as_ref(), p.value, depth);
+    }
+    // A refused op (`!let`, `!eval`, ...) in a pattern is refused, not
+    // silently read as data that matches nothing.
+    if let Some((head, _)) = split_op(p.tag, |n| REFUSED_OPS.contains(&n)) {
+        return Err(PatchError::Refused {
+            op: head.name.to_owned(),
+            at: KPath::root(),
+        });
     }
     plain(doc, p.value, depth)
 }
@@ -266,12 +275,29 @@ fn match_op(
             None => match_view(None, None, child, depth + 1),
         },
         "tag" => match doc {
-            Some(d) => {
-                let name = d.tag.as_ref().map_or("", Tag::as_str);
-                match_view(Some(&Node::string(name)), None, child, depth + 1)
-            }
+            Some(d) => match_view(Some(&tag_node(d.tag.as_ref())), None, child, depth + 1),
             None => match_view(None, None, child, depth + 1),
         },
         other => Err(PatchError::bad(other, "unknown match op")),
     }
+}
+
+/// What `!tag p` matches `p` against, as go-tony does: `{name, args}`, the
+/// name being the tag without `!` and without its arguments (a chain's names
+/// joined by `.`), the arguments every part's arguments in order, as strings.
+/// An untagged node gives `{name: "", args: []}`.
+fn tag_node(tag: Option<&Tag>) -> Node {
+    let mut names: Vec<String> = Vec::new();
+    let mut args: Vec<Node> = Vec::new();
+    let mut cur = tag.cloned();
+    while let Some(t) = cur {
+        let (head, rest) = t.split_first();
+        names.push(head.name.to_owned());
+        args.extend(head.args.iter().map(|a| Node::string(*a)));
+        cur = rest;
+    }
+    Node::new(Value::Object(vec![
+        (Key::Field("name".into()), Node::string(names.join("."))),
+        (Key::Field("args".into()), Node::new(Value::Array(args))),
+    ]))
 }

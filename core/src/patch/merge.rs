@@ -23,10 +23,35 @@ pub fn merge(parts: &[(KPath, Node)]) -> Result<Node, PatchError> {
 /// into the merged patch (the commit path calls this with its
 /// participants' own patches).
 pub fn merge_refs(parts: &[(&KPath, &Node)]) -> Result<Node, PatchError> {
+    // Which element a keyed segment names depends on the document, which a
+    // merge does not see: such paths go through `merge_in`.
+    for (path, _) in parts {
+        if let Some(i) = path
+            .segments()
+            .iter()
+            .position(|s| matches!(s, Segment::Key(_)))
+        {
+            return Err(PatchError::KeyedPath {
+                path: KPath::from_segments(path.segments()[..=i].to_vec()),
+                reason: "a merge without the document needs positional paths (merge keyed paths with patch::merge_in)".into(),
+            });
+        }
+    }
+    merge_in(None, parts)
+}
+
+/// [`merge_refs`] against the document the merged patch will apply to, so
+/// that participants may use keyed paths: the children of a keyed list
+/// (`a(k)`) become one `!key(field) [...]` patch holding an item per key,
+/// each item carrying its element's key (see [`super::patch_at`]). Keys
+/// and other accessors under one parent are [`PatchError::MixedAccessors`];
+/// a key naming no element is [`PatchError::KeyedPath`].
+pub fn merge_in(doc: Option<&Node>, parts: &[(&KPath, &Node)]) -> Result<Node, PatchError> {
     match parts {
         [] => return Ok(Node::tagged("pass", Value::Null)),
         // One participant (most commits): nothing to group or check.
-        [(path, data)] => return Ok(mount(path, data)),
+        [(path, data)] if !has_key(path) => return Ok(mount(path, data)),
+        [(path, data)] => return super::patch_at(doc, path, data),
         _ => {}
     }
     let mut order: Vec<(&KPath, &Node)> = parts.to_vec();
@@ -43,7 +68,11 @@ pub fn merge_refs(parts: &[(&KPath, &Node)]) -> Result<Node, PatchError> {
             });
         }
     }
-    build(&order, 0, &KPath::root())
+    build(doc, &order, 0, &KPath::root())
+}
+
+fn has_key(path: &KPath) -> bool {
+    path.segments().iter().any(|s| matches!(s, Segment::Key(_)))
 }
 
 /// The patch that sets `data` at `path`, built from the inside out: what
@@ -58,6 +87,9 @@ fn mount(path: &KPath, data: &Node) -> Node {
                 tag: Some(Tag::new("arraydiff")),
                 value: Value::Object(vec![(Key::Index(*i), node)]),
             },
+            // Refused by `merge_refs` before mounting; a field is the
+            // harmless stand-in.
+            Segment::Key(k) => Node::new(Value::Object(vec![(Key::Field(k.clone()), node)])),
         };
     }
     node
@@ -65,6 +97,7 @@ fn mount(path: &KPath, data: &Node) -> Node {
 
 #[derive(PartialEq)]
 enum Accessor {
+    Key,
     Field,
     Index,
     Sparse,
@@ -73,6 +106,7 @@ enum Accessor {
 fn accessor(s: &Segment) -> Accessor {
     match s {
         Segment::Field(_) => Accessor::Field,
+        Segment::Key(_) => Accessor::Key,
         Segment::Index(_) => Accessor::Index,
         Segment::Sparse(_) => Accessor::Sparse,
     }
@@ -80,7 +114,12 @@ fn accessor(s: &Segment) -> Accessor {
 
 /// Builds the patch for `parts` (sorted, conflict-free, all under `prefix`,
 /// which has `depth` segments).
-fn build(parts: &[(&KPath, &Node)], depth: usize, prefix: &KPath) -> Result<Node, PatchError> {
+fn build(
+    doc: Option<&Node>,
+    parts: &[(&KPath, &Node)],
+    depth: usize,
+    prefix: &KPath,
+) -> Result<Node, PatchError> {
     let seg_at = |p: &(&KPath, &Node)| p.0.segments().get(depth).cloned();
     match parts {
         [] => return Ok(Node::tagged("pass", Value::Null)),
@@ -109,11 +148,15 @@ fn build(parts: &[(&KPath, &Node)], depth: usize, prefix: &KPath) -> Result<Node
             parent: prefix.clone(),
         });
     }
+    if kind == Some(Accessor::Key) {
+        return build_keyed(doc, groups, depth, prefix);
+    }
     let mut entries = Vec::with_capacity(groups.len());
     for (seg, group) in groups {
-        let child = build(&group, depth + 1, &prefix.child(seg.clone()))?;
+        let below = doc.and_then(|d| d.child(&seg));
+        let child = build(below, &group, depth + 1, &prefix.child(seg.clone()))?;
         let key = match seg {
-            Segment::Field(f) => Key::Field(f),
+            Segment::Field(f) | Segment::Key(f) => Key::Field(f),
             Segment::Index(i) | Segment::Sparse(i) => Key::Index(i),
         };
         entries.push((key, child));
@@ -125,6 +168,53 @@ fn build(parts: &[(&KPath, &Node)], depth: usize, prefix: &KPath) -> Result<Node
             value,
         },
         _ => Node::new(value),
+    })
+}
+
+/// The `!key(field) [...]` patch for the keyed children of `prefix`: one
+/// item per key, each the merged patch of its group with the element's key
+/// field added (as [`super::patch_at`] does for one participant).
+fn build_keyed(
+    doc: Option<&Node>,
+    groups: Vec<(Segment, Vec<(&KPath, &Node)>)>,
+    depth: usize,
+    prefix: &KPath,
+) -> Result<Node, PatchError> {
+    let keyed_error = |seg: &Segment, reason: String| PatchError::KeyedPath {
+        path: prefix.child(seg.clone()),
+        reason,
+    };
+    let Some((list, field)) = doc.and_then(|d| Some((d, d.key_field()?))) else {
+        let seg = groups
+            .first()
+            .map_or(Segment::Key(String::new()), |g| g.0.clone());
+        return Err(keyed_error(
+            &seg,
+            "the node here is not a keyed list (an array tagged !key(field))".into(),
+        ));
+    };
+    let mut items = Vec::with_capacity(groups.len());
+    for (seg, group) in groups {
+        let Segment::Key(k) = &seg else {
+            return Err(PatchError::MixedAccessors {
+                parent: prefix.clone(),
+            });
+        };
+        let elem = match (&list.value, list.keyed_position(k)) {
+            (Value::Array(items), Some(i)) => items.get(i),
+            _ => None,
+        };
+        let Some((elem, key_value)) = elem.and_then(|e| Some((e, e.field(field)?))) else {
+            return Err(keyed_error(&seg, format!("no element has {field} = {k:?}")));
+        };
+        let item = build(Some(elem), &group, depth + 1, &prefix.child(seg.clone()))?;
+        let item =
+            super::at::keyed_item(item, field, key_value).map_err(|r| keyed_error(&seg, r))?;
+        items.push(item);
+    }
+    Ok(Node {
+        tag: Some(Tag::new(format!("key({field})"))),
+        value: Value::Array(items),
     })
 }
 
@@ -151,7 +241,7 @@ mod tests {
         ) {
             let path = KPath::from_segments(segs);
             let data = Node::int(n);
-            let general = build(&[(&path, &data)], 0, &KPath::root());
+            let general = build(None, &[(&path, &data)], 0, &KPath::root());
             prop_assert_eq!(Ok(mount(&path, &data)), general);
         }
     }

@@ -14,6 +14,7 @@
 //! | `glob` | the shell glob of `!glob` (no regex, no exponential blowup) |
 //! | `trim` | `trim` |
 //! | `merge` | `merge`: participant patches into one root patch |
+//! | `at` | `patch_at`, `apply_at`: a patch at a path, keyed segments resolved against the document |
 //!
 //! # Recursion and cost
 //!
@@ -43,6 +44,8 @@
 //!   when the document is not an array) are `apply(absent, p)`: plain data is
 //!   appended as it is, a `!delete` element is dropped, nested ops run.
 //! - A key that appears twice in an object patch is applied twice, in order.
+//! - `!nullify` keeps the node's tag (`!t 1` becomes `!t null`), as go-tony
+//!   does; an absent node becomes an untagged `null`.
 //! - The rest of a tag chain after an op that takes its value as an argument
 //!   (`!replace`, `!arraydiff`, `!strdiff`, `!key`, `!if`, `!rename`, and the
 //!   match ops `!and`, `!or`, `!glob`, `!irtype`, `!has-path`, `!key`) is an
@@ -76,8 +79,9 @@
 //!   tag is kept. `!replace(t)` puts `!t` on both the compared `from` and the
 //!   emitted `to`. An `!insert` entry emits `apply(absent, v)`.
 //! - `!strdiff` counts Unicode scalar values; with `!strdiff(true)` a unit is a
-//!   line including its `\n` (the last line may lack it), and the strings of
-//!   the ops are split the same way. Its argument must be `true` or `false`
+//!   line without its `\n` (as in go-tony: the text is split at every `\n`,
+//!   so `"a\n"` is the lines `a` and `""`), every op string is one line, and
+//!   the result is the lines joined with `\n`. Its argument must be `true` or `false`
 //!   (none = `false`). Entries must be `!delete`, `!replace` or `!insert` of
 //!   strings.
 //! - `!key(field)`: an absent document counts as `[]`. Items are identified by
@@ -94,7 +98,13 @@
 //! - `!field p` matches the node's key in its parent object (int keys as
 //!   decimal); a node that is not an object value (the root, an array element)
 //!   has no key and `p` is matched against an absent node.
-//! - `!tag p` uses the whole tag text without `!` (`key(id)`), `""` when none.
+//! - `!tag p` matches `p` against `{name, args}` (as go-tony does): the tag's
+//!   name without `!` and arguments (a chain's names joined by `.`), and all
+//!   its arguments as strings; `{name: "", args: []}` when untagged. So
+//!   `!tag {name: !glob my*}` matches `!mytag d`, and a string pattern
+//!   (`!tag mytag`) matches nothing.
+//! - A refused op (`!let`, `!eval`, …) in a pattern is
+//!   [`PatchError::Refused`], not data that silently matches nothing.
 //! - `!key(field)`: each pattern item must match the *first* document item
 //!   whose `field` has the same value; a non-array document does not match.
 //! - `!all p` / `!subtree p` on a scalar test the node itself; on an absent
@@ -102,7 +112,10 @@
 //! - `!glob`: `*`, `?` and `[...]` never match `/`; `[!..]`/`[^..]` negate; an
 //!   unclosed `[` and a trailing `\` are literal characters.
 //!
-//! Trim: an op-tagged or `null` pattern keeps the document node whole; an
+//! Trim: an op-tagged or `null` pattern keeps the document node whole,
+//! except that an object key whose pattern is op-tagged and does not match
+//! its value is dropped (go-tony: `{a: x, b: y}` trimmed by
+//! `{a: !or [b, c], b: y}` is `{b: y}`); an
 //! array pattern keeps, in pattern order, the first unused document element
 //! each pattern element matches, trimmed by that pattern element; the
 //! document's tags are kept.
@@ -110,6 +123,7 @@
 //! Merge: no participants gives `!pass null` (the identity patch).
 
 mod apply;
+mod at;
 mod glob;
 mod matches;
 mod merge;
@@ -118,9 +132,10 @@ mod trim;
 use std::fmt::Write as _;
 
 pub use apply::{apply, apply_owned};
+pub use at::{apply_at, patch_at};
 pub use glob::glob_match;
 pub use matches::matches;
-pub use merge::{merge, merge_refs};
+pub use merge::{merge, merge_in, merge_refs};
 pub use trim::trim;
 
 use crate::kpath::{KPath, KPathError, Segment};
@@ -201,6 +216,17 @@ pub enum PatchError {
         /// Where the limit was reached.
         at: KPath,
     },
+    /// A path with a keyed segment `(k)` that cannot be used: the node above
+    /// it is not a keyed list (an array tagged `!key(field)`), no element has
+    /// that key, the data for the element is not an object or `!delete`, or
+    /// the operation needs positional paths (merge of participants).
+    #[error("keyed path {path}: {reason}")]
+    KeyedPath {
+        /// The path, up to and including the keyed segment at fault.
+        path: KPath,
+        /// What is wrong.
+        reason: String,
+    },
     /// Merge: two participant paths are equal, or one is a prefix of the other.
     #[error("participant paths {} and {} conflict (equal or nested)", show(.a), show(.b))]
     Conflict {
@@ -261,7 +287,9 @@ impl PatchError {
             | PatchError::TagMismatch { at, .. }
             | PatchError::BadPath { at, .. }
             | PatchError::TooDeep { at, .. } => at,
-            PatchError::Conflict { .. } | PatchError::MixedAccessors { .. } => return,
+            PatchError::Conflict { .. }
+            | PatchError::MixedAccessors { .. }
+            | PatchError::KeyedPath { .. } => return,
         };
         let mut segs = Vec::with_capacity(at.len() + 1);
         segs.push(seg);

@@ -239,20 +239,25 @@ fn arraydiff_walk() {
 
 #[test]
 fn strdiff_lines_and_errors() {
+    // Issue 18: a line is its text without the `\n` (go-tony's unit), so
+    // `!delete two` removes the line `two`; logd used to want "two\n".
     let doc = s("one\ntwo\nthree\n");
     let patch = t(
         "strdiff(true)",
         sparse(vec![
-            (1, t("delete", s("two\n"))),
-            (2, t("insert", s("2\n2b\n"))),
+            (1, t("delete", s("two"))),
+            (2, t("insert", s("2"))),
+            (3, t("insert", s("2b"))),
         ]),
     );
     assert_eq!(ok(doc.clone(), patch), s("one\n2\n2b\nthree\n"));
     let rep = t(
         "strdiff(true)",
-        sparse(vec![(0, replace(s("one\ntwo\n"), s("1\n")))]),
+        sparse(vec![(0, replace(s("one"), s("1")))]),
     );
-    assert_eq!(ok(doc.clone(), rep), s("1\nthree\n"));
+    assert_eq!(ok(doc.clone(), rep), s("1\ntwo\nthree\n"));
+    let with_nl = t("strdiff(true)", sparse(vec![(1, t("delete", s("two\n")))]));
+    assert!(apply(Some(&doc), &with_nl).is_err());
     // Characters are Unicode scalar values.
     let uni = t("strdiff", sparse(vec![(1, replace(s("é"), s("e")))]));
     assert_eq!(ok(s("héllo"), uni), s("hello"));
@@ -563,9 +568,25 @@ fn match_ops_edge_cases() {
         matches(Some(&doc), &obj(vec![("s", t("field", s("s")))])),
         Ok(true)
     );
-    assert_eq!(matches(Some(&doc), &t("tag", s(""))), Ok(true));
+    // Issue 18: `!tag p` matches `p` against `{name, args}` (go-tony), not
+    // against the tag text.
     assert_eq!(
-        matches(Some(&t("key(id)", i(1))), &t("tag.glob", s("key(*)"))),
+        matches(Some(&doc), &t("tag", obj(vec![("name", s(""))]))),
+        Ok(true)
+    );
+    assert_eq!(matches(Some(&doc), &t("tag", s(""))), Ok(false));
+    let keyed = t("key(id)", i(1));
+    assert_eq!(
+        matches(
+            Some(&keyed),
+            &t(
+                "tag",
+                obj(vec![
+                    ("name", t("glob", s("k*"))),
+                    ("args", j(json!(["id"])))
+                ])
+            )
+        ),
         Ok(true)
     );
     assert_eq!(
@@ -726,4 +747,38 @@ fn too_deep_patches_and_patterns_stop_with_an_error() {
     // Dropping 10,000 levels recursively is `Node`'s business; keep the test
     // independent of it.
     std::mem::forget(deep);
+}
+
+/// Issue 18: a participant at `users(jane).email` changes that element of the
+/// keyed list, and merging participants at keyed paths against the document
+/// gives the same result as applying them one by one.
+#[test]
+fn keyed_paths_patch_by_identity() {
+    let doc: Node = "{users: !key(name) [{name: bob, email: b}, {name: jane, email: j}], n: 0}"
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let p = |s: &str| KPath::parse(s).unwrap_or_else(|e| panic!("{e}"));
+    let parts = vec![
+        (p("users(jane).email"), s("J")),
+        (p("users(bob)"), obj(vec![("age", i(3))])),
+        (p("n"), i(1)),
+    ];
+    let mut one_by_one = Some(doc.clone());
+    for (path, data) in &parts {
+        one_by_one = apply_at(one_by_one.as_ref(), path, data).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let refs: Vec<(&KPath, &Node)> = parts.iter().map(|(a, b)| (a, b)).collect();
+    let merged = merge_in(Some(&doc), &refs).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(apply(Some(&doc), &merged), Ok(one_by_one.clone()));
+    let want: Node =
+        "{users: !key(name) [{name: bob, email: b, age: 3}, {name: jane, email: J}], n: 1}"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(one_by_one, Some(want));
+    assert_eq!(
+        doc.resolve_path(&p("users(jane).email")),
+        Ok(p("users[1].email"))
+    );
+    assert_eq!(doc.resolve_path(&p("users(zed).email")), Err(1));
+    assert!(matches!(merge(&parts), Err(PatchError::KeyedPath { .. })));
 }

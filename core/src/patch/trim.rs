@@ -10,7 +10,8 @@ use super::matches::{has_match_op, matches_at};
 use crate::node::{Key, Node, Value};
 
 /// Keeps what `pattern` names of `doc`: objects keep only the keys the pattern
-/// names (recursively); arrays keep, in pattern order, the first unused doc
+/// names (recursively), dropping a key whose pattern is op-tagged and does
+/// not match its value; arrays keep, in pattern order, the first unused doc
 /// element each pattern element matches (trimmed by it); anything else, and
 /// every `null` or op-tagged pattern, keeps the doc node whole (so does a
 /// pattern nested deeper than [`MAX_DEPTH`](super::MAX_DEPTH)).
@@ -37,9 +38,17 @@ fn trim_at(pattern: &Node, doc: &Node, depth: usize) -> Node {
                     None => pkv.iter().find(|(pk, _)| pk == k).map(|(_, v)| v),
                 }
             };
+            // A key whose pattern is op-tagged (`!or`, `!not`, `!glob`, ...)
+            // stays only when the value matches it, as in go-tony.
             let kept = dkv
                 .iter()
-                .filter_map(|(k, dv)| lookup(k).map(|pv| (k.clone(), trim_at(pv, dv, depth + 1))))
+                .filter_map(|(k, dv)| {
+                    let pv = lookup(k)?;
+                    if has_match_op(pv) && !matches_at(Some(dv), pv, depth + 1).unwrap_or(false) {
+                        return None;
+                    }
+                    Some((k.clone(), trim_at(pv, dv, depth + 1)))
+                })
                 .collect();
             Node {
                 tag: doc.tag.clone(),

@@ -16,6 +16,9 @@ pub(crate) const FRAME_HEADER_LEN: u64 = 8;
 const SEG_FIELD: u8 = 0;
 const SEG_INDEX: u8 = 1;
 const SEG_SPARSE: u8 = 2;
+/// A keyed segment `(k)`. Snapshots store positional paths, so writers never
+/// produce one; it is encoded so that encoding is total.
+const SEG_KEY: u8 = 3;
 
 /// Appends `v` as unsigned LEB128.
 pub(crate) fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
@@ -40,6 +43,11 @@ fn put_segment(buf: &mut Vec<u8>, seg: &Segment) {
         Segment::Sparse(i) => {
             buf.push(SEG_SPARSE);
             put_varint(buf, u64::from(*i));
+        }
+        Segment::Key(k) => {
+            buf.push(SEG_KEY);
+            put_varint(buf, k.len() as u64);
+            buf.extend_from_slice(k.as_bytes());
         }
     }
 }
@@ -179,6 +187,13 @@ impl<'a> Cursor<'a> {
             }
             SEG_INDEX => Ok(SegRef::Index(self.u32_varint()?)),
             SEG_SPARSE => Ok(SegRef::Sparse(self.u32_varint()?)),
+            SEG_KEY => {
+                let n = self.len_varint()?;
+                let bytes = self.bytes(n)?;
+                let s = std::str::from_utf8(bytes)
+                    .map_err(|_| SnapshotError::corrupt(start, "key is not UTF-8"))?;
+                Ok(SegRef::Key(s))
+            }
             other => Err(SnapshotError::corrupt(
                 start,
                 format!("unknown path segment type {other}"),
@@ -249,6 +264,7 @@ enum SegRef<'a> {
     Field(&'a str),
     Index(u32),
     Sparse(u32),
+    Key(&'a str),
 }
 
 impl SegRef<'_> {
@@ -257,6 +273,7 @@ impl SegRef<'_> {
             SegRef::Field(f) => Segment::Field(f.to_owned()),
             SegRef::Index(i) => Segment::Index(i),
             SegRef::Sparse(i) => Segment::Sparse(i),
+            SegRef::Key(k) => Segment::Key(k.to_owned()),
         }
     }
 
@@ -271,10 +288,12 @@ impl SegRef<'_> {
         }
     }
 
-    /// The same order as `Segment`'s: fields (bytewise) < `[i]` < `{i}`.
+    /// The same order as `Segment`'s: fields (bytewise) < `[i]` < `{i}` < `(k)`.
     fn cmp_owned(self, other: &Segment) -> std::cmp::Ordering {
         match (self, other) {
-            (SegRef::Field(a), Segment::Field(b)) => a.cmp(b.as_str()),
+            (SegRef::Field(a), Segment::Field(b)) | (SegRef::Key(a), Segment::Key(b)) => {
+                a.cmp(b.as_str())
+            }
             (SegRef::Index(a), Segment::Index(b)) | (SegRef::Sparse(a), Segment::Sparse(b)) => {
                 a.cmp(b)
             }
@@ -283,11 +302,13 @@ impl SegRef<'_> {
                     SegRef::Field(_) => 0,
                     SegRef::Index(_) => 1,
                     SegRef::Sparse(_) => 2,
+                    SegRef::Key(_) => 3,
                 };
                 let rb = match b {
                     Segment::Field(_) => 0,
                     Segment::Index(_) => 1,
                     Segment::Sparse(_) => 2,
+                    Segment::Key(_) => 3,
                 };
                 ra.cmp(&rb)
             }
@@ -525,6 +546,8 @@ mod tests {
             Segment::Index(u32::MAX),
             Segment::Sparse(0),
             Segment::Sparse(3),
+            Segment::Key(String::new()),
+            Segment::Key("jane".into()),
         ];
         for a in &segs {
             let mut buf = Vec::new();

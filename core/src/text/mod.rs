@@ -24,7 +24,7 @@
 //!   may start a mapping or a sequence on the dash line: `- a: 1` / `- - x`);
 //!   `|` block literals (content indented two spaces past the owning key or
 //!   dash, trailing newline kept, trailing blank lines dropped; `|-` chops the
-//!   final newline); a tag alone after `key:` / `-` tags the block that
+//!   final newline; `|+` keeps every trailing newline); a tag alone after `key:` / `-` tags the block that
 //!   follows (`items: !key(id)` then `- id: 1`); flow values (also spanning
 //!   lines inside brackets) and comments anywhere outside strings. Tabs may
 //!   not indent block content.
@@ -46,6 +46,16 @@
 //!   text on one line with balanced parentheses. A tag is followed by a
 //!   blank, a newline or `,` `]` `}`.
 //! - A literal ends at `#` (a comment starts there even without a blank).
+//!   Literals hold the ASCII symbols `^ < > | \`` as go-tony's do, but do
+//!   not start with `< > | )`; `-x` (a dash and a non-digit) is read as a
+//!   literal, as go-tony reads it, and printed quoted.
+//! - Folded strings: a quoted string that starts its line and ends it is
+//!   continued by quoted strings starting the following content lines at
+//!   the same indentation; the parts are joined with nothing between them.
+//!   In double quotes, `\` before a line break continues the string: the
+//!   break and the next line's leading blanks are dropped.
+//! - `<<` (go-tony's merge key) is read as the ordinary field key `<<`
+//!   (printed `"<<"`); it is not a value, and there are no merge semantics.
 //! - An empty document (only blanks and comments) is an error for [`parse`]
 //!   and is skipped by [`parse_documents`].
 //! - Nesting deeper than [`MAX_DEPTH`] is an error (no stack overflow).

@@ -36,6 +36,14 @@ enum Ctx {
     Bare,
 }
 
+/// How a block literal ends: `|` clip (one newline), `|-` strip, `|+` keep.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Chomp {
+    Clip,
+    Strip,
+    Keep,
+}
+
 struct Parser<'a> {
     src: &'a str,
     b: &'a [u8],
@@ -116,6 +124,11 @@ const fn lexical_ascii(c: u8) -> bool {
                 | b'%'
                 | b'!'
                 | b'='
+                | b'^'
+                | b'<'
+                | b'>'
+                | b'|'
+                | b'`'
         )
 }
 
@@ -491,6 +504,10 @@ impl<'a> Parser<'a> {
                     Err(f) => return Err(f),
                 }
             }
+            Some(_) if self.merge_key_end(start).is_some() => {
+                self.pos = start + 2;
+                Key::Field("<<".to_owned())
+            }
             Some(_) => {
                 let end = self.scan_literal(start);
                 if end == start {
@@ -539,11 +556,18 @@ impl<'a> Parser<'a> {
     /// indented `owner + 2`.
     fn block_literal(&mut self, owner: usize) -> PResult<Node> {
         self.pos += 1;
-        let keep = if self.peek() == Some(b'-') {
-            self.pos += 1;
-            false
-        } else {
-            true
+        // `|` keeps one final newline ("clip"), `|-` none ("strip"), `|+`
+        // every trailing newline ("keep").
+        let chomp = match self.peek() {
+            Some(b'-') => {
+                self.pos += 1;
+                Chomp::Strip
+            }
+            Some(b'+') => {
+                self.pos += 1;
+                Chomp::Keep
+            }
+            _ => Chomp::Clip,
         };
         self.end_line()?;
         let indent = owner + 2;
@@ -565,11 +589,19 @@ impl<'a> Parser<'a> {
             }
             self.pos = next;
         }
+        if chomp == Chomp::Keep {
+            let mut s = String::new();
+            for line in &lines {
+                s.push_str(line);
+                s.push('\n');
+            }
+            return Ok(Node::string(s));
+        }
         while lines.last() == Some(&"") {
             lines.pop();
         }
         let mut s = lines.join("\n");
-        if keep && !lines.is_empty() {
+        if chomp == Chomp::Clip && !lines.is_empty() {
             s.push('\n');
         }
         Ok(Node::string(s))
@@ -665,33 +697,96 @@ impl<'a> Parser<'a> {
             Some(b'{') => self.flow_object(),
             Some(b'[') => self.flow_array(),
             Some(b'"' | b'\'') => {
-                let s = self.quoted()?;
+                let mut s = self.quoted()?;
+                self.fold_strings(start, &mut s)?;
                 Ok(Node::string(s))
+            }
+            Some(b'-') if self.dash_literal(start) && !self.b[start..].starts_with(b"-.inf") => {
+                self.literal_value(start)
             }
             Some(b'-' | b'0'..=b'9') => self.number(),
             Some(b'!') => fail(start, "a value takes only one tag"),
-            Some(_) => {
-                let end = self.scan_literal(start);
-                if end == start {
-                    return self.expected("expected a value", start);
-                }
-                let end = if self.b[end - 1] == b':' {
-                    end - 1
-                } else {
-                    end
-                };
-                self.pos = end;
-                let text = &self.src[start..end];
-                Ok(Node::new(match text {
-                    "null" => Value::Null,
-                    "true" => Value::Bool(true),
-                    "false" => Value::Bool(false),
-                    ".nan" => Value::Float(f64::NAN),
-                    ".inf" => Value::Float(f64::INFINITY),
-                    _ => Value::String(text.to_owned()),
-                }))
-            }
+            Some(_) => self.literal_value(start),
             None => fail(start, "expected a value, found end of input"),
+        }
+    }
+
+    /// A literal value (or `null`, `true`, `false`, `.nan`, `.inf`) at `start`.
+    fn literal_value(&mut self, start: usize) -> PResult<Node> {
+        let end = self.scan_literal(start);
+        if end == start {
+            if self.b[start..].starts_with(b"<<") {
+                return fail(start, "'<<' is only a key");
+            }
+            return self.expected("expected a value", start);
+        }
+        let end = if self.b[end - 1] == b':' {
+            end - 1
+        } else {
+            end
+        };
+        self.pos = end;
+        let text = &self.src[start..end];
+        Ok(Node::new(match text {
+            "null" => Value::Null,
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            ".nan" => Value::Float(f64::NAN),
+            ".inf" => Value::Float(f64::INFINITY),
+            _ => Value::String(text.to_owned()),
+        }))
+    }
+
+    /// Folded strings: a quoted string that is the first thing on its line
+    /// and ends it (blanks and a comment may follow) is continued by a quoted
+    /// string starting the next content line at the same indentation, and so
+    /// on; the parts are joined with nothing between them. `start` is where
+    /// the first string began, `s` holds it and `pos` is just past it.
+    fn fold_strings(&mut self, start: usize, s: &mut String) -> PResult<()> {
+        let ls = self.line_start(start);
+        if !self.b[ls..start].iter().all(|&c| c == b' ') {
+            return Ok(());
+        }
+        let indent = start - ls;
+        loop {
+            // The rest of this line: blanks and maybe a comment.
+            let mut p = self.pos;
+            while let Some(b' ' | b'\t') = self.peek_at(p) {
+                p += 1;
+            }
+            if self.peek_at(p) == Some(b'#') {
+                p += self.b[p..]
+                    .iter()
+                    .position(|&c| c == b'\n')
+                    .unwrap_or(self.b.len() - p);
+            }
+            if self.peek_at(p) == Some(b'\r') {
+                p += 1;
+            }
+            if self.peek_at(p) != Some(b'\n') {
+                return Ok(());
+            }
+            p += 1;
+            // The next line holding more than blanks and comments.
+            let q = loop {
+                let mut q = p;
+                while self.peek_at(q) == Some(b' ') {
+                    q += 1;
+                }
+                match self.peek_at(q) {
+                    Some(b'\n') => p = q + 1,
+                    Some(b'\r') if self.peek_at(q + 1) == Some(b'\n') => p = q + 2,
+                    Some(b'#') => match self.b[q..].iter().position(|&c| c == b'\n') {
+                        Some(i) => p = q + i + 1,
+                        None => return Ok(()),
+                    },
+                    Some(b'"' | b'\'') if q - p == indent => break q,
+                    _ => return Ok(()),
+                }
+            };
+            self.pos = q;
+            let part = self.quoted()?;
+            s.push_str(&part);
         }
     }
 
@@ -704,6 +799,31 @@ impl<'a> Parser<'a> {
         Ok(s)
     }
 
+    /// Whether a literal starting with `-` starts at `start`: go-tony reads
+    /// `-x` as a literal when the dash is followed by a literal character
+    /// other than a digit, `:` or a closer (`-1` is a number, `- x` a
+    /// sequence item, `[-]` an error).
+    fn dash_literal(&self, start: usize) -> bool {
+        self.peek_at(start) == Some(b'-')
+            && self.src[start + 1..].chars().next().is_some_and(|c| {
+                lexical::is_literal_char(c)
+                    && !c.is_ascii_digit()
+                    && !matches!(c, ':' | ']' | '}' | ')')
+            })
+    }
+
+    /// The end of a `<<` key at `start` (go-tony's merge key, read here as
+    /// the ordinary field `<<`), when one is there: `<<` followed by `:` or
+    /// a blank.
+    fn merge_key_end(&self, start: usize) -> Option<usize> {
+        (self.b[start..].starts_with(b"<<")
+            && matches!(
+                self.peek_at(start + 2),
+                Some(b':' | b' ' | b'\t' | b'\n' | b'\r' | b',' | b'}')
+            ))
+        .then_some(start + 2)
+    }
+
     /// The end of the literal starting at `start` (== `start` when none
     /// starts there). A `]` or `}` the literal did not open ends it; a
     /// trailing `:` is included (callers drop it).
@@ -712,7 +832,7 @@ impl<'a> Parser<'a> {
             Some(c) => c,
             None => return start,
         };
-        if !lexical::is_literal_start(first) {
+        if !lexical::is_literal_start(first) && !self.dash_literal(start) {
             return start;
         }
         let mut stack: Vec<u8> = Vec::new();
@@ -886,6 +1006,10 @@ impl<'a> Parser<'a> {
                 }
             }
             _ => {
+                if let Some(end) = self.merge_key_end(start) {
+                    self.pos = end;
+                    return Ok(Key::Field("<<".to_owned()));
+                }
                 let end = self.scan_literal(start);
                 if end == start {
                     return self.expected("expected a key", start);

@@ -169,27 +169,31 @@ pub(super) fn block(node: &Node, out: &mut String) {
                 at,
                 inline_first,
             } => iter.next().map(|(k, v)| {
-                if !std::mem::replace(inline_first, false) {
+                let inline = std::mem::replace(inline_first, false);
+                if !inline {
                     indent(out, *at);
                 }
                 write_key(out, k);
                 out.push(':');
-                (v, *at, false)
+                (v, *at, false, inline)
             }),
             BlockFrame::Seq {
                 iter,
                 at,
                 inline_first,
             } => iter.next().map(|item| {
-                if !std::mem::replace(inline_first, false) {
+                let inline = std::mem::replace(inline_first, false);
+                if !inline {
                     indent(out, *at);
                 }
                 out.push('-');
-                (item, *at, true)
+                (item, *at, true, inline)
             }),
         };
         match next {
-            Some((v, owner, item)) => stack.extend(value_block(v, owner, item, out)),
+            Some((v, owner, item, inline)) => {
+                stack.extend(value_block(v, owner, item, inline, out));
+            }
             None => {
                 stack.pop();
             }
@@ -223,11 +227,15 @@ fn open_container(v: &Node, item: bool, out: &mut String) -> bool {
 
 /// The value after `key:` or `-` written at column `owner`: writes it
 /// through the end of its last line, or, for a non-empty container, writes
-/// what precedes its lines and returns the frame that prints them.
+/// what precedes its lines and returns the frame that prints them. `inline`:
+/// the key or dash follows a `- ` on the same line, where go-tony indents a
+/// `|` literal's content past the line's first dash and logd past the key,
+/// so such a string is printed quoted instead.
 fn value_block<'a>(
     v: &'a Node,
     owner: usize,
     item: bool,
+    inline: bool,
     out: &mut String,
 ) -> Option<BlockFrame<'a>> {
     match &v.value {
@@ -249,7 +257,7 @@ fn value_block<'a>(
                 inline_first,
             });
         }
-        Value::String(s) if literal_block_ok(s) => {
+        Value::String(s) if !inline && literal_block_ok(s) => {
             out.push(' ');
             if let Some(tag) = &v.tag {
                 let _ = write!(out, "{tag} ");

@@ -861,3 +861,31 @@ fn completions_and_man_page() {
     // Neither opened a store.
     assert_eq!(std::fs::read_dir(d).unwrap().count(), 0);
 }
+
+/// Power-loss issue item 4 / new-user issue: read commands on a mistyped
+/// directory created an empty store. Now only the commands that add data
+/// create one; every other one names the path and writes nothing.
+#[test]
+fn read_commands_never_create_a_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("mistyped");
+    for args in [
+        &["get", "a"][..],
+        &["log"],
+        &["stats"],
+        &["snapshot"],
+        &["compact"],
+        &["ls", ""],
+    ] {
+        let o = logd(&dir, args);
+        assert_eq!(code(&o), 1, "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("no store at"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+        assert!(!dir.exists(), "{args:?} created the directory");
+    }
+    ok(&dir, &["patch", "a", "1"]);
+    assert_eq!(ok(&dir, &["get", "a"]).trim(), "1");
+}

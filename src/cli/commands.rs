@@ -125,10 +125,14 @@ pub struct LogArgs {
 
 /// The options a command opens the store with.
 fn options(ctx: &Ctx) -> Options {
-    // `ctx.read_only` says whether the command only reads; the read-only
-    // open is wired here.
+    // Only a command that adds data creates a store: on a mistyped `--dir`
+    // every other one is `Error::NoStore` (exit 1), not a new empty store.
+    // (`ctx.read_only` is for a read-only open that also skips the lock and
+    // every write, not built yet.)
     let _ = ctx.read_only;
-    Options::default()
+    let mut o = Options::default();
+    o.create = ctx.creates;
+    o
 }
 
 async fn open(ctx: &Ctx) -> Result<Storage, CliError> {
@@ -208,10 +212,10 @@ fn combine_matches(args: &[String]) -> Result<Option<(KPath, Node)>, CliError> {
             node = match seg {
                 Segment::Field(f) => Node::object([(f.as_str(), node)]),
                 Segment::Sparse(i) => Node::new(Value::Object(vec![(logd::Key::Index(*i), node)])),
-                Segment::Index(_) => {
+                Segment::Index(_) | Segment::Key(_) => {
                     return Err(CliError::usage(format!(
                         "--match {p}: several --match paths may differ only by fields and {{i}} \
-                         keys below their common path, not by [i]"
+                         keys below their common path, not by [i] or (key)"
                     )));
                 }
             };

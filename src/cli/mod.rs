@@ -104,6 +104,16 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether the command may create the store when `--dir` holds none:
+    /// only the commands that add data. Every other one on a missing store
+    /// fails with "no store at DIR" and writes nothing.
+    pub fn creates(&self) -> bool {
+        matches!(
+            self,
+            Command::Patch(_) | Command::Put(_) | Command::Import(_)
+        )
+    }
+
     /// Whether the command only reads the store (it may then be opened
     /// read-only); `check`, `completions` and `man` do not open it at all.
     pub fn read_only(&self) -> bool {
@@ -140,6 +150,8 @@ pub struct Ctx {
     pub json: bool,
     /// [`Command::read_only`].
     pub read_only: bool,
+    /// [`Command::creates`].
+    pub creates: bool,
 }
 
 fn man() -> Result<Code, CliError> {
@@ -167,6 +179,7 @@ pub fn main() -> ExitCode {
         dir: cli.dir.clone(),
         json: cli.json,
         read_only: cli.command.read_only(),
+        creates: cli.command.creates(),
     };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -542,8 +542,10 @@ pub struct SnapshotTrigger {
     outstanding: Arc<AtomicBool>,
     /// The newest commit seen and the segment it is in.
     last: Option<(u64, u64)>,
-    /// The newest sealed segment's last commit not yet snapshotted.
-    sealed: Option<u64>,
+    /// The last commits of the sealed segments not yet snapshotted, oldest
+    /// first: every seal gets its snapshot, also when seals come faster
+    /// than snapshots (one was lost when only the newest was kept).
+    sealed: std::collections::VecDeque<u64>,
     /// No automatic snapshot is posted for commits at or before this one
     /// (the last one posted).
     posted: u64,
@@ -581,7 +583,7 @@ impl SnapshotTrigger {
             me: None,
             outstanding: Arc::new(AtomicBool::new(false)),
             last,
-            sealed: None,
+            sealed: std::collections::VecDeque::new(),
             posted: 0,
         }
     }
@@ -591,7 +593,11 @@ impl SnapshotTrigger {
     fn due(&self) -> Option<(u64, bool)> {
         let (last, _) = self.last?;
         match self.every {
-            SnapshotEvery::Segment => self.sealed.filter(|&c| c > self.posted).map(|c| (c, true)),
+            SnapshotEvery::Segment => self
+                .sealed
+                .iter()
+                .find(|&&c| c > self.posted)
+                .map(|&c| (c, true)),
             SnapshotEvery::Commits(n) => {
                 let base = self
                     .catalog
@@ -625,7 +631,10 @@ impl SnapshotTrigger {
             return; // not wired yet: cannot make `upto` durable (msg drop clears the flag)
         }
         match self.snapshotter.tell(msg).try_send() {
-            Ok(()) => self.posted = upto,
+            Ok(()) => {
+                self.posted = upto;
+                self.sealed.retain(|&c| c > upto);
+            }
             Err(e) => {
                 tracing::debug!(upto, error = ?e, "automatic snapshot not posted; will retry");
             }
@@ -675,7 +684,7 @@ impl Message<Committed> for SnapshotTrigger {
             let (commit, segment) = (rec.commit, rec.location.segment);
             match self.last {
                 Some((c, _)) if commit <= c => continue, // shown again after a restart
-                Some((c, seg)) if seg != segment => self.sealed = Some(c),
+                Some((c, seg)) if seg != segment => self.sealed.push_back(c),
                 _ => {}
             }
             self.last = Some((commit, segment));

@@ -7,7 +7,6 @@
 use std::io::Read as _;
 use std::path::PathBuf;
 
-use logd::patch::PatchError;
 use logd::{KPath, Kind, Node, Options, Outcome, Patch, PatchMeta, Segment, Storage, Value};
 use serde_json::json;
 
@@ -273,17 +272,7 @@ fn full_path(at_path: &KPath, e: logd::Error) -> logd::Error {
     let logd::Error::Patch(mut pe) = e else {
         return e;
     };
-    let at = match &mut pe {
-        PatchError::Refused { at, .. }
-        | PatchError::TypeMismatch { at, .. }
-        | PatchError::ReplaceMismatch { at, .. }
-        | PatchError::BadArgument { at, .. }
-        | PatchError::TagMismatch { at, .. }
-        | PatchError::BadPath { at, .. }
-        | PatchError::TooDeep { at, .. } => Some(at),
-        _ => None,
-    };
-    if let Some(at) = at
+    if let Some(at) = pe.at_mut()
         && !at_path.is_prefix_of(at)
     {
         let mut segs = at_path.segments().to_vec();

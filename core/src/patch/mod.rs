@@ -277,20 +277,26 @@ impl PatchError {
         self
     }
 
-    /// Prepends `seg` to `at` in place (see [`PatchError::under`]).
-    pub(crate) fn prepend(&mut self, seg: Segment) {
-        let at = match self {
+    /// The path the error names (relative to where the patch was applied),
+    /// for the errors that name one.
+    pub fn at_mut(&mut self) -> Option<&mut KPath> {
+        match self {
             PatchError::Refused { at, .. }
             | PatchError::TypeMismatch { at, .. }
             | PatchError::ReplaceMismatch { at, .. }
             | PatchError::BadArgument { at, .. }
             | PatchError::TagMismatch { at, .. }
             | PatchError::BadPath { at, .. }
-            | PatchError::TooDeep { at, .. } => at,
+            | PatchError::TooDeep { at, .. } => Some(at),
             PatchError::Conflict { .. }
             | PatchError::MixedAccessors { .. }
-            | PatchError::KeyedPath { .. } => return,
-        };
+            | PatchError::KeyedPath { .. } => None,
+        }
+    }
+
+    /// Prepends `seg` to `at` in place (see [`PatchError::under`]).
+    pub(crate) fn prepend(&mut self, seg: Segment) {
+        let Some(at) = self.at_mut() else { return };
         let mut segs = Vec::with_capacity(at.len() + 1);
         segs.push(seg);
         segs.extend(std::mem::take(at).into_segments());

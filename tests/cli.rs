@@ -106,8 +106,10 @@ fn bad_data_and_bad_path_are_one_clear_line() {
     let o = logd(d, &["patch", "a", "1", "--match", "a=[1,"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("bad --match PATTERN"), "{}", stderr(&o));
-    // Nothing was committed by the failures.
-    assert_eq!(ok(d, &["log"]), "");
+    // Nothing was committed by the failures: not even a store was made.
+    assert!(!d.join("meta").exists(), "a refused patch created a store");
+    let o = logd(d, &["log"]);
+    assert!(stderr(&o).contains("no store at"), "{}", stderr(&o));
 }
 
 #[test]

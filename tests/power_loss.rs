@@ -13,7 +13,7 @@
 //! commits, and a power cut during the second run.
 //!
 //! Figures print with `--nocapture`; `LOGD_POWER_LOSS_ROUNDS=N` runs N
-//! workloads (different seeds) instead of 2.
+//! workloads (different seeds) instead of 3.
 //!
 //! Also here: the regression tests of the smaller items (store
 //! creation, links, modes, leftovers below a snapshot, a snapshot beyond
@@ -366,7 +366,7 @@ async fn round(seed: u64, t: &mut Tally, double_faults: usize) {
 
 #[test]
 fn crash_states_recover() {
-    let rounds = seed_from_env("LOGD_POWER_LOSS_ROUNDS", 2);
+    let rounds = seed_from_env("LOGD_POWER_LOSS_ROUNDS", 3);
     let base = seed_from_env("LOGD_POWER_LOSS_SEED", 0x5eed);
     let rt = common::runtime();
     let mut t = Tally::default();

@@ -743,11 +743,18 @@ impl<'a> Parser<'a> {
     /// on; the parts are joined with nothing between them. `start` is where
     /// the first string began, `s` holds it and `pos` is just past it.
     fn fold_strings(&mut self, start: usize, s: &mut String) -> PResult<()> {
-        let ls = self.line_start(start);
-        if !self.b[ls..start].iter().all(|&c| c == b' ') {
+        // Only blanks before it on its line? Looks back over the blanks
+        // alone: a string inside a long flow line (a one-line JSON document)
+        // must not rescan the line (that made such input quadratic).
+        let blanks = self.b[..start]
+            .iter()
+            .rev()
+            .take_while(|&&c| c == b' ')
+            .count();
+        if !(start == blanks || self.b[start - blanks - 1] == b'\n') {
             return Ok(());
         }
-        let indent = start - ls;
+        let indent = blanks;
         loop {
             // The rest of this line: blanks and maybe a comment.
             let mut p = self.pos;

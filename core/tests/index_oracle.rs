@@ -473,6 +473,96 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+    /// Wide objects (more than 32 keys in both the patch and the document)
+    /// take the in-place merge's hash-map path: still `patch::apply`, with
+    /// keys updated, deleted (`!delete`, and a nested patch that empties),
+    /// added in the patch's order, sparse-array keys, and a document that
+    /// repeats a key (the first one is patched, as the scan does).
+    #[test]
+    fn wide_in_place_merge_equals_apply(seed in any::<u64>(), n in 33usize..120, m in 33usize..120) {
+        let mut rng = Rng(seed ^ 0x1DE);
+        let key = |rng: &mut Rng| -> Key {
+            if rng.chance(20) {
+                Key::Index(rng.below(200) as u32)
+            } else {
+                Key::Field(format!("k{}", rng.below(200)))
+            }
+        };
+        let mut doc = Vec::new();
+        for i in 0..n {
+            let v = if rng.chance(30) {
+                Node::new(Value::Object(vec![(Key::Field("x".into()), Node::new(Value::Int(i as i64)))]))
+            } else {
+                Node::new(Value::Int(i as i64))
+            };
+            doc.push((key(&mut rng), v));
+        }
+        let mut kv: Vec<(Key, Node)> = Vec::new();
+        while kv.len() < m {
+            let k = key(&mut rng);
+            if kv.iter().any(|(x, _)| *x == k) {
+                continue;
+            }
+            let v = match rng.below(4) {
+                0 => Node::null().with_tag(Some(Tag::new("delete"))),
+                1 => Node::new(Value::Object(vec![(
+                    Key::Field("x".into()),
+                    Node::null().with_tag(Some(Tag::new("delete"))),
+                )])),
+                2 => Node::new(Value::Object(vec![(Key::Field("y".into()), Node::new(Value::Int(7)))])),
+                _ => Node::new(Value::Int(rng.below(1000) as i64)),
+            };
+            kv.push((k, v));
+        }
+        let cur = Some(Node::new(Value::Object(doc)));
+        let p = Node::new(Value::Object(kv));
+        let want = patch::apply(cur.as_ref(), &p);
+        let mut slot = cur.clone();
+        let got = apply_in_place(&mut slot, &p);
+        match want {
+            Ok(next) => {
+                prop_assert!(got.is_ok(), "in place failed: {:?}", got);
+                prop_assert_eq!(&slot, &next);
+            }
+            Err(_) => prop_assert!(got.is_err(), "in place accepted a failing patch"),
+        }
+    }
+}
+
+/// A 100,000-key object merged into a 100,000-key document: the quadratic
+/// scan made this (a wide import read back) take minutes; the map, a fraction
+/// of a second. Not timed: a regression shows as a test that takes minutes.
+#[test]
+fn wide_in_place_merge_is_linear() {
+    let n = 100_000;
+    let obj = |off: usize| {
+        Node::new(Value::Object(
+            (0..n)
+                .map(|i| {
+                    (
+                        Key::Field(format!("u{}", i + off)),
+                        Node::new(Value::Int(i as i64)),
+                    )
+                })
+                .collect(),
+        ))
+    };
+    let mut slot = Some(obj(0));
+    apply_in_place(&mut slot, &obj(n / 2)).unwrap();
+    let Some(Node {
+        value: Value::Object(kv),
+        ..
+    }) = &slot
+    else {
+        panic!("not an object")
+    };
+    assert_eq!(kv.len(), n + n / 2);
+    assert_eq!(kv[n].0, Key::Field(format!("u{n}")));
+}
+
 /// The generator produces what the oracle is meant to cover.
 #[test]
 fn generator_covers_the_interesting_shapes() {

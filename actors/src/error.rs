@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 #[non_exhaustive]
 pub enum Error {
     /// Another handle (this process or another) holds the store's `LOCK`.
-    #[error("store {dir} is locked by another opener{}; close it, or read through a read-only open", holder.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    #[error("store {dir} is locked by another opener{}; one process opens a store at a time: stop that process or wait for it to close the store", holder.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     Locked {
         /// The store directory.
         dir: PathBuf,

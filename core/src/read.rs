@@ -192,7 +192,7 @@ fn merge_in_place(slot: &mut Option<Node>, patch: &Node, depth: usize) -> Result
     let Value::Object(entries) = &mut node.value else {
         return Ok(());
     };
-    if kv.len() > WIDE_MERGE && entries.len() > WIDE_MERGE {
+    if kv.len() > WIDE_MERGE {
         return merge_wide(entries, kv, depth);
     }
     for (k, pv) in kv {
@@ -219,10 +219,10 @@ fn merge_in_place(slot: &mut Option<Node>, patch: &Node, depth: usize) -> Result
     Ok(())
 }
 
-/// Above this many keys in both the patch and the document, a merge finds
-/// keys through a hash map instead of scanning: the scan costs
-/// `patch keys × document keys` (a 100,000-key import read back took over
-/// 100 s), the map a pass over each.
+/// Above this many keys in the patch, a merge finds keys through a hash map
+/// instead of scanning: the scan costs `patch keys × document keys` (also
+/// when the document starts empty and grows with the patch's new keys), the
+/// map a pass over each.
 const WIDE_MERGE: usize = 32;
 
 /// The same merge as the scan in [`merge_in_place`], for wide objects: keys

@@ -476,8 +476,8 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases()))]
 
-    /// Wide patches (more than 32 keys) take the in-place merge's hash-map path: still `patch::apply`, with
-    /// keys updated, deleted (`!delete`, and a nested patch that empties),
+    /// Wide patches (more than 32 keys) take the in-place merge's hash-map
+    /// path: still `patch::apply`, with keys updated, deleted (`!delete`, and a nested patch that empties),
     /// added in the patch's order, sparse-array keys, and a document that
     /// repeats a key (the first one is patched, as the scan does).
     #[test]

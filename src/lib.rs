@@ -6,7 +6,8 @@
 //! The public API is [`Storage`] (open, transactions, reads, close), [`Tx`]
 //! and [`Patcher`] (the participants of a transaction), the document model
 //! ([`Node`], [`Value`], [`Key`], [`Tag`]), kinded paths ([`KPath`]) and the
-//! patch engine ([`patch`]); [`diff::diff`] builds the patch between two states.
+//! patch engine ([`patch`]); [`diff::diff`] builds the patch between two states;
+//! [`Storage::watch`] follows a path's changes ([`watch`]).
 
 #![warn(missing_docs)]
 
@@ -14,6 +15,7 @@ pub mod diff;
 pub mod inspect;
 pub mod json;
 mod storage;
+pub mod watch;
 
 pub use logd_actors::checkpoint::CheckpointStatus;
 pub use logd_actors::compactor::CompactionReport;
@@ -25,6 +27,7 @@ pub use logd_core::node::{Key, Kind, MAX_NESTING, Node, Tag, Value};
 pub use logd_core::patch;
 pub use logd_core::text;
 pub use storage::{Actors, CommitInfo, Patcher, Storage, Tx, ValueError};
+pub use watch::{Change, Watch, WatchEvent, WatchFrom, WatchOptions};
 
 /// The engine's internals, for tools and load tests that drive the actors'
 /// mailboxes directly (see [`Storage::actors`]).
@@ -34,6 +37,7 @@ pub mod actors {
     pub use logd_actors::log_writer;
     pub use logd_actors::snapshotter;
     pub use logd_actors::transaction;
+    pub use logd_actors::watch;
 }
 
 /// The README's code blocks, compiled and run as doctests.

@@ -253,6 +253,10 @@ pub struct WriterArgs {
     /// Who is told of each durable batch after it is acknowledged (without
     /// waiting for it to be handled). See [`WriterArgs::with_follower`].
     pub follower: Option<Recipient<Committed>>,
+    /// Who is told of each durable batch as soon as it is visible, before
+    /// its callers are acknowledged (a `tell` that never waits). See
+    /// [`WriterArgs::with_feed`].
+    pub feed: Option<Recipient<Committed>>,
     /// State shared across restarts.
     pub shared: Arc<WriterShared>,
 }
@@ -281,6 +285,7 @@ impl WriterArgs {
             observer,
             index: None,
             follower: None,
+            feed: None,
             shared: Arc::new(shared),
         }
     }
@@ -298,6 +303,17 @@ impl WriterArgs {
     /// deciding when to take an automatic snapshot).
     pub fn with_follower(mut self, follower: Recipient<Committed>) -> WriterArgs {
         self.follower = Some(follower);
+        self
+    }
+
+    /// Tells `feed` (the watch hub, `crate::watch::WatchHub`) of every
+    /// durable batch, in commit order, right after it became visible
+    /// (durable, indexed, `last_acked` past it) and before any of its
+    /// callers is acknowledged, from the thread that flushed it: a `tell`
+    /// into an unbounded mailbox, so writers never wait for it. A failed
+    /// batch is never fed.
+    pub fn with_feed(mut self, feed: Recipient<Committed>) -> WriterArgs {
+        self.feed = Some(feed);
         self
     }
 }
@@ -832,6 +848,13 @@ async fn restart_recovery(args: &WriterArgs) -> Result<Init, Error> {
             .await
             .map_err(|e| failed_err(&format!("commit observer failed: {e:?}")))?;
         }
+        if let Some(feed) = &args.feed {
+            let _ = feed
+                .tell(Committed {
+                    records: unseen.clone(),
+                })
+                .try_send();
+        }
         if let Some(f) = &args.follower {
             let _ = f.tell(Committed { records: unseen }).await;
         }
@@ -1203,6 +1226,14 @@ impl Flushed {
                     args.shared
                         .last_acked
                         .fetch_max(last.commit, Ordering::SeqCst);
+                }
+                if let (Some(feed), false) = (&args.feed, self.records.is_empty()) {
+                    let batch = Committed {
+                        records: self.records.clone(),
+                    };
+                    if feed.tell(batch).try_send().is_err() {
+                        tracing::debug!("the watch feed is gone");
+                    }
                 }
                 for a in self.acks {
                     a.succeed();

@@ -41,9 +41,10 @@
 //! what replay already covered: no gap and no duplicate across the switch.
 //!
 //! Writers never wait for watchers. A slot holds at most `buffer` events;
-//! when a batch would overflow it, the hub takes the watcher off the live
-//! feed (out of the trie) and marks the slot lagged "through" the commit
-//! before that batch (everything up to it is already in the queue). The
+//! when a batch would overflow it, the hub fills it up with the batch's
+//! first matching commits, takes the watcher off the live feed (out of the
+//! trie) and marks the slot lagged "through" the commit before the first
+//! one left out (everything up to it is in the queue). The
 //! stream drains the queue, re-registers (getting a fresh `H'`), replays
 //! `(through, H']` from the log, and goes on live — as etcd's unsynced
 //! watchers do. A slow consumer thus costs at most `buffer` events of
@@ -141,20 +142,25 @@ impl Slot {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues one batch's items for this watcher, all or nothing. `false`
-    /// when they do not fit: the slot is then lagged through `through`.
-    fn offer(&self, items: &mut Vec<Item>, through: u64) -> bool {
+    /// Queues one batch's items for this watcher (ascending commits; every
+    /// earlier matching commit is queued already). `false` when they do not
+    /// all fit: the slot then takes what fits and is lagged through the
+    /// commit before the first item left out.
+    fn offer(&self, items: &mut Vec<Item>) -> bool {
         let mut st = self.lock();
         if st.ended.is_some() || st.lagged.is_some() {
             items.clear();
             return true;
         }
-        let fits = st.queue.len() + items.len() <= self.capacity;
+        let room = self.capacity.saturating_sub(st.queue.len());
+        let fits = items.len() <= room;
         if fits {
             st.queue.extend(items.drain(..));
         } else {
+            let first_out = items[room].0;
+            st.queue.extend(items.drain(..room));
             items.clear();
-            st.lagged = Some(through);
+            st.lagged = Some(first_out - 1);
         }
         drop(st);
         self.notify.notify_one();
@@ -375,6 +381,8 @@ pub struct WatchHub {
     closed: bool,
     /// Watchers with items pending in the current batch.
     touched: Vec<u64>,
+    /// How many times a watcher left the live feed (fell behind).
+    lags: u64,
 }
 
 impl Actor for WatchHub {
@@ -395,6 +403,7 @@ impl WatchHub {
             watchers: HashMap::new(),
             closed: false,
             touched: Vec::new(),
+            lags: 0,
         }
     }
 
@@ -438,6 +447,7 @@ impl Message<Committed> for WatchHub {
             trie,
             watchers,
             touched,
+            lags,
             ..
         } = self;
         for rec in &msg.records {
@@ -468,13 +478,14 @@ impl Message<Committed> for WatchHub {
             let Some(w) = watchers.get_mut(&id) else {
                 continue;
             };
-            if !w.slot.offer(&mut w.pending, through) {
+            if !w.slot.offer(&mut w.pending) {
                 debug!(
                     watcher = id,
-                    through, "watcher fell behind; it catches up from the log"
+                    "watcher fell behind; it catches up from the log"
                 );
                 w.live = false;
                 trie.remove(&w.path, id);
+                *lags += 1;
             }
         }
         self.commit = last;
@@ -592,16 +603,33 @@ impl Message<CloseAll> for WatchHub {
     }
 }
 
-/// How many watchers the hub has, and how many of them are live.
+/// Ask the hub for its [`HubFigures`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HubStats;
 
+/// What the hub holds and has done.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, kameo::Reply)]
+pub struct HubFigures {
+    /// Registered watchers.
+    pub watchers: usize,
+    /// Of them, those on the live feed (the others are catching up).
+    pub live: usize,
+    /// How many times a watcher fell behind and left the live feed.
+    pub lags: u64,
+    /// The last commit the hub was fed.
+    pub commit: u64,
+}
+
 impl Message<HubStats> for WatchHub {
-    type Reply = (usize, usize);
+    type Reply = HubFigures;
 
     async fn handle(&mut self, _: HubStats, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
-        let live = self.watchers.values().filter(|w| w.live).count();
-        (self.watchers.len(), live)
+        HubFigures {
+            watchers: self.watchers.len(),
+            live: self.watchers.values().filter(|w| w.live).count(),
+            lags: self.lags,
+            commit: self.commit,
+        }
     }
 }
 
@@ -1116,11 +1144,11 @@ mod tests {
             participants: vec![],
             meta: Default::default(),
         });
-        assert!(slot.offer(&mut vec![(1, e.clone()), (2, e.clone())], 0));
-        assert!(!slot.offer(&mut vec![(3, e.clone())], 2));
+        assert!(slot.offer(&mut vec![(1, e.clone())]));
+        assert!(!slot.offer(&mut vec![(2, e.clone()), (5, e.clone())]));
         assert!(matches!(slot.pop(), Pop::Item((1, _))));
         assert!(matches!(slot.pop(), Pop::Item((2, _))));
-        assert!(matches!(slot.pop(), Pop::Lagged(2)));
+        assert!(matches!(slot.pop(), Pop::Lagged(4)));
         assert!(matches!(slot.pop(), Pop::Empty));
     }
 }

@@ -63,10 +63,11 @@
 //!
 //! * A watcher sees only durable commits (per `Options::durability`, as an
 //!   acknowledgement does); a commit it is told of reads back at once.
-//! * Writers never wait for watchers. Each watch buffers at most
-//!   [`WatchOptions::buffer`] events; a consumer that falls further behind
-//!   is moved off the live feed and catches up from the log when it reads
-//!   again, without losing an event.
+//! * Writers never wait for watchers. Each watch queues at most
+//!   [`WatchOptions::buffer`] events (and its stream holds at most as many
+//!   more, taken from the queue in one go); a consumer that falls further
+//!   behind is moved off the live feed and catches up from the log when it
+//!   reads again, without losing an event.
 //! * A start below the oldest readable commit is [`Error::Compacted`] at
 //!   once; if compaction removes what a lagging watch still has to replay,
 //!   the stream ends with [`Error::Compacted`] — never with a silent gap.

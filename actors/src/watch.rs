@@ -47,8 +47,10 @@
 //! one left out (everything up to it is in the queue). The
 //! stream drains the queue, re-registers (getting a fresh `H'`), replays
 //! `(through, H']` from the log, and goes on live — as etcd's unsynced
-//! watchers do. A slow consumer thus costs at most `buffer` events of
-//! memory, whatever the commit rate.
+//! watchers do. The stream takes the whole queue in one go (one lock per
+//! batch, not per event), so a slow consumer holds at most two buffers'
+//! worth of events (queued, and taken but not yet read), whatever the
+//! commit rate. The events share the commits' records (`Arc`s).
 //!
 //! Replay that meets compaction (the index forgot the range, the record's
 //! segment is gone, a read below the horizon) ends the stream with
@@ -70,7 +72,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -109,6 +111,8 @@ pub struct Slot {
     state: Mutex<SlotState>,
     notify: Notify,
     capacity: usize,
+    /// Set with `SlotState::ended`: lets the stream check without the lock.
+    has_ended: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -135,6 +139,7 @@ impl Slot {
             state: Mutex::new(SlotState::default()),
             notify: Notify::new(),
             capacity: capacity.max(1),
+            has_ended: AtomicBool::new(false),
         }
     }
 
@@ -182,17 +187,43 @@ impl Slot {
         if st.ended.is_none() {
             st.ended = Some(e);
         }
+        self.has_ended.store(true, Ordering::Release);
         st.queue.clear();
         drop(st);
         self.notify.notify_one();
     }
 
     fn ended(&self) -> Option<Error> {
+        if !self.has_ended.load(Ordering::Acquire) {
+            return None;
+        }
         self.lock().ended.clone()
+    }
+
+    /// Like [`Slot::pop`], but moves the whole queue into `local` (one
+    /// lock per batch, not per event) and returns its first item.
+    fn pop_all(&self, local: &mut VecDeque<Item>) -> Pop {
+        let mut st = self.lock();
+        if let Some(e) = &st.ended {
+            return Pop::Ended(e.clone());
+        }
+        if !st.queue.is_empty() {
+            std::mem::swap(&mut st.queue, local);
+            drop(st);
+            if let Some(item) = local.pop_front() {
+                return Pop::Item(item);
+            }
+            return Pop::Empty;
+        }
+        match st.lagged.take() {
+            Some(through) => Pop::Lagged(through),
+            None => Pop::Empty,
+        }
     }
 
     /// The next item; a lagged slot whose queue is drained is un-lagged
     /// here (the stream re-registers next).
+    #[cfg(test)]
     fn pop(&self) -> Pop {
         let mut st = self.lock();
         if let Some(e) = &st.ended {
@@ -795,6 +826,9 @@ struct Cursor {
     replay: Option<Replay>,
     /// Affecting commits listed by replay, not yet emitted.
     listed: VecDeque<u64>,
+    /// Live items taken from the slot in one go, not yet emitted (at most
+    /// one buffer's worth).
+    local: VecDeque<Item>,
     finished: bool,
 }
 
@@ -861,7 +895,11 @@ impl Cursor {
                 }
                 continue;
             }
-            match self.slot.pop() {
+            let popped = match self.local.pop_front() {
+                Some(item) => Pop::Item(item),
+                None => self.slot.pop_all(&mut self.local),
+            };
+            match popped {
                 Pop::Item((c, entry)) => {
                     if c > self.pos {
                         return self.commit_event(c, entry).await;
@@ -888,8 +926,11 @@ impl Cursor {
     }
 
     async fn commit_event(&mut self, c: u64, entry: Arc<Entry>) -> Result<WatchEvent, Error> {
+        if self.path.is_root() {
+            self.pos = c;
+            return Ok(self.event(c, Some(entry), Body::WholePatch));
+        }
         let body = match logd_core::read::sub_patches(&entry.patch, &self.path) {
-            Ok(parts) if parts.len() == 1 && self.path.is_root() => Body::WholePatch,
             Ok(parts) if parts.len() == 1 => Body::Patch(parts[0].clone()),
             // An ancestor was rewritten (or, never for a committed record,
             // the path's key repeats): the resulting state.
@@ -1031,6 +1072,7 @@ impl WatchStream {
                 marker: true,
             }),
             listed: VecDeque::new(),
+            local: VecDeque::new(),
             finished: false,
         };
         let events = futures::stream::unfold(cursor, |mut c| async move {

@@ -9,8 +9,10 @@
 //! per segment touched, one fsync, then, on that same thread, the batch goes
 //! into the index ([`WriterArgs::with_index`]); a commit observer, if any,
 //! is asked and awaited; only then is every record of the batch
-//! acknowledged (group commit), and a follower, if any, is told. Records
-//! that arrive while a batch is in flight form the next batch.
+//! acknowledged (group commit), and a follower, if any, is told. A watch
+//! feed, if any ([`WriterArgs::with_feed`]), is told of the batch right
+//! after `last_acked` moves past it and before its callers are answered.
+//! Records that arrive while a batch is in flight form the next batch.
 //!
 //! Who runs a flush: when the batch holds an [`AppendLeading`] record (the
 //! store's commit path, through [`Appender`]), no observer must be awaited

@@ -75,8 +75,9 @@
 //! ([`Node`], [`Value`], [`Key`], [`Tag`]), kinded paths ([`KPath`]; every
 //! method that takes a `&str` path parses it the same way), the patch engine
 //! ([`patch`]) and the text format ([`text`]); [`diff::diff`] builds the patch
-//! between two states, [`json`] maps documents to and from JSON losslessly.
-//! The format itself is described in `docs/TONY.md` in the repository.
+//! between two states, [`json`] maps documents to and from JSON losslessly;
+//! [`Storage::watch`] follows a path's changes ([`watch`]). The format itself
+//! is described in `docs/TONY.md` in the repository.
 
 #![warn(missing_docs)]
 
@@ -84,6 +85,7 @@ pub mod diff;
 pub mod inspect;
 pub mod json;
 mod storage;
+pub mod watch;
 
 pub use logd_actors::checkpoint::CheckpointStatus;
 pub use logd_actors::compactor::CompactionReport;
@@ -95,6 +97,7 @@ pub use logd_core::node::{Key, Kind, MAX_NESTING, Node, Tag, Value};
 pub use logd_core::patch;
 pub use logd_core::text;
 pub use storage::{Actors, CommitInfo, Patcher, Storage, Tx, ValueError};
+pub use watch::{Change, Watch, WatchEvent, WatchFrom, WatchOptions};
 
 /// The engine's internals, for tools and load tests that drive the actors'
 /// mailboxes directly (see [`Storage::actors`]).
@@ -104,6 +107,7 @@ pub mod actors {
     pub use logd_actors::log_writer;
     pub use logd_actors::snapshotter;
     pub use logd_actors::transaction;
+    pub use logd_actors::watch;
 }
 
 /// The README's code blocks, compiled and run as doctests.

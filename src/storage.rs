@@ -31,6 +31,7 @@ use logd_actors::snapshotter::{
 };
 use logd_actors::supervisor::{Started, Supervisor, start};
 use logd_actors::transaction::{Outcome, Patch, PatchMeta, TxHandle, TxId, TxRegistry};
+use logd_actors::watch::{CloseAll, WatchHub};
 use logd_actors::{Error, Options};
 use logd_core::{KPath, Node};
 
@@ -56,6 +57,8 @@ pub struct Actors {
     pub snapshotter: ActorRef<Snapshotter>,
     /// The compactor: send it `Compact`.
     pub compactor: ActorRef<Compactor>,
+    /// The watch hub: send it `HubStats`.
+    pub watch: ActorRef<WatchHub>,
 }
 
 #[derive(Debug)]
@@ -79,6 +82,8 @@ pub(crate) struct Inner {
     pub(crate) checkpoints: CheckpointWriter,
     pub(crate) records: Arc<RecordCache>,
     pub(crate) checkpoint_status: CheckpointStatus,
+    /// The watch hub (see `crate::watch`), fed by the log writer.
+    pub(crate) watch_hub: ActorRef<WatchHub>,
 }
 
 /// An open store. Cheap to clone; every clone is the same store.
@@ -197,6 +202,12 @@ impl Storage {
         if let Some(t) = &trigger {
             args = args.with_follower(t.clone().recipient::<Committed>());
         }
+        // Watches follow the durable batches from the last recovered commit.
+        let watch_hub = WatchHub::spawn_with_mailbox(
+            WatchHub::new(recovered.last_commit),
+            kameo::mailbox::unbounded(),
+        );
+        args = args.with_feed(watch_hub.clone().recipient::<Committed>());
         index_actor.spawn(index_state);
         let tx_ids = TxIds::open_deferred(
             dir.clone(),
@@ -287,6 +298,7 @@ impl Storage {
                 checkpoints,
                 records: records_cache,
                 checkpoint_status: recovered.checkpoint.clone(),
+                watch_hub,
             }),
         };
         Ok((storage, recovered))
@@ -335,10 +347,11 @@ impl Storage {
             index: self.inner.index.clone(),
             snapshotter: self.inner.snapshotter.clone(),
             compactor: self.inner.compactor.clone(),
+            watch: self.inner.watch_hub.clone(),
         }
     }
 
-    fn check_open(&self) -> Result<(), Error> {
+    pub(crate) fn check_open(&self) -> Result<(), Error> {
         if self.inner.closed.load(Ordering::SeqCst) {
             Err(Error::Closed)
         } else {
@@ -535,7 +548,10 @@ impl Storage {
     async fn shut_down(&self) -> Result<(), Error> {
         self.inner.checkpoints.stop_background();
         self.inner.registry.close_all();
+        // Every watch ends with `Closed`; new ones are refused.
+        let _ = self.inner.watch_hub.ask(CloseAll).await;
         let result = self.inner.started.stop().await;
+        let _ = self.inner.watch_hub.stop_gracefully().await;
         if let Some(t) = &self.inner.trigger {
             let _ = t.stop_gracefully().await;
             t.wait_for_shutdown().await;

@@ -15,6 +15,7 @@
 //! | [`catalog`] | the snapshot catalogue, the read horizon, pinned read plans |
 //! | [`snapshotter`] | writing snapshots (rewrite from the previous one) |
 //! | [`compactor`] | applying the retention policy: forget, then delete files |
+//! | [`watch`] | the watch hub and the change feed of a path |
 
 #![warn(missing_docs)]
 
@@ -32,6 +33,7 @@ pub mod recovery;
 pub mod snapshotter;
 pub mod supervisor;
 pub mod transaction;
+pub mod watch;
 
 pub use error::Error;
 pub use fileops::{FileOps, RealFs};

@@ -9,8 +9,10 @@
 //! per segment touched, one fsync, then, on that same thread, the batch goes
 //! into the index ([`WriterArgs::with_index`]); a commit observer, if any,
 //! is asked and awaited; only then is every record of the batch
-//! acknowledged (group commit), and a follower, if any, is told. Records
-//! that arrive while a batch is in flight form the next batch.
+//! acknowledged (group commit), and a follower, if any, is told. A watch
+//! feed, if any ([`WriterArgs::with_feed`]), is told of the batch right
+//! after `last_acked` moves past it and before its callers are answered.
+//! Records that arrive while a batch is in flight form the next batch.
 //!
 //! Who runs a flush: when the batch holds an [`AppendLeading`] record (the
 //! store's commit path, through [`Appender`]), no observer must be awaited
@@ -253,6 +255,10 @@ pub struct WriterArgs {
     /// Who is told of each durable batch after it is acknowledged (without
     /// waiting for it to be handled). See [`WriterArgs::with_follower`].
     pub follower: Option<Recipient<Committed>>,
+    /// Who is told of each durable batch as soon as it is visible, before
+    /// its callers are acknowledged (a `tell` that never waits). See
+    /// [`WriterArgs::with_feed`].
+    pub feed: Option<Recipient<Committed>>,
     /// State shared across restarts.
     pub shared: Arc<WriterShared>,
 }
@@ -281,6 +287,7 @@ impl WriterArgs {
             observer,
             index: None,
             follower: None,
+            feed: None,
             shared: Arc::new(shared),
         }
     }
@@ -298,6 +305,17 @@ impl WriterArgs {
     /// deciding when to take an automatic snapshot).
     pub fn with_follower(mut self, follower: Recipient<Committed>) -> WriterArgs {
         self.follower = Some(follower);
+        self
+    }
+
+    /// Tells `feed` (the watch hub, `crate::watch::WatchHub`) of every
+    /// durable batch, in commit order, right after it became visible
+    /// (durable, indexed, `last_acked` past it) and before any of its
+    /// callers is acknowledged, from the thread that flushed it: a `tell`
+    /// into an unbounded mailbox, so writers never wait for it. A failed
+    /// batch is never fed.
+    pub fn with_feed(mut self, feed: Recipient<Committed>) -> WriterArgs {
+        self.feed = Some(feed);
         self
     }
 }
@@ -832,6 +850,13 @@ async fn restart_recovery(args: &WriterArgs) -> Result<Init, Error> {
             .await
             .map_err(|e| failed_err(&format!("commit observer failed: {e:?}")))?;
         }
+        if let Some(feed) = &args.feed {
+            let _ = feed
+                .tell(Committed {
+                    records: unseen.clone(),
+                })
+                .try_send();
+        }
         if let Some(f) = &args.follower {
             let _ = f.tell(Committed { records: unseen }).await;
         }
@@ -1203,6 +1228,14 @@ impl Flushed {
                     args.shared
                         .last_acked
                         .fetch_max(last.commit, Ordering::SeqCst);
+                }
+                if let (Some(feed), false) = (&args.feed, self.records.is_empty()) {
+                    let batch = Committed {
+                        records: self.records.clone(),
+                    };
+                    if feed.tell(batch).try_send().is_err() {
+                        tracing::debug!("the watch feed is gone");
+                    }
                 }
                 for a in self.acks {
                     a.succeed();

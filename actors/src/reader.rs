@@ -219,6 +219,11 @@ impl Reader {
         Ok(latest)
     }
 
+    /// The oldest readable commit (0: every commit, from the empty document).
+    pub fn horizon(&self) -> u64 {
+        self.catalog.horizon()
+    }
+
     /// The store directory.
     pub fn dir(&self) -> &Path {
         &self.dir

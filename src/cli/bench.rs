@@ -19,6 +19,12 @@
 //! - W8: 8-participant transactions (8 tasks join one tx via `get_tx`, each
 //!   patching its own path), in transactions per second;
 //! - W9: 64 concurrent one-participant writers, in commits per second.
+//! - W10: W9 again while 10,000 watches follow `users.u{k}` (one each, `k`
+//!   in `0..10000`) and 10 follow the root: commits per second and their
+//!   ratio to W9, watch events delivered per second (until the last one),
+//!   and the latency from a commit's acknowledgement (its `commit()`
+//!   returning) to each delivery, p50 and p99. The hub is fed just before
+//!   the acknowledgement, so a delivery can come first: that counts as 0.
 //!
 //! `LOGD_BENCH_CPU=1` also prints the CPU time per operation of W1, W8 and
 //! W9 on stderr; `LOGD_BENCH_ONLY=w9` runs W9 alone on an empty store, `=w1` stops
@@ -116,11 +122,16 @@ struct Results {
     w7_reopen_ms: Option<f64>,
     w8_tx_per_s: Option<f64>,
     w9_commits_per_s: Option<f64>,
+    w10_commits_per_s: Option<f64>,
+    w10_ratio_to_w9: Option<f64>,
+    w10_events_per_s: Option<f64>,
+    w10_latency_p50_ms: Option<f64>,
+    w10_latency_p99_ms: Option<f64>,
     peak_rss_mb: Option<f64>,
 }
 
 impl Results {
-    fn entries(&self) -> [(&'static str, Option<f64>); 10] {
+    fn entries(&self) -> [(&'static str, Option<f64>); 15] {
         [
             ("w1_commits_per_s", self.w1_commits_per_s),
             ("w2_commits_per_s", self.w2_commits_per_s),
@@ -131,6 +142,11 @@ impl Results {
             ("w7_reopen_ms", self.w7_reopen_ms),
             ("w8_tx_per_s", self.w8_tx_per_s),
             ("w9_commits_per_s", self.w9_commits_per_s),
+            ("w10_commits_per_s", self.w10_commits_per_s),
+            ("w10_ratio_to_w9", self.w10_ratio_to_w9),
+            ("w10_events_per_s", self.w10_events_per_s),
+            ("w10_latency_p50_ms", self.w10_latency_p50_ms),
+            ("w10_latency_p99_ms", self.w10_latency_p99_ms),
             ("peak_rss_mb", self.peak_rss_mb),
         ]
     }
@@ -164,7 +180,7 @@ fn path(s: &str) -> Result<KPath, String> {
 }
 
 /// The W1/W2 record for `i`.
-fn user(i: u64) -> Result<Patch, String> {
+pub(super) fn user(i: u64) -> Result<Patch, String> {
     let data = Node::object([
         ("name", Node::string(format!("user-{i}"))),
         ("n", Node::int(i as i64)),
@@ -174,7 +190,7 @@ fn user(i: u64) -> Result<Patch, String> {
 }
 
 /// One one-participant commit of `patch`.
-async fn commit_one(s: &Storage, patch: Patch) -> Result<u64, String> {
+pub(super) async fn commit_one(s: &Storage, patch: Patch) -> Result<u64, String> {
     let tx = s
         .new_tx(1, PatchMeta::default())
         .await
@@ -306,7 +322,7 @@ pub async fn run(args: &BenchArgs, dir: &Path, json: bool) -> Result<(), String>
     let bar = if json {
         ProgressBar::hidden()
     } else {
-        let b = ProgressBar::new(9);
+        let b = ProgressBar::new(10);
         if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}") {
             b.set_style(style);
         }
@@ -430,6 +446,15 @@ async fn workloads(
     cpu.report("W9", counts.w9);
     bar.inc(1);
 
+    bar.set_message("W10 64 writers, 10,010 watches");
+    let w10 = super::bench_watch::w10(&s, counts.w9).await?;
+    r.w10_commits_per_s = Some(w10.commits_per_s);
+    r.w10_ratio_to_w9 = r.w9_commits_per_s.map(|w9| w10.commits_per_s / w9);
+    r.w10_events_per_s = Some(w10.events_per_s);
+    r.w10_latency_p50_ms = Some(w10.p50_ms);
+    r.w10_latency_p99_ms = Some(w10.p99_ms);
+    bar.inc(1);
+
     s.close().await.map_err(|e| format!("close: {e}"))?;
     r.peak_rss_mb = peak_rss_mb();
     Ok(r)
@@ -498,7 +523,7 @@ fn print_table(r: &Results, durability: &str, counts: &Counts) {
         "logd bench: durability {durability}, counts {}",
         counts.name
     );
-    let rows: [(&str, String, Option<f64>, &str); 10] = [
+    let rows: [(&str, String, Option<f64>, &str); 15] = [
         (
             "W1",
             format!("{} sequential commits", counts.w1),
@@ -552,6 +577,31 @@ fn print_table(r: &Results, durability: &str, counts: &Counts) {
             format!("{} commits, 64 tasks", counts.w9),
             r.w9_commits_per_s,
             "commits/s (target >= 50000)",
+        ),
+        (
+            "W10",
+            format!("W9 + {} watches", super::bench_watch::WATCHES),
+            r.w10_commits_per_s,
+            "commits/s",
+        ),
+        (
+            "",
+            "ratio to W9".into(),
+            r.w10_ratio_to_w9,
+            "(target >= 0.8)",
+        ),
+        (
+            "",
+            "events delivered".into(),
+            r.w10_events_per_s,
+            "events/s",
+        ),
+        ("", "ack -> delivery p50".into(), r.w10_latency_p50_ms, "ms"),
+        (
+            "",
+            "ack -> delivery p99".into(),
+            r.w10_latency_p99_ms,
+            "ms (target <= 5)",
         ),
         ("RSS", "peak (VmHWM)".into(), r.peak_rss_mb, "MiB"),
     ];

@@ -8,11 +8,13 @@
 //! ([`Command::read_only`]); the store is opened with that flag.
 
 pub mod bench;
+mod bench_watch;
 mod commands;
 mod demo;
 pub mod out;
 mod stress;
 mod util;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -80,6 +82,11 @@ pub enum Command {
     /// process that writes to the store (one block per run), so ids jump between
     /// runs: tx-1, tx-65538, tx-131075, ...
     Log(commands::LogArgs),
+    /// Print the changes of a path, one event per line, until interrupted
+    /// (Ctrl-C, or the reader of stdout going away): the state at the
+    /// start, the commits after --from (if given), then `replay-complete`,
+    /// then live commits.
+    Watch(watch::WatchArgs),
     /// Verify every checksum of every file, read-only.
     Check,
     /// Commits, segments, snapshots and index statistics.
@@ -90,7 +97,7 @@ pub enum Command {
     Compact,
     /// A load generator: prints `ack <commit> <path> <value>` per acknowledged write.
     Stress(stress::StressArgs),
-    /// Run the standard workloads W1–W9 and print a table.
+    /// Run the standard workloads W1–W10 and print a table.
     Bench(bench::BenchArgs),
     /// A scripted tour in a fresh directory under --dir.
     Demo,
@@ -123,6 +130,7 @@ impl Command {
             | Command::Export(_)
             | Command::Diff(_)
             | Command::Log(_)
+            | Command::Watch(_)
             | Command::Check
             | Command::Stats
             | Command::Completions { .. }
@@ -200,6 +208,7 @@ pub fn main() -> ExitCode {
             Command::Import(args) => commands::import(args, &ctx).await,
             Command::Diff(args) => commands::diff(args, &ctx).await,
             Command::Log(args) => commands::log(args, &ctx).await,
+            Command::Watch(args) => watch::run(args, &ctx).await,
             Command::Check => commands::check(&ctx),
             Command::Snapshot => commands::snapshot(&ctx).await,
             Command::Compact => commands::compact(&ctx).await,

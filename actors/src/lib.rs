@@ -18,20 +18,24 @@
 
 #![warn(missing_docs)]
 
-pub mod catalog;
-pub mod checkpoint;
-pub mod compactor;
-pub mod engine;
+pub mod commit;
+pub mod disk;
 pub mod error;
-pub mod fileops;
 pub mod index;
-pub mod log_writer;
+pub mod maintain;
+pub mod open;
 pub mod options;
-pub mod reader;
-pub mod recovery;
-pub mod snapshotter;
+pub mod read;
 pub mod supervisor;
-pub mod transaction;
+
+// The paths the modules had before the layers: kept for code outside the
+// crate (and code written against them) so they keep compiling.
+pub use commit::{engine, log_writer, transaction};
+pub use disk::fileops;
+pub use index::catalog;
+pub use maintain::{compactor, snapshotter};
+pub use open::{checkpoint, recovery};
+pub use read as reader;
 
 pub use error::Error;
 pub use fileops::{FileOps, RealFs};

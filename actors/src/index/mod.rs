@@ -36,6 +36,8 @@
 //! segment file read-only the first time a plan needs it (cached in the
 //! catalogue).
 
+pub mod catalog;
+
 use std::convert::Infallible;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 

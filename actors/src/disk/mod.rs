@@ -1,0 +1,5 @@
+//! Layer 1, the disk: what the store's files are and how they are touched.
+//!
+//! Nothing here spawns an actor or holds state beyond a file.
+
+pub mod fileops;

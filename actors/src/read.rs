@@ -37,8 +37,8 @@
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use kameo::actor::ActorRef;
 use logd_core::index::ReadPlan;
@@ -47,10 +47,11 @@ use logd_core::wal::{self, Entry, Location};
 use logd_core::{KPath, Node, Value};
 use tracing::instrument;
 
-use crate::catalog::Catalog;
+use crate::disk::layout;
 use crate::error::{Error, from_send};
+pub use crate::index::cache::RecordCache;
+use crate::index::catalog::Catalog;
 use crate::index::{Affecting, IndexActor, PlanFrom, SharedIndex};
-use crate::recovery;
 
 /// Plans that replay more records than this go through the materialized state.
 pub const MATERIALIZE_THRESHOLD: usize = 64;
@@ -71,64 +72,6 @@ pub struct PatchRef(pub Arc<Entry>);
 impl Borrow<Node> for PatchRef {
     fn borrow(&self) -> &Node {
         &self.0.patch
-    }
-}
-
-/// Recent durable records by commit, bounded by their encoded size.
-#[derive(Debug)]
-pub struct RecordCache {
-    inner: Mutex<CacheInner>,
-    budget: usize,
-}
-
-#[derive(Debug, Default)]
-struct CacheInner {
-    records: BTreeMap<u64, (Arc<Entry>, usize)>,
-    bytes: usize,
-}
-
-impl RecordCache {
-    /// A cache holding at most about `budget` bytes of encoded records.
-    pub fn new(budget: usize) -> RecordCache {
-        RecordCache {
-            inner: Mutex::new(CacheInner::default()),
-            budget,
-        }
-    }
-
-    /// Adds a record; the oldest records go when over budget.
-    pub fn insert(&self, commit: u64, entry: Arc<Entry>, bytes: usize) {
-        let Ok(mut g) = self.inner.lock() else {
-            return;
-        };
-        if let Some((_, old)) = g.records.insert(commit, (entry, bytes)) {
-            g.bytes -= old;
-        }
-        g.bytes += bytes;
-        while g.bytes > self.budget {
-            let Some((_, (_, b))) = g.records.pop_first() else {
-                break;
-            };
-            g.bytes -= b;
-        }
-    }
-
-    /// The record of `commit`, if cached.
-    pub fn get(&self, commit: u64) -> Option<Arc<Entry>> {
-        self.inner
-            .lock()
-            .ok()
-            .and_then(|g| g.records.get(&commit).map(|(e, _)| e.clone()))
-    }
-
-    /// Drops every record before `commit` (compaction).
-    pub fn forget_before(&self, commit: u64) {
-        if let Ok(mut g) = self.inner.lock() {
-            let keep = g.records.split_off(&commit);
-            let dropped: usize = g.records.values().map(|(_, b)| *b).sum();
-            g.records = keep;
-            g.bytes -= dropped;
-        }
     }
 }
 
@@ -412,14 +355,14 @@ impl Reader {
         let file = self.file(loc.segment).map_err(FetchError)?;
         let entry = wal::read_at(&file, loc).map_err(|e| {
             FetchError(Error::corrupt(
-                recovery::segment_path(&self.dir, loc.segment),
+                layout::segment_path(&self.dir, loc.segment),
                 e.offset,
                 e.to_string(),
             ))
         })?;
         if entry.commit != commit {
             return Err(FetchError(Error::corrupt(
-                recovery::segment_path(&self.dir, loc.segment),
+                layout::segment_path(&self.dir, loc.segment),
                 loc.offset,
                 format!("expected commit {commit}, found {}", entry.commit),
             )));
@@ -517,7 +460,7 @@ fn estimate_bytes(root: &Node) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log_writer::{Committed, CommittedRecord};
+    use crate::disk::record::{Committed, CommittedRecord};
     use kameo::actor::Spawn;
     use logd_core::index::PathIndex;
     use logd_core::patch;

@@ -17,8 +17,8 @@ use kameo::mailbox;
 use kameo::message::{Context, Message};
 use kameo::supervision::RestartPolicy;
 
+use crate::commit::log_writer::{LogWriter, WriterArgs};
 use crate::error::Error;
-use crate::log_writer::{LogWriter, WriterArgs};
 
 /// Mailbox capacity of the log writer.
 pub const WRITER_MAILBOX: usize = 4096;
@@ -102,7 +102,7 @@ pub async fn start(args: WriterArgs) -> Result<Started, Error> {
 impl Started {
     /// Makes everything durable and stops the writer, then the supervisor.
     pub async fn stop(&self) -> Result<(), Error> {
-        let flushed = self.writer.ask(crate::log_writer::Flush).await;
+        let flushed = self.writer.ask(crate::commit::log_writer::Flush).await;
         let _ = self.writer.stop_gracefully().await;
         self.writer.wait_for_shutdown().await;
         let _ = self.supervisor.stop_gracefully().await;

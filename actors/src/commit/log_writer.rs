@@ -43,36 +43,13 @@ use logd_core::index::touched_paths;
 use logd_core::wal::{self, Entry, EntryMeta, HEADER_LEN, Location, ParticipantRecord};
 use logd_core::{KPath, Node};
 
+use crate::disk::fileops::FileOps;
+use crate::disk::layout;
+pub use crate::disk::record::{CommitObserver, Committed, CommittedRecord};
 use crate::error::Error;
-use crate::fileops::FileOps;
 use crate::index::IndexSink;
+use crate::open::recovery::{self, Recovered, SegmentInfo};
 use crate::options::{Durability, Options};
-use crate::recovery::{self, Recovered, SegmentInfo};
-
-/// One durable record, as handed to the commit observer and returned by
-/// recovery.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CommittedRecord {
-    /// Its commit number.
-    pub commit: u64,
-    /// Where it is in the log.
-    pub location: Location,
-    /// The record itself.
-    pub entry: Arc<Entry>,
-}
-
-/// A batch of durable records, in commit order, sent to the commit observer
-/// (with `ask`) before any of them is acknowledged.
-#[derive(Clone, Debug)]
-pub struct Committed {
-    /// The records.
-    pub records: Vec<CommittedRecord>,
-}
-
-/// The observer of durable batches (the index actor implements
-/// `Message<Committed, Reply = ()>`; get one with
-/// `actor_ref.reply_recipient::<Committed>()`).
-pub type CommitObserver = kameo::actor::ReplyRecipient<Committed, (), kameo::error::Infallible>;
 
 /// Append one transaction's record to the log.
 #[derive(Clone, Debug)]
@@ -367,7 +344,7 @@ const PREFILL: u64 = 1 << 20;
 impl OpenSeg {
     /// Cuts the zero fill off and syncs: the segment ends at its last record.
     fn seal(self, fs: &dyn FileOps, dir: &std::path::Path) -> Result<(), Error> {
-        let p = recovery::segment_path(dir, self.segment);
+        let p = layout::segment_path(dir, self.segment);
         if self.filled > self.end {
             fs.truncate(&self.file, self.end)
                 .map_err(|e| Error::io("truncate", &p, &e))?;
@@ -719,7 +696,7 @@ impl Actor for LogWriter {
         };
         let io = match init.active {
             Some(seg) => {
-                let path = recovery::segment_path(&args.dir, seg.first);
+                let path = layout::segment_path(&args.dir, seg.first);
                 let f = args
                     .fs
                     .open(&path)
@@ -1301,8 +1278,8 @@ fn write_batch(
             if let Some(old) = io.file.take() {
                 old.seal(fs, dir)?;
             }
-            let wdir = recovery::wal_dir(dir);
-            let file = recovery::create_file_atomic(
+            let wdir = layout::wal_dir(dir);
+            let file = layout::create_file_atomic(
                 fs,
                 &wdir,
                 &wal::segment_file_name(ch.segment),
@@ -1316,7 +1293,7 @@ fn write_batch(
                 filled: HEADER_LEN,
             });
         }
-        let path = recovery::segment_path(dir, ch.segment);
+        let path = layout::segment_path(dir, ch.segment);
         let Some(seg) = io.file.as_mut().filter(|s| s.segment == ch.segment) else {
             return Err(failed_err(
                 "internal: batch names a segment that is not open",
@@ -1343,7 +1320,7 @@ fn write_batch(
             old.seal(fs, dir)?;
         }
     } else if sync && let Some(seg) = &io.file {
-        let p = recovery::segment_path(dir, seg.segment);
+        let p = layout::segment_path(dir, seg.segment);
         fs.sync(&seg.file).map_err(|e| Error::io("sync", &p, &e))?;
     }
     Ok(())
@@ -1411,7 +1388,7 @@ impl Message<Seal> for LogWriter {
             Some(seg) if seg.last >= seg.first => Some(SegmentInfo {
                 first_commit: seg.first,
                 last_commit: seg.last,
-                path: recovery::segment_path(&self.args.dir, seg.first),
+                path: layout::segment_path(&self.args.dir, seg.first),
                 bytes: seg.len,
                 sealed: true,
             }),

@@ -3,3 +3,6 @@
 //! Nothing here spawns an actor or holds state beyond a file.
 
 pub mod fileops;
+pub mod layout;
+pub mod lock;
+pub mod record;

@@ -24,9 +24,10 @@ use logd_core::read::{ReadError, execute};
 use logd_core::snapshot::SnapshotReader;
 use logd_core::wal::{self, Location};
 
+use crate::disk::fileops::FileOps;
+use crate::disk::layout::segment_path;
 use crate::error::Error;
-use crate::fileops::FileOps;
-use crate::recovery::{Recovered, segment_path};
+use crate::open::recovery::Recovered;
 
 /// The directory holding the snapshots, inside a store directory.
 pub fn snap_dir(dir: &Path) -> PathBuf {
@@ -112,7 +113,7 @@ impl Catalog {
         umask: u32,
     ) -> Result<(Catalog, Vec<Skipped>), Error> {
         let sdir = snap_dir(dir);
-        crate::recovery::ensure_subdir(fs, &sdir, umask)?;
+        crate::disk::layout::ensure_subdir(fs, &sdir, umask)?;
         let mut commits = Vec::new();
         for ent in std::fs::read_dir(&sdir).map_err(|e| Error::io("read dir", &sdir, &e))? {
             let ent = ent.map_err(|e| Error::io("read dir", &sdir, &e))?;
@@ -185,7 +186,7 @@ impl Catalog {
                     error,
                 });
             } else {
-                crate::recovery::sync_file(fs, &entry.path)?;
+                crate::disk::layout::sync_file(fs, &entry.path)?;
             }
         }
         let sdir = snap_dir(dir);

@@ -36,6 +36,7 @@
 //! segment file read-only the first time a plan needs it (cached in the
 //! catalogue).
 
+pub mod cache;
 pub mod catalog;
 
 use std::convert::Infallible;
@@ -49,11 +50,11 @@ use logd_core::node::Node;
 use logd_core::wal::Location;
 use tracing::{debug, error, instrument};
 
-use crate::log_writer::{Committed, CommittedRecord};
-use crate::reader::RecordCache;
+use crate::disk::record::{Committed, CommittedRecord};
+use crate::index::cache::RecordCache;
 
-use crate::catalog::{BasePlan, Catalog};
 use crate::error::Error;
+use crate::index::catalog::{BasePlan, Catalog};
 
 /// The path index, shared between its writers (an [`IndexSink`], the
 /// [`IndexActor`]) and readers, which plan under a short read lock. Cheap to

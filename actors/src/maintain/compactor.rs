@@ -37,11 +37,11 @@ use logd_core::retention::{CompactionPlan, Retention, plan_compaction};
 use logd_core::wal;
 use tracing::{info, instrument, warn};
 
-use crate::catalog::{Catalog, parse_snapshot_file_name, snap_dir, snapshot_path};
+use crate::disk::fileops::FileOps;
+use crate::disk::layout::{segment_path, wal_dir};
 use crate::error::Error;
-use crate::fileops::FileOps;
+use crate::index::catalog::{Catalog, parse_snapshot_file_name, snap_dir, snapshot_path};
 use crate::index::{ForgetBefore, IndexActor, LastCommit};
-use crate::recovery::{segment_path, wal_dir};
 
 /// What the compactor is started with.
 #[derive(Clone, Debug)]

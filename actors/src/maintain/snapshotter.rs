@@ -59,16 +59,17 @@ use logd_core::snapshot::{SnapshotReader, SnapshotWriter, rewrite};
 use logd_core::wal::Entry;
 use tracing::{info, instrument, warn};
 
-use crate::catalog::{Catalog, SnapshotEntry, open_snapshot, snap_dir, snapshot_file_name};
-use crate::checkpoint::{CheckpointWriter, read_records};
-use crate::compactor::{Compact, Compactor};
+use crate::commit::log_writer::{LogWriter, Seal};
+use crate::disk::fileops::FileOps;
+use crate::disk::record::Committed;
+use crate::disk::record::CommittedRecord;
 use crate::error::Error;
-use crate::fileops::FileOps;
+use crate::index::cache::RecordCache;
+use crate::index::catalog::{Catalog, SnapshotEntry, open_snapshot, snap_dir, snapshot_file_name};
 use crate::index::{IndexActor, LastCommit, Records};
-use crate::log_writer::CommittedRecord;
-use crate::log_writer::{Committed, LogWriter, Seal};
+use crate::maintain::compactor::{Compact, Compactor};
+use crate::open::checkpoint::{CheckpointWriter, read_records};
 use crate::options::SnapshotEvery;
-use crate::reader::RecordCache;
 
 /// What the snapshotter is started with.
 #[derive(Clone, Debug)]
@@ -114,7 +115,7 @@ impl Actor for Snapshotter {
 
     async fn on_start(args: SnapshotterArgs, _: ActorRef<Self>) -> Result<Self, Error> {
         let sdir = snap_dir(&args.dir);
-        crate::recovery::ensure_subdir(&*args.fs, &sdir, args.umask)?;
+        crate::disk::layout::ensure_subdir(&*args.fs, &sdir, args.umask)?;
         Ok(Snapshotter {
             args,
             checkpoints: None,
@@ -234,7 +235,7 @@ impl Snapshotter {
             .await
             .map_err(|e| match e {
                 kameo::error::SendError::HandlerError(e) => Error::Snapshot {
-                    file: crate::catalog::snapshot_path(&self.args.dir, msg.upto),
+                    file: crate::index::catalog::snapshot_path(&self.args.dir, msg.upto),
                     reason: format!("cannot list the commits to replay: {e}"),
                 },
                 _ => Error::Closed,
@@ -247,7 +248,7 @@ impl Snapshotter {
         })
         .await
         .map_err(|e| Error::Snapshot {
-            file: crate::catalog::snapshot_path(&self.args.dir, msg.upto),
+            file: crate::index::catalog::snapshot_path(&self.args.dir, msg.upto),
             reason: format!("snapshot task failed: {e}"),
         })??;
         let info = SnapshotInfo {
@@ -381,7 +382,7 @@ fn build(
         };
         if entry.commit != commit {
             return Err(Error::corrupt(
-                crate::recovery::segment_path(&args.dir, loc.segment),
+                crate::disk::layout::segment_path(&args.dir, loc.segment),
                 loc.offset,
                 format!("record holds commit {}, expected {commit}", entry.commit),
             ));
@@ -483,7 +484,7 @@ impl Message<AutoSnapshot> for Snapshotter {
 
     async fn handle(&mut self, msg: AutoSnapshot, _ctx: &mut Context<Self, ()>) {
         if let Some(w) = &msg.flush
-            && let Err(e) = w.ask(crate::log_writer::Flush).await
+            && let Err(e) = w.ask(crate::commit::log_writer::Flush).await
         {
             match crate::error::from_send(e) {
                 // The store is closing: nothing to snapshot any more.

@@ -48,11 +48,12 @@ use logd_core::index::PathIndex;
 use logd_core::index::checkpoint as ckpt;
 use logd_core::wal::{self, Location};
 
+use crate::disk::fileops::{FileOps, read_file};
+use crate::disk::layout::{create_new_file, segment_path, wal_dir};
+use crate::disk::record::CommittedRecord;
 use crate::error::Error;
-use crate::fileops::{FileOps, read_file};
-use crate::log_writer::CommittedRecord;
+use crate::open::recovery::{Recovered, recover_after};
 use crate::options::Options;
-use crate::recovery::{Recovered, create_new_file, recover_after, segment_path, wal_dir};
 
 /// The index checkpoint's file name, in [`checkpoint_dir`].
 pub const CHECKPOINT_FILE: &str = "index.ckpt";
@@ -146,7 +147,7 @@ pub fn open_index(
     if let Some(c) = loaded {
         match usable(dir, &c, &rec).and_then(|first| {
             // Written by a process that may have died before its sync.
-            crate::recovery::sync_file(fs_ops, &path)
+            crate::disk::layout::sync_file(fs_ops, &path)
                 .and_then(|()| {
                     let cdir = checkpoint_dir(dir);
                     fs_ops
@@ -273,7 +274,7 @@ fn usable(dir: &Path, c: &ckpt::Checkpoint, rec: &Recovered) -> Result<u64, Stri
 pub fn frame_crc(dir: &Path, loc: Location) -> Result<u32, Error> {
     use std::os::unix::fs::FileExt;
     let path = segment_path(dir, loc.segment);
-    let f = crate::fileops::open_read(&path).map_err(|e| Error::io("open", &path, &e))?;
+    let f = crate::disk::fileops::open_read(&path).map_err(|e| Error::io("open", &path, &e))?;
     let mut h = [0u8; wal::FRAME_HEADER_LEN];
     f.read_exact_at(&mut h, loc.offset)
         .map_err(|e| Error::io("read", &path, &e))?;
@@ -661,7 +662,7 @@ impl CheckpointWriter {
             }
         }
         let cdir = checkpoint_dir(&self.dir);
-        crate::recovery::ensure_subdir(&*self.fs, &cdir, self.umask)?;
+        crate::disk::layout::ensure_subdir(&*self.fs, &cdir, self.umask)?;
         create_new_file(&*self.fs, &cdir, CHECKPOINT_FILE, bytes, self.umask)?;
         st.commit = commit;
         self.commit

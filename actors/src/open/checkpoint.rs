@@ -105,16 +105,16 @@ pub fn read_checkpoint(dir: &Path) -> Result<Option<ckpt::Checkpoint>, Error> {
         .map_err(|e| Error::corrupt(&path, e.offset, e.kind.to_string()))
 }
 
-/// Recovers the log (as [`crate::recovery::recover`]) and builds the path index, from the
+/// Recovers the log (as [`crate::open::recovery::recover`]) and builds the path index, from the
 /// index checkpoint when it is usable (see the module docs), else from
-/// every record. [`Recovered::checkpoint`] says which; with a checkpoint,
+/// every record. The returned [`CheckpointStatus`] says which; with a checkpoint,
 /// [`Recovered::records`] holds only the records after it, and
 /// [`Recovered::max_tx_id`] includes the checkpoint's.
 pub fn open_index(
     dir: &Path,
     options: &Options,
     fs_ops: &dyn FileOps,
-) -> Result<(Recovered, PathIndex), Error> {
+) -> Result<(Recovered, PathIndex, CheckpointStatus), Error> {
     let path = checkpoint_path(dir);
     let tmp = checkpoint_dir(dir).join(format!("{CHECKPOINT_FILE}.tmp"));
     if tmp.exists() {
@@ -211,8 +211,7 @@ pub fn open_index(
     if rec.last_commit > 0 {
         index.start_at(rec.last_commit + 1);
     }
-    rec.checkpoint = status;
-    Ok((rec, index))
+    Ok((rec, index, status))
 }
 
 /// The first commit the retained log holds (`last_commit + 1` when it

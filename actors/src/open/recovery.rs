@@ -24,7 +24,6 @@ pub(crate) use crate::disk::layout::{create_new_file, ensure_subdir, sync_file};
 pub use crate::disk::lock::DirLock;
 pub use crate::disk::record::CommittedRecord;
 use crate::error::Error;
-use crate::open::checkpoint::CheckpointStatus;
 use crate::options::Options;
 
 /// A log segment on disk.
@@ -62,9 +61,6 @@ pub struct Recovered {
     /// The commit and location of every good record up to `decoded_after`,
     /// in commit order.
     pub skipped: Vec<(u64, Location)>,
-    /// What became of the index checkpoint ([`crate::checkpoint::open_index`]; `Absent` for
-    /// [`recover`]).
-    pub checkpoint: CheckpointStatus,
     /// The segments, oldest first.
     pub segments: Vec<SegmentInfo>,
     /// The last durable commit (0 for an empty store).
@@ -157,7 +153,6 @@ pub fn recover_after(
         records: Vec::new(),
         decoded_after,
         skipped: Vec::new(),
-        checkpoint: CheckpointStatus::Absent,
         segments: Vec::new(),
         last_commit: 0,
         truncated: None,

@@ -51,39 +51,6 @@ use crate::index::IndexSink;
 use crate::open::recovery::{self, Recovered, SegmentInfo};
 use crate::options::{Durability, Options};
 
-/// Append one transaction's record to the log.
-#[derive(Clone, Debug)]
-pub struct Append {
-    /// The merged root patch.
-    pub patch: Node,
-    /// The transaction id.
-    pub tx_id: u64,
-    /// Every participant's path and match.
-    pub participants: Vec<ParticipantRecord>,
-    /// The transaction's metadata.
-    pub meta: EntryMeta,
-    /// Paths that no commit after `read_commit` may have affected.
-    pub checks: Vec<KPath>,
-    /// The commit the checks were evaluated at.
-    pub read_commit: u64,
-    /// The time to record (unix nanoseconds); `None` stamps the time of sequencing.
-    pub when: Option<u64>,
-}
-
-/// Append one record like [`Append`], offering to do its batch's I/O.
-///
-/// When the record's batch is ready to be written as soon as it is
-/// sequenced (no flush is running), the writer hands the batch to this
-/// caller ([`Led::Lead`]): the caller's own task then writes it, fsyncs it,
-/// puts it into the index and acknowledges every record in it
-/// ([`FlushLead::run`]). That is the whole of a lone committer's path: no
-/// flush task is started, and no thread wakes the caller after the fsync.
-/// Otherwise the reply is [`Led::Done`], sent when another flush has made the
-/// record durable, exactly as for [`Append`]. [`Appender::append`] does
-/// both steps.
-#[derive(Clone, Debug)]
-pub struct AppendLeading(pub Append);
-
 /// The reply to [`AppendLeading`].
 #[derive(Debug)]
 pub enum Led {
@@ -118,41 +85,6 @@ pub enum AppendOutcome {
     },
 }
 
-/// Seal the active segment: everything in it is made durable and the next
-/// record starts a new segment. Replies with the sealed segment, or `None`
-/// when the active segment holds no record. Right after a reopen of a log
-/// whose newest segment was sealed (no record since), it replies with that
-/// segment once more, so a snapshot a crash prevented can still be taken.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Seal;
-
-/// Make everything sequenced so far durable (an fsync even in buffered
-/// mode). Replies with the last durable commit.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Flush;
-
-/// Wait until `commit` is acknowledged (durable and observed by the
-/// index). Replies with the last acknowledged commit once it is at least
-/// `commit`: at once when it already is, else when the flush that covers it
-/// is done. Fails when the writer has failed (or stops first), and with
-/// [`Error::FutureCommit`] for a commit not sequenced yet, which no flush
-/// would ever cover.
-#[derive(Clone, Copy, Debug)]
-pub struct WaitAcked {
-    /// The commit to wait for.
-    pub commit: u64,
-}
-
-/// Internal: a flush (task or leader) finished. `result` says, when it
-/// succeeded, whether a sync is still owed (a buffered write).
-struct FlushDone {
-    generation: u64,
-    io: Option<Io>,
-    result: Result<bool, FlushFailure>,
-    /// The records made durable and acknowledged, for the follower.
-    records: Vec<CommittedRecord>,
-}
-
 /// How many times a small batch goes round the mailbox waiting for more.
 const MAX_KICK_ROUNDS: u8 = 8;
 
@@ -167,17 +99,6 @@ const CONFLICT_WINDOW: u64 = 1 << 16;
 /// what it held after the last pruning: its memory follows the paths
 /// written recently, not every path ever written.
 const CONFLICT_PRUNE_MIN: usize = 1 << 16;
-
-/// Internal: start a flush once the appends already queued in the mailbox
-/// have joined the batch.
-struct Kick {
-    generation: u64,
-}
-
-/// Internal: periodic sync in buffered mode. Replies whether to keep ticking.
-struct SyncTick {
-    generation: u64,
-}
 
 enum FlushFailure {
     /// A write, sync, index or observer step failed: the writer stops
@@ -1326,6 +1247,25 @@ fn write_batch(
     Ok(())
 }
 
+/// Append one transaction's record to the log.
+#[derive(Clone, Debug)]
+pub struct Append {
+    /// The merged root patch.
+    pub patch: Node,
+    /// The transaction id.
+    pub tx_id: u64,
+    /// Every participant's path and match.
+    pub participants: Vec<ParticipantRecord>,
+    /// The transaction's metadata.
+    pub meta: EntryMeta,
+    /// Paths that no commit after `read_commit` may have affected.
+    pub checks: Vec<KPath>,
+    /// The commit the checks were evaluated at.
+    pub read_commit: u64,
+    /// The time to record (unix nanoseconds); `None` stamps the time of sequencing.
+    pub when: Option<u64>,
+}
+
 impl Message<Append> for LogWriter {
     type Reply = DelegatedReply<Result<AppendOutcome, Error>>;
 
@@ -1344,6 +1284,20 @@ impl Message<Append> for LogWriter {
         reply
     }
 }
+
+/// Append one record like [`Append`], offering to do its batch's I/O.
+///
+/// When the record's batch is ready to be written as soon as it is
+/// sequenced (no flush is running), the writer hands the batch to this
+/// caller ([`Led::Lead`]): the caller's own task then writes it, fsyncs it,
+/// puts it into the index and acknowledges every record in it
+/// ([`FlushLead::run`]). That is the whole of a lone committer's path: no
+/// flush task is started, and no thread wakes the caller after the fsync.
+/// Otherwise the reply is [`Led::Done`], sent when another flush has made the
+/// record durable, exactly as for [`Append`]. [`Appender::append`] does
+/// both steps.
+#[derive(Clone, Debug)]
+pub struct AppendLeading(pub Append);
 
 impl Message<AppendLeading> for LogWriter {
     type Reply = DelegatedReply<Result<Led, Error>>;
@@ -1372,6 +1326,14 @@ impl Message<AppendLeading> for LogWriter {
         reply
     }
 }
+
+/// Seal the active segment: everything in it is made durable and the next
+/// record starts a new segment. Replies with the sealed segment, or `None`
+/// when the active segment holds no record. Right after a reopen of a log
+/// whose newest segment was sealed (no record since), it replies with that
+/// segment once more, so a snapshot a crash prevented can still be taken.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Seal;
 
 impl Message<Seal> for LogWriter {
     type Reply = DelegatedReply<Result<Option<SegmentInfo>, Error>>;
@@ -1410,6 +1372,11 @@ impl Message<Seal> for LogWriter {
     }
 }
 
+/// Make everything sequenced so far durable (an fsync even in buffered
+/// mode). Replies with the last durable commit.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Flush;
+
 impl Message<Flush> for LogWriter {
     type Reply = DelegatedReply<Result<u64, Error>>;
 
@@ -1428,6 +1395,16 @@ impl Message<Flush> for LogWriter {
         self.maybe_flush(ctx.actor_ref());
         reply
     }
+}
+
+/// Internal: a flush (task or leader) finished. `result` says, when it
+/// succeeded, whether a sync is still owed (a buffered write).
+struct FlushDone {
+    generation: u64,
+    io: Option<Io>,
+    result: Result<bool, FlushFailure>,
+    /// The records made durable and acknowledged, for the follower.
+    records: Vec<CommittedRecord>,
 }
 
 impl Message<FlushDone> for LogWriter {
@@ -1450,6 +1427,12 @@ impl Message<FlushDone> for LogWriter {
         }
         Ok(())
     }
+}
+
+/// Internal: start a flush once the appends already queued in the mailbox
+/// have joined the batch.
+struct Kick {
+    generation: u64,
 }
 
 impl Message<Kick> for LogWriter {
@@ -1480,6 +1463,18 @@ impl Message<Kick> for LogWriter {
     }
 }
 
+/// Wait until `commit` is acknowledged (durable and observed by the
+/// index). Replies with the last acknowledged commit once it is at least
+/// `commit`: at once when it already is, else when the flush that covers it
+/// is done. Fails when the writer has failed (or stops first), and with
+/// [`Error::FutureCommit`] for a commit not sequenced yet, which no flush
+/// would ever cover.
+#[derive(Clone, Copy, Debug)]
+pub struct WaitAcked {
+    /// The commit to wait for.
+    pub commit: u64,
+}
+
 impl Message<WaitAcked> for LogWriter {
     type Reply = DelegatedReply<Result<u64, Error>>;
 
@@ -1508,6 +1503,11 @@ impl Message<WaitAcked> for LogWriter {
         }
         reply
     }
+}
+
+/// Internal: periodic sync in buffered mode. Replies whether to keep ticking.
+struct SyncTick {
+    generation: u64,
 }
 
 impl Message<SyncTick> for LogWriter {

@@ -281,29 +281,6 @@ impl IndexActor {
     }
 }
 
-/// Plan a read of `path` as of `commit` from the newest snapshot at or
-/// before it (the empty document when there is none or the actor has no
-/// catalogue). Replies with the plan and what it pins, or
-/// [`Error::FutureCommit`] / [`Error::Compacted`].
-#[derive(Clone, Debug)]
-pub struct PlanRead {
-    /// The path to read.
-    pub path: KPath,
-    /// The commit to read as of.
-    pub commit: u64,
-}
-
-/// The commits in `(from, to]` with their record locations, ascending
-/// (e.g. what the snapshotter replays on top of the snapshot at `from`).
-/// Fails with [`IndexError::Compacted`] when some were forgotten.
-#[derive(Clone, Copy, Debug)]
-pub struct Records {
-    /// Exclusive lower bound.
-    pub from: u64,
-    /// Inclusive upper bound.
-    pub to: u64,
-}
-
 /// Index a batch of durable commits: `(commit, location, merged root patch)`,
 /// in increasing commit order without gaps, continuing the index.
 ///
@@ -314,54 +291,6 @@ pub struct Records {
 pub struct IndexCommit {
     /// The records of the batch.
     pub records: Vec<(u64, Location, Arc<Node>)>,
-}
-
-/// Plan a read of `path` as of `commit` (replayed from the empty document
-/// until snapshots exist). Replies with the plan, or
-/// [`IndexError::FutureCommit`] / [`IndexError::Compacted`].
-#[derive(Clone, Debug)]
-pub struct Plan {
-    /// The path to read.
-    pub path: KPath,
-    /// The commit to read as of.
-    pub commit: u64,
-}
-
-/// The commits in `(from, to]` that can change the node at `path`
-/// ([`PathIndex::affecting`]), ascending; e.g. for a transaction's `seq`
-/// check.
-#[derive(Clone, Debug)]
-pub struct Affecting {
-    /// The path.
-    pub path: KPath,
-    /// Exclusive lower bound.
-    pub from: u64,
-    /// Inclusive upper bound.
-    pub to: u64,
-}
-
-/// The newest indexed commit (`None` before the first), also when
-/// compaction made the index forget it: the store's last commit, which
-/// snapshots and compaction plan with.
-#[derive(Clone, Copy, Debug)]
-pub struct LastCommit;
-
-/// Where the record of `commit` lives (`None` when not held).
-#[derive(Clone, Copy, Debug)]
-pub struct LocationOf {
-    /// The commit.
-    pub commit: u64,
-}
-
-/// Approximate memory statistics of the index.
-#[derive(Clone, Copy, Debug)]
-pub struct Stats;
-
-/// Forget every commit before `commit` (after a snapshot covers them).
-#[derive(Clone, Copy, Debug)]
-pub struct ForgetBefore {
-    /// The first commit to keep.
-    pub commit: u64,
 }
 
 impl Message<IndexCommit> for IndexActor {
@@ -441,6 +370,17 @@ impl Message<Committed> for IndexActor {
     }
 }
 
+/// Plan a read of `path` as of `commit` (replayed from the empty document
+/// until snapshots exist). Replies with the plan, or
+/// [`IndexError::FutureCommit`] / [`IndexError::Compacted`].
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The path to read.
+    pub path: KPath,
+    /// The commit to read as of.
+    pub commit: u64,
+}
+
 impl Message<Plan> for IndexActor {
     type Reply = Result<ReadPlan, IndexError>;
 
@@ -450,6 +390,19 @@ impl Message<Plan> for IndexActor {
         debug!(root = %plan.root, records = plan.records.len(), "planned");
         Ok(plan)
     }
+}
+
+/// The commits in `(from, to]` that can change the node at `path`
+/// ([`PathIndex::affecting`]), ascending; e.g. for a transaction's `seq`
+/// check.
+#[derive(Clone, Debug)]
+pub struct Affecting {
+    /// The path.
+    pub path: KPath,
+    /// Exclusive lower bound.
+    pub from: u64,
+    /// Inclusive upper bound.
+    pub to: u64,
 }
 
 impl Message<Affecting> for IndexActor {
@@ -465,6 +418,12 @@ impl Message<Affecting> for IndexActor {
     }
 }
 
+/// The newest indexed commit (`None` before the first), also when
+/// compaction made the index forget it: the store's last commit, which
+/// snapshots and compaction plan with.
+#[derive(Clone, Copy, Debug)]
+pub struct LastCommit;
+
 impl Message<LastCommit> for IndexActor {
     type Reply = Option<u64>;
 
@@ -475,6 +434,13 @@ impl Message<LastCommit> for IndexActor {
     ) -> Self::Reply {
         self.index.read_own().newest_commit()
     }
+}
+
+/// Where the record of `commit` lives (`None` when not held).
+#[derive(Clone, Copy, Debug)]
+pub struct LocationOf {
+    /// The commit.
+    pub commit: u64,
 }
 
 impl Message<LocationOf> for IndexActor {
@@ -489,6 +455,10 @@ impl Message<LocationOf> for IndexActor {
     }
 }
 
+/// Approximate memory statistics of the index.
+#[derive(Clone, Copy, Debug)]
+pub struct Stats;
+
 impl Message<Stats> for IndexActor {
     // `IndexStats` is not a kameo `Reply` itself; this cannot fail.
     type Reply = Result<IndexStats, Infallible>;
@@ -496,6 +466,13 @@ impl Message<Stats> for IndexActor {
     async fn handle(&mut self, _msg: Stats, _ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
         Ok(self.index.read_own().stats())
     }
+}
+
+/// Forget every commit before `commit` (after a snapshot covers them).
+#[derive(Clone, Copy, Debug)]
+pub struct ForgetBefore {
+    /// The first commit to keep.
+    pub commit: u64,
 }
 
 impl Message<ForgetBefore> for IndexActor {
@@ -511,6 +488,18 @@ impl Message<ForgetBefore> for IndexActor {
         index.forget_before(msg.commit);
         index.first_commit()
     }
+}
+
+/// Plan a read of `path` as of `commit` from the newest snapshot at or
+/// before it (the empty document when there is none or the actor has no
+/// catalogue). Replies with the plan and what it pins, or
+/// [`Error::FutureCommit`] / [`Error::Compacted`].
+#[derive(Clone, Debug)]
+pub struct PlanRead {
+    /// The path to read.
+    pub path: KPath,
+    /// The commit to read as of.
+    pub commit: u64,
 }
 
 impl Message<PlanRead> for IndexActor {
@@ -560,6 +549,17 @@ impl Message<PlanRead> for IndexActor {
             }),
         }
     }
+}
+
+/// The commits in `(from, to]` with their record locations, ascending
+/// (e.g. what the snapshotter replays on top of the snapshot at `from`).
+/// Fails with [`IndexError::Compacted`] when some were forgotten.
+#[derive(Clone, Copy, Debug)]
+pub struct Records {
+    /// Exclusive lower bound.
+    pub from: u64,
+    /// Inclusive upper bound.
+    pub to: u64,
 }
 
 impl Message<Records> for IndexActor {

@@ -78,17 +78,6 @@ impl Compactor {
     }
 }
 
-/// Compact now (the policy's age cutoff measured from the system clock).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Compact;
-
-/// Compact as if the time were `now` (tests; tools).
-#[derive(Clone, Copy, Debug)]
-pub struct CompactAt {
-    /// The time the age cutoff is measured from.
-    pub now: SystemTime,
-}
-
 /// What a compaction removed.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct CompactionReport {
@@ -102,12 +91,23 @@ pub struct CompactionReport {
     pub bytes_freed: u64,
 }
 
+/// Compact now (the policy's age cutoff measured from the system clock).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Compact;
+
 impl Message<Compact> for Compactor {
     type Reply = Result<CompactionReport, Error>;
 
     async fn handle(&mut self, _: Compact, _ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
         self.compact(SystemTime::now()).await
     }
+}
+
+/// Compact as if the time were `now` (tests; tools).
+#[derive(Clone, Copy, Debug)]
+pub struct CompactAt {
+    /// The time the age cutoff is measured from.
+    pub now: SystemTime,
 }
 
 impl Message<CompactAt> for Compactor {

@@ -21,6 +21,29 @@
 //! task does it (see `run_flush`). Either way the writer gets the file back
 //! ([`FlushDone`]) before it starts the next flush, so flushes stay serial.
 //!
+//! # Flush invariants
+//!
+//! 1. **Only one flush owns the file.** The open segment file (`Io`) is
+//!    either in the writer or in the one running flush: `maybe_flush` takes
+//!    it, the flush gives it back with [`FlushDone`], and no flush starts
+//!    while it is out. Asserted where it comes back (`flush_done`).
+//! 2. **The I/O gate is held until every ack is sent.** A flush task or a
+//!    leader holds `WriterShared::gate` from before its write until its
+//!    batch is settled (every caller acknowledged or failed); a restarting
+//!    writer takes the gate before it rescans the files, so it never sees a
+//!    batch half acknowledged. Asserted in `Flushed::settle`.
+//! 3. **A batch of an older generation is refused.** Each incarnation of
+//!    the writer bumps `WriterShared::generation`; `flush_blocking` refuses,
+//!    under the gate, a batch an older incarnation sequenced (the files
+//!    were rescanned since), and the writer ignores a [`FlushDone`], `Kick`
+//!    or `SyncTick` of an older one. Asserted in `flush_blocking` (the
+//!    check runs under the gate).
+//! 4. **`last_acked` moves before any ack.** `Flushed::settle` raises
+//!    `WriterShared::last_acked` past the batch's last record before it
+//!    answers any caller, so no caller holds a commit above `last_acked`
+//!    (a restart does not hand it to the index again, and [`WaitAcked`]
+//!    answers it at once). Asserted for each acknowledged record.
+//!
 //! It never acknowledges what was not durable (per `Options::durability`),
 //! never reuses a commit number that was acknowledged, and after a failed
 //! write or fsync it refuses every further append (fail-stop) until the store
@@ -301,6 +324,14 @@ enum Ack {
 }
 
 impl Ack {
+    /// The commit of an appended record's ack.
+    fn commit(&self) -> Option<u64> {
+        match self {
+            Ack::Append(_, a) | Ack::Leading(_, a) | Ack::Direct(_, a) => Some(a.commit),
+            Ack::Seal(..) | Ack::Flush(..) => None,
+        }
+    }
+
     fn fail(self, e: Error) {
         match self {
             Ack::Append(Some(s), _) => s.send(Err(e)),
@@ -922,6 +953,11 @@ impl LogWriter {
         if msg.generation != self.generation {
             return Ok(Vec::new());
         }
+        // Invariant 1: the file was out with this flush.
+        debug_assert!(
+            self.io.is_none(),
+            "a flush gave the segment file back while the writer held it"
+        );
         self.io = msg.io;
         match msg.result {
             Ok(needs_sync) => {
@@ -1095,6 +1131,12 @@ impl Flushed {
     /// Acknowledges every caller (after moving `last_acked` past the batch)
     /// or fails them all, and returns the writer's [`FlushDone`].
     fn settle(self, args: &WriterArgs, generation: u64) -> FlushDone {
+        // Invariant 2: the caller holds the gate (or, for a refused batch,
+        // a restarting writer does).
+        debug_assert!(
+            args.shared.gate.try_lock().is_err(),
+            "a batch is settled outside the I/O gate"
+        );
         match &self.result {
             Ok(()) => {
                 if let Some(last) = self.records.last() {
@@ -1102,7 +1144,14 @@ impl Flushed {
                         .last_acked
                         .fetch_max(last.commit, Ordering::SeqCst);
                 }
+                let acked = args.shared.last_acked.load(Ordering::SeqCst);
                 for a in self.acks {
+                    // Invariant 4.
+                    debug_assert!(
+                        a.commit().is_none_or(|c| c <= acked),
+                        "commit {:?} acknowledged above last_acked {acked}",
+                        a.commit()
+                    );
                     a.succeed();
                 }
             }
@@ -1133,6 +1182,12 @@ fn flush_blocking(
     batch: Batch,
     sync: bool,
 ) -> Flushed {
+    // Invariant 3: decided under the gate, which a restart takes before it
+    // rescans the files.
+    debug_assert!(
+        args.shared.gate.try_lock().is_err(),
+        "a flush runs outside the I/O gate"
+    );
     if args.shared.generation.load(Ordering::SeqCst) != generation {
         return Flushed::refused(batch, "the log writer restarted");
     }

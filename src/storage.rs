@@ -22,7 +22,7 @@ use logd_actors::compactor::{Compact, CompactionReport, Compactor, CompactorArgs
 use logd_actors::engine::{Engine, TxIds};
 use logd_actors::fileops::{FileOps, RealFs};
 use logd_actors::index::IndexActor;
-use logd_actors::log_writer::{Appender, Committed, LogWriter, WriterArgs};
+use logd_actors::log_writer::{Appender, DurableBatch, LogWriter, WriterArgs};
 use logd_actors::reader::{Reader, RecordCache};
 use logd_actors::recovery::{DirLock, Recovered, remove_leftovers};
 use logd_actors::snapshotter::{
@@ -206,7 +206,7 @@ impl Storage {
         let mut args = WriterArgs::new(dir.clone(), options.clone(), fs.clone(), None, &recovered)
             .with_index(index_state.sink());
         if let Some(t) = &trigger {
-            args = args.with_follower(t.clone().recipient::<Committed>());
+            args = args.with_follower(t.clone().recipient::<DurableBatch>());
         }
         index_actor.spawn(index_state);
         let tx_ids = TxIds::open_deferred(

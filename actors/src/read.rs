@@ -56,14 +56,15 @@ use crate::index::{Affecting, IndexActor, PlanFrom, SharedIndex};
 /// Plans that replay more records than this go through the materialized state.
 pub const MATERIALIZE_THRESHOLD: usize = 64;
 
-/// The materialized state keeps a checkpoint every this many commits.
-pub const CHECKPOINT_EVERY: u64 = 512;
+/// The materialized state keeps an older folded root (a *kept root*, not
+/// the index checkpoint) every this many commits, for reads in the past.
+pub const KEEP_ROOT_EVERY: u64 = 512;
 
-/// At most this many checkpoints are kept (older ones are thinned out).
-pub const MAX_CHECKPOINTS: usize = 16;
+/// At most this many kept roots (older ones are thinned out).
+pub const MAX_KEPT_ROOTS: usize = 16;
 
-/// Checkpoints of a document larger than this (estimated bytes) are not kept.
-pub const MAX_CHECKPOINT_BYTES: usize = 32 << 20;
+/// Roots of a document larger than this (estimated bytes) are not kept.
+pub const MAX_KEPT_ROOT_BYTES: usize = 32 << 20;
 
 /// A record as the fold sees it: a shared entry that borrows as its patch.
 #[derive(Clone, Debug)]
@@ -310,7 +311,7 @@ impl Reader {
                 while end < plan.records.len() {
                     let c = plan.records[end].0;
                     end += 1;
-                    if c % CHECKPOINT_EVERY == 0 {
+                    if c % KEEP_ROOT_EVERY == 0 {
                         break;
                     }
                 }
@@ -327,7 +328,7 @@ impl Reader {
                     }
                 };
                 at = chunk.records.last().map_or(at, |r| r.0);
-                if at % CHECKPOINT_EVERY == 0 && !m.checkpoints.contains_key(&at) {
+                if at % KEEP_ROOT_EVERY == 0 && !m.checkpoints.contains_key(&at) {
                     keep_checkpoint(&mut m.checkpoints, at, &root);
                 }
                 start = end;
@@ -417,11 +418,11 @@ fn keep_checkpoint(
     at: u64,
     root: &Option<Node>,
 ) {
-    if root.as_ref().map_or(0, estimate_bytes) > MAX_CHECKPOINT_BYTES {
+    if root.as_ref().map_or(0, estimate_bytes) > MAX_KEPT_ROOT_BYTES {
         return;
     }
     checkpoints.insert(at, Arc::new(root.clone()));
-    if checkpoints.len() > MAX_CHECKPOINTS {
+    if checkpoints.len() > MAX_KEPT_ROOTS {
         let keys: Vec<u64> = checkpoints.keys().copied().collect();
         for (i, k) in keys.iter().enumerate() {
             if i % 2 == 1 && i + 1 < keys.len() {
@@ -450,7 +451,7 @@ fn estimate_bytes(root: &Node) -> usize {
             }
             _ => {}
         }
-        if total > MAX_CHECKPOINT_BYTES {
+        if total > MAX_KEPT_ROOT_BYTES {
             break;
         }
     }
@@ -460,7 +461,7 @@ fn estimate_bytes(root: &Node) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::disk::record::{Committed, CommittedRecord};
+    use crate::disk::record::{DurableBatch, DurableRecord};
     use kameo::actor::Spawn;
     use logd_core::index::PathIndex;
     use logd_core::patch;
@@ -491,8 +492,8 @@ mod tests {
         Node::object([("users", Node::object([(format!("u{}", c % 20), body)]))])
     }
 
-    fn record(c: u64) -> CommittedRecord {
-        CommittedRecord {
+    fn record(c: u64) -> DurableRecord {
+        DurableRecord {
             commit: c,
             location: Location {
                 segment: 1,
@@ -541,7 +542,7 @@ mod tests {
             tokio::spawn(async move {
                 for c in 1..=N {
                     index
-                        .ask(Committed {
+                        .ask(DurableBatch {
                             records: vec![record(c)],
                         })
                         .await

@@ -4,7 +4,7 @@
 //! This module owns [`Catalog`] (a cheap-to-clone shared handle), the
 //! snapshot file names (`<dir>/snap/<commit>.snap`, 20 zero-padded digits),
 //! [`Catalog::open`] (list, verify, skip corrupt snapshots with a warning),
-//! the *horizon* (the oldest commit still readable), and [`BasePlan`]: a read
+//! the *horizon* (the oldest commit still readable), and [`PinnedPlan`]: a read
 //! plan together with the snapshot it starts from and the segment files it
 //! replays, all held by `Arc`, so a reader in flight finishes correctly even
 //! if compaction unlinks those files meanwhile (an open fd survives unlink).
@@ -300,7 +300,7 @@ impl Catalog {
 
     /// Pins what `plan` needs: the snapshot at `plan.base` (when > 0) and
     /// the segment files of its records.
-    pub fn pin(&self, plan: ReadPlan) -> Result<BasePlan, Error> {
+    pub fn pin(&self, plan: ReadPlan) -> Result<PinnedPlan, Error> {
         let base = if plan.base > 0 {
             let e = self.lock().snapshots.get(&plan.base).cloned();
             Some(e.ok_or(Error::Compacted {
@@ -316,7 +316,7 @@ impl Catalog {
                 segments.push((loc.segment, self.segment(loc.segment)?));
             }
         }
-        Ok(BasePlan {
+        Ok(PinnedPlan {
             dir: self.dir.clone(),
             plan,
             base,
@@ -361,11 +361,11 @@ pub fn open_snapshot(path: &Path, commit: u64, full: bool) -> Result<SnapshotEnt
     })
 }
 
-/// A read plan with what it needs pinned: the base snapshot (`None`: the
+/// A read plan with its files pinned open: the base snapshot (`None`: the
 /// empty document) and the segment files of its records. Run
-/// [`BasePlan::execute`] on a blocking thread.
+/// [`PinnedPlan::execute`] on a blocking thread.
 #[derive(Clone, Debug)]
-pub struct BasePlan {
+pub struct PinnedPlan {
     dir: PathBuf,
     /// The plan (base = the snapshot's commit, or 0).
     pub plan: ReadPlan,
@@ -374,7 +374,7 @@ pub struct BasePlan {
     segments: Vec<(u64, Arc<File>)>,
 }
 
-impl BasePlan {
+impl PinnedPlan {
     /// Reads the node at the plan's path as of its commit: the node at the
     /// read root from the base snapshot (only the blocks holding it), then
     /// the plan's records replayed on it.

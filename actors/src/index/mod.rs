@@ -2,7 +2,7 @@
 //! catalogue) and answers lookups.
 //!
 //! The log writer puts every durable batch into the index through an
-//! [`IndexSink`] *before* it acknowledges the batch, so a read issued after
+//! [`IndexWriter`] *before* it acknowledges the batch, so a read issued after
 //! an acknowledgement is planned over an index that already holds the
 //! commit. Readers plan over the [`SharedIndex`] (or send [`Plan`] and get
 //! back a [`ReadPlan`]: the read root and the `(commit, location)` records
@@ -14,14 +14,14 @@
 //! With a [`Catalog`] ([`IndexActor::with_catalog`]) it also answers
 //! [`PlanRead`]: the plan starts from the newest snapshot at or before the
 //! commit, and the reply pins that snapshot and the segment files to replay
-//! ([`BasePlan`]). Because [`ForgetBefore`] is handled by this same actor,
+//! ([`PinnedPlan`]). Because [`ForgetBefore`] is handled by this same actor,
 //! a plan is always made over files the compactor has not yet deleted.
 //!
 //! # The read-shared index
 //!
 //! The [`PathIndex`] lives in a [`SharedIndex`] (`Arc<RwLock<PathIndex>>`).
-//! Its writers are the [`IndexSink`] (the log writer's flush, once per
-//! durable batch; the actor's own [`Committed`] handler, for writers wired
+//! Its writers are the [`IndexWriter`] (the log writer's flush, once per
+//! durable batch; the actor's own [`DurableBatch`] handler, for writers wired
 //! to it as their commit observer, uses the same code) and this actor's
 //! [`ForgetBefore`] (the write methods are private to this module). Touched
 //! paths are computed outside the write lock. Readers
@@ -50,13 +50,13 @@ use logd_core::node::Node;
 use logd_core::wal::Location;
 use tracing::{debug, error, instrument};
 
-use crate::disk::record::{Committed, CommittedRecord};
+use crate::disk::record::{DurableBatch, DurableRecord};
 use crate::index::cache::RecordCache;
 
 use crate::error::Error;
-use crate::index::catalog::{BasePlan, Catalog};
+use crate::index::catalog::{Catalog, PinnedPlan};
 
-/// The path index, shared between its writers (an [`IndexSink`], the
+/// The path index, shared between its writers (an [`IndexWriter`], the
 /// [`IndexActor`]) and readers, which plan under a short read lock. Cheap to
 /// clone.
 #[derive(Clone, Debug, Default)]
@@ -147,25 +147,25 @@ fn complete(index: &PathIndex, from: u64, to: u64) -> Result<(), Error> {
 }
 
 /// Puts durable batches into a [`SharedIndex`] (and a [`RecordCache`], for
-/// readers). The log writer holds one and calls [`IndexSink::absorb`] right
+/// readers). The log writer holds one and calls [`IndexWriter::absorb`] right
 /// after a batch's fsync, on the thread that did the I/O, before it
 /// acknowledges any record of the batch: read-after-ack holds without a
 /// message round trip to the [`IndexActor`]. Get it with
 /// [`IndexActor::sink`] before spawning the actor. Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct IndexSink {
+pub struct IndexWriter {
     index: SharedIndex,
     records: Option<Arc<RecordCache>>,
 }
 
-impl IndexSink {
+impl IndexWriter {
     /// Indexes the records of `batch` (in commit order) that the index does
     /// not hold yet; records it already holds are skipped, so a batch shown
     /// twice (after a writer restart) is harmless. The patches are walked
     /// before the write lock is taken: readers wait for the inserts only.
     /// A record that does not continue the index is an error, and nothing
     /// from it on is inserted.
-    pub fn absorb(&self, batch: &[CommittedRecord]) -> Result<(), IndexError> {
+    pub fn absorb(&self, batch: &[DurableRecord]) -> Result<(), IndexError> {
         let next = self.index.read_own().next_commit();
         let touched: Vec<Vec<KPath>> = batch
             .iter()
@@ -180,13 +180,13 @@ impl IndexSink {
         self.absorb_ends(batch, touched)
     }
 
-    /// [`IndexSink::absorb`] with the records' end paths already known
+    /// [`IndexWriter::absorb`] with the records' end paths already known
     /// (`ends[i]` is [`touched_paths`] of `batch[i]`'s patch; the log writer
     /// computes them once, when it sequences the record). Lists that do not
     /// pair up with the records are ignored and the paths computed again.
     pub fn absorb_ends(
         &self,
-        batch: &[CommittedRecord],
+        batch: &[DurableRecord],
         ends: Vec<Vec<KPath>>,
     ) -> Result<(), IndexError> {
         if ends.len() != batch.len() {
@@ -238,7 +238,7 @@ impl IndexActor {
     }
 
     /// An actor over an existing index that also puts every record it is
-    /// told about (through [`Committed`]) into `records`, for readers.
+    /// told about (through [`DurableBatch`]) into `records`, for readers.
     pub fn with_cache(index: PathIndex, records: Arc<RecordCache>) -> IndexActor {
         IndexActor {
             index: SharedIndex::new(index),
@@ -258,7 +258,7 @@ impl IndexActor {
     }
 
     /// The same actor, also keeping every record it is told about (through
-    /// [`Committed`]) in `records`, for readers.
+    /// [`DurableBatch`]) in `records`, for readers.
     pub fn with_records(mut self, records: Arc<RecordCache>) -> IndexActor {
         self.records = Some(records);
         self
@@ -270,11 +270,11 @@ impl IndexActor {
         self.index.clone()
     }
 
-    /// An [`IndexSink`] into this actor's index and record cache, for the
+    /// An [`IndexWriter`] into this actor's index and record cache, for the
     /// log writer (take it before spawning the actor, after
     /// [`IndexActor::with_records`]).
-    pub fn sink(&self) -> IndexSink {
-        IndexSink {
+    pub fn sink(&self) -> IndexWriter {
+        IndexWriter {
             index: self.index.clone(),
             records: self.records.clone(),
         }
@@ -359,11 +359,11 @@ impl Message<PlanFrom> for IndexActor {
 /// restarted writer shows its unacknowledged tail again) are skipped; a gap
 /// is logged and leaves the index unchanged, so later reads fail loudly
 /// instead of answering from an index that misses commits.
-impl Message<Committed> for IndexActor {
+impl Message<DurableBatch> for IndexActor {
     type Reply = ();
 
     #[instrument(name = "index.committed", level = "debug", skip_all, fields(records = msg.records.len()))]
-    async fn handle(&mut self, msg: Committed, _ctx: &mut Context<Self, ()>) {
+    async fn handle(&mut self, msg: DurableBatch, _ctx: &mut Context<Self, ()>) {
         if let Err(e) = self.sink().absorb(&msg.records) {
             error!(error = %e, "cannot index a durable batch");
         }
@@ -503,7 +503,7 @@ pub struct PlanRead {
 }
 
 impl Message<PlanRead> for IndexActor {
-    type Reply = Result<BasePlan, Error>;
+    type Reply = Result<PinnedPlan, Error>;
 
     #[instrument(name = "index.plan_read", skip_all, fields(path = %msg.path, commit = msg.commit))]
     async fn handle(

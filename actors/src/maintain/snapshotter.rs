@@ -61,8 +61,8 @@ use tracing::{info, instrument, warn};
 
 use crate::commit::log_writer::{LogWriter, Seal};
 use crate::disk::fileops::FileOps;
-use crate::disk::record::Committed;
-use crate::disk::record::CommittedRecord;
+use crate::disk::record::DurableBatch;
+use crate::disk::record::DurableRecord;
 use crate::error::Error;
 use crate::index::cache::RecordCache;
 use crate::index::catalog::{Catalog, SnapshotEntry, open_snapshot, snap_dir, snapshot_file_name};
@@ -319,7 +319,7 @@ impl Snapshotter {
             all.extend(
                 replayed
                     .into_iter()
-                    .map(|((commit, location), entry)| CommittedRecord {
+                    .map(|((commit, location), entry)| DurableRecord {
                         commit,
                         location,
                         entry,
@@ -526,7 +526,7 @@ impl Message<AutoSnapshot> for Snapshotter {
 /// The log writer's follower when [`SnapshotEvery`] is set (see the module
 /// docs): watches every durable batch and posts an [`AutoSnapshot`] when
 /// one is due. Spawn with `SnapshotTrigger::spawn`, hand
-/// `recipient::<Committed>()` to the log writer
+/// `recipient::<DurableBatch>()` to the log writer
 /// ([`crate::log_writer::WriterArgs::with_follower`]), then send it
 /// [`TriggerWiring`] once the writer runs.
 #[derive(Debug)]
@@ -677,10 +677,10 @@ impl Message<Recheck> for SnapshotTrigger {
 /// Notes the batch's commits and segments (the log writer tells it of each
 /// durable batch after acknowledging it), then checks whether an automatic
 /// snapshot is due.
-impl Message<Committed> for SnapshotTrigger {
+impl Message<DurableBatch> for SnapshotTrigger {
     type Reply = ();
 
-    async fn handle(&mut self, msg: Committed, _ctx: &mut Context<Self, ()>) {
+    async fn handle(&mut self, msg: DurableBatch, _ctx: &mut Context<Self, ()>) {
         for rec in &msg.records {
             let (commit, segment) = (rec.commit, rec.location.segment);
             match self.last {

@@ -50,7 +50,7 @@ use logd_core::wal::{self, Location};
 
 use crate::disk::fileops::{FileOps, read_file};
 use crate::disk::layout::{create_new_file, segment_path, wal_dir};
-use crate::disk::record::CommittedRecord;
+use crate::disk::record::DurableRecord;
 use crate::error::Error;
 use crate::open::recovery::{Recovered, recover_after};
 use crate::options::Options;
@@ -302,12 +302,12 @@ pub fn read_records(
     dir: &Path,
     locs: &[(u64, Location)],
     cached: &dyn Fn(u64) -> Option<Arc<wal::Entry>>,
-) -> Result<Vec<CommittedRecord>, Error> {
+) -> Result<Vec<DurableRecord>, Error> {
     let mut out = Vec::with_capacity(locs.len());
     let mut current: Option<(u64, Vec<u8>)> = None;
     for &(commit, loc) in locs {
         if let Some(entry) = cached(commit) {
-            out.push(CommittedRecord {
+            out.push(DurableRecord {
                 commit,
                 location: loc,
                 entry,
@@ -337,7 +337,7 @@ pub fn read_records(
                 format!("record holds commit {}, expected {commit}", entry.commit),
             ));
         }
-        out.push(CommittedRecord {
+        out.push(DurableRecord {
             commit,
             location: loc,
             entry: Arc::new(entry),
@@ -556,14 +556,14 @@ impl CheckpointWriter {
     /// the log no longer holds, and writes the result. Does nothing (and
     /// says so at debug level) when the records do not continue it.
     /// Returns the new checkpoint's commit.
-    pub fn advance(&self, records: &[CommittedRecord]) -> Result<Option<u64>, Error> {
+    pub fn advance(&self, records: &[DurableRecord]) -> Result<Option<u64>, Error> {
         let _job = self.job();
         if self.stopped() {
             return Ok(None);
         }
         // Only jobs change the checkpoint, and this one holds `_job`.
         let k = self.commit();
-        let fresh: Vec<&CommittedRecord> = records.iter().filter(|r| r.commit > k).collect();
+        let fresh: Vec<&DurableRecord> = records.iter().filter(|r| r.commit > k).collect();
         let Some(first) = fresh.first() else {
             return Ok(None);
         };

@@ -22,7 +22,7 @@ use crate::disk::fileops::{FileOps, read_file};
 pub use crate::disk::layout::{create_file_atomic, holds_store, segment_path, wal_dir};
 pub(crate) use crate::disk::layout::{create_new_file, ensure_subdir, sync_file};
 pub use crate::disk::lock::DirLock;
-pub use crate::disk::record::CommittedRecord;
+pub use crate::disk::record::DurableRecord;
 use crate::error::Error;
 use crate::options::Options;
 
@@ -54,7 +54,7 @@ pub struct SegmentInfo {
 pub struct Recovered {
     /// Every good record after `decoded_after`, in commit order (every good
     /// record for [`recover`]).
-    pub records: Vec<CommittedRecord>,
+    pub records: Vec<DurableRecord>,
     /// Records up to this commit were checked (length and CRC) but not
     /// decoded: they are in `skipped`, not in `records` (0 for [`recover`]).
     pub decoded_after: u64,
@@ -230,7 +230,7 @@ pub fn recover_after(
             }
             expect += 1;
             out.max_tx_id = out.max_tx_id.max(r.entry.tx_id);
-            out.records.push(CommittedRecord {
+            out.records.push(DurableRecord {
                 commit: r.entry.commit,
                 location: r.location,
                 entry: Arc::new(r.entry),

@@ -45,7 +45,7 @@ impl LogWriter {
         &mut self,
         msg: FlushDone,
         me: &ActorRef<LogWriter>,
-    ) -> Result<Vec<CommittedRecord>, Error> {
+    ) -> Result<Vec<DurableRecord>, Error> {
         if msg.generation != self.generation {
             return Ok(Vec::new());
         }
@@ -162,7 +162,7 @@ pub(super) async fn run_flush(job: FlushJob) {
     if let (Ok(()), Some(obs), false) =
         (&flushed.result, &args.observer, flushed.records.is_empty())
         && let Err(e) = obs
-            .ask(Committed {
+            .ask(DurableBatch {
                 records: flushed.records.clone(),
             })
             .await
@@ -172,7 +172,7 @@ pub(super) async fn run_flush(job: FlushJob) {
         flushed.result = Err(FlushFailure::Failed(failed_err(&reason)));
     }
     let done = flushed.settle(&args, generation);
-    // Held until here: see `FlushLead::run`.
+    // Held until here: see `BatchFlush::run`.
     drop(gate);
     let _ = me.tell(done).await;
 }
@@ -370,7 +370,7 @@ pub(super) struct FlushDone {
     io: Option<Io>,
     result: Result<bool, FlushFailure>,
     /// The records made durable and acknowledged, for the follower.
-    records: Vec<CommittedRecord>,
+    records: Vec<DurableRecord>,
 }
 
 impl Message<FlushDone> for LogWriter {
@@ -387,7 +387,7 @@ impl Message<FlushDone> for LogWriter {
         if let (Some(f), false) = (&self.args.follower, records.is_empty()) {
             // Flushes are serial and so is this handler: the follower sees
             // batches in commit order.
-            if f.tell(Committed { records }).await.is_err() {
+            if f.tell(DurableBatch { records }).await.is_err() {
                 tracing::debug!("the commit follower is gone");
             }
         }

@@ -1,6 +1,6 @@
-//! The leader hand-off: who runs a batch's flush. With [`AppendLeading`]
+//! The leader hand-off: who runs a batch's flush. With [`AppendMayLead`]
 //! (sent by [`Appender`]), the writer hands the batch to that caller
-//! ([`Led::Lead`] with a [`FlushLead`]), which does the I/O on its own task;
+//! ([`DecidedOrLead::Lead`] with a [`BatchFlush`]), which does the I/O on its own task;
 //! otherwise a flush task does it.
 
 use super::flush::flush_blocking;
@@ -8,29 +8,30 @@ use super::sequence::Sequenced;
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
-/// The reply to [`AppendLeading`].
+/// The reply to [`AppendMayLead`]: the append is decided, or the caller is
+/// to run its batch's flush.
 #[derive(Debug)]
-pub enum Led {
+pub enum DecidedOrLead {
     /// The append is decided: durable, or a conflict.
     Done(AppendOutcome),
-    /// The caller is to write its record's batch: call [`FlushLead::run`].
+    /// The caller is to write its record's batch: call [`BatchFlush::run`].
     /// Dropping it instead hands the batch back to a flush task.
-    Lead(FlushLead),
+    Lead(BatchFlush),
 }
 
-/// The flush of one batch, handed to one of its appenders (see
-/// [`AppendLeading`]). [`FlushLead::run`] does it; dropping a lead that was
+/// One batch's flush, handed to one of the batch's appenders to run (see
+/// [`AppendMayLead`]). [`BatchFlush::run`] does it; dropping a lead that was
 /// not run (its caller gave up) hands the batch to a flush task, so the
 /// other records of the batch are never stranded.
-pub struct FlushLead {
+pub struct BatchFlush {
     job: Option<Box<FlushJob>>,
     /// The leader's own record.
     own: Appended,
 }
 
-impl std::fmt::Debug for FlushLead {
+impl std::fmt::Debug for BatchFlush {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FlushLead")
+        f.debug_struct("BatchFlush")
             .field("own", &self.own)
             .field(
                 "records",
@@ -40,7 +41,7 @@ impl std::fmt::Debug for FlushLead {
     }
 }
 
-impl Drop for FlushLead {
+impl Drop for BatchFlush {
     fn drop(&mut self) {
         if let Some(job) = self.job.take() {
             job.spawn();
@@ -59,7 +60,7 @@ pub(super) fn can_block_in_place() -> bool {
     })
 }
 
-impl FlushLead {
+impl BatchFlush {
     /// Writes and syncs the batch on this task (in `block_in_place`), puts
     /// it into the index, acknowledges every other record of it, and
     /// returns this caller's own outcome. Nothing in it awaits, so it cannot
@@ -117,7 +118,7 @@ impl FlushLead {
     }
 }
 
-/// The store's commit path into the log writer: sends [`AppendLeading`]
+/// The store's commit path into the log writer: sends [`AppendMayLead`]
 /// and runs the flush when handed the lead.
 ///
 /// A lone committer (no other append in flight through this `Appender`)
@@ -149,7 +150,7 @@ impl Appender {
     pub async fn append(&self, msg: Append) -> Result<AppendOutcome, Error> {
         let alone = self.in_flight.fetch_add(1, Ordering::AcqRel) == 0;
         let _in_flight = InFlight(&self.in_flight);
-        let ask = std::future::IntoFuture::into_future(self.writer.ask(AppendLeading(msg)));
+        let ask = std::future::IntoFuture::into_future(self.writer.ask(AppendMayLead(msg)));
         let led = if alone && !self.spin.is_zero() && can_block_in_place() {
             spin_then_wait(ask, self.spin).await
         } else {
@@ -157,8 +158,8 @@ impl Appender {
         }
         .map_err(crate::error::from_send)?;
         match led {
-            Led::Done(outcome) => Ok(outcome),
-            Led::Lead(lead) => lead.run().await,
+            DecidedOrLead::Done(outcome) => Ok(outcome),
+            DecidedOrLead::Lead(lead) => lead.run().await,
         }
     }
 }
@@ -191,7 +192,7 @@ async fn spin_then_wait<F: std::future::Future>(fut: F, spin: Duration) -> F::Ou
 
 impl LogWriter {
     /// Starts a flush if none is running and there is work: hands it to
-    /// the batch's newest [`AppendLeading`] caller when no observer must be
+    /// the batch's newest [`AppendMayLead`] caller when no observer must be
     /// awaited (and this is a multi-thread runtime), else to a flush task.
     pub(super) fn maybe_flush(&mut self, me: &ActorRef<LogWriter>) {
         if self.batch.is_empty() || self.io.is_none() || self.failed.is_some() {
@@ -219,7 +220,7 @@ impl LogWriter {
         };
         match leader {
             // Should the caller be gone, the lead's drop spawns the flush.
-            Some((sender, own)) => sender.send(Ok(Led::Lead(FlushLead {
+            Some((sender, own)) => sender.send(Ok(DecidedOrLead::Lead(BatchFlush {
                 job: Some(Box::new(job)),
                 own,
             }))),
@@ -232,29 +233,29 @@ impl LogWriter {
 ///
 /// When the record's batch is ready to be written as soon as it is
 /// sequenced (no flush is running), the writer hands the batch to this
-/// caller ([`Led::Lead`]): the caller's own task then writes it, fsyncs it,
+/// caller ([`DecidedOrLead::Lead`]): the caller's own task then writes it, fsyncs it,
 /// puts it into the index and acknowledges every record in it
-/// ([`FlushLead::run`]). That is the whole of a lone committer's path: no
+/// ([`BatchFlush::run`]). That is the whole of a lone committer's path: no
 /// flush task is started, and no thread wakes the caller after the fsync.
-/// Otherwise the reply is [`Led::Done`], sent when another flush has made the
+/// Otherwise the reply is [`DecidedOrLead::Done`], sent when another flush has made the
 /// record durable, exactly as for [`Append`]. [`Appender::append`] does
 /// both steps.
 #[derive(Clone, Debug)]
-pub struct AppendLeading(pub Append);
+pub struct AppendMayLead(pub Append);
 
-impl Message<AppendLeading> for LogWriter {
-    type Reply = DelegatedReply<Result<Led, Error>>;
+impl Message<AppendMayLead> for LogWriter {
+    type Reply = DelegatedReply<Result<DecidedOrLead, Error>>;
 
     async fn handle(
         &mut self,
-        msg: AppendLeading,
+        msg: AppendMayLead,
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         let (reply, sender) = ctx.reply_sender();
         match self.sequence(msg.0) {
             Sequenced::Now(r) => {
                 if let Some(s) = sender {
-                    s.send(r.map(Led::Done));
+                    s.send(r.map(DecidedOrLead::Done));
                 }
             }
             Sequenced::Pending(appended, record, ends) => {

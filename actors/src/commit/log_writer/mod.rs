@@ -12,10 +12,10 @@
 //! acknowledged (group commit), and a follower, if any, is told. Records
 //! that arrive while a batch is in flight form the next batch.
 //!
-//! Who runs a flush: when the batch holds an [`AppendLeading`] record (the
+//! Who runs a flush: when the batch holds an [`AppendMayLead`] record (the
 //! store's commit path, through [`Appender`]), no observer must be awaited
 //! and the runtime is multi-threaded, the writer hands the whole batch to
-//! that record's caller ([`FlushLead`]), which does the I/O on its own task
+//! that record's caller ([`BatchFlush`]), which does the I/O on its own task
 //! in `block_in_place` and acknowledges the others; a lone committer then
 //! pays for no extra task and no wake-up after its write. Otherwise a flush
 //! task does it (see `run_flush`). Either way the writer gets the file back
@@ -68,9 +68,11 @@ use logd_core::{KPath, Node};
 
 use crate::disk::fileops::FileOps;
 use crate::disk::layout;
-pub use crate::disk::record::{CommitObserver, Committed, CommittedRecord};
+pub use crate::disk::record::{
+    CommitObserver, Committed, CommittedRecord, DurableBatch, DurableRecord,
+};
 use crate::error::Error;
-use crate::index::IndexSink;
+use crate::index::IndexWriter;
 use crate::open::recovery::{self, Recovered, SegmentInfo};
 use crate::options::{Durability, Options};
 
@@ -80,7 +82,7 @@ mod restart;
 mod sequence;
 
 use flush::{run_flush, spawn_ticker};
-pub use lead::{AppendLeading, Appender, FlushLead, Led};
+pub use lead::{AppendMayLead, Appender, BatchFlush, DecidedOrLead};
 use restart::restart_recovery;
 use sequence::CONFLICT_PRUNE_MIN;
 pub use sequence::{Append, AppendOutcome, Appended, Flush, Seal, WaitAcked};
@@ -132,10 +134,10 @@ pub struct WriterArgs {
     /// The index each durable batch goes into before it is acknowledged,
     /// on the thread that did the batch's I/O (no message round trip). See
     /// [`WriterArgs::with_index`].
-    pub index: Option<IndexSink>,
+    pub index: Option<IndexWriter>,
     /// Who is told of each durable batch after it is acknowledged (without
     /// waiting for it to be handled). See [`WriterArgs::with_follower`].
-    pub follower: Option<Recipient<Committed>>,
+    pub follower: Option<Recipient<DurableBatch>>,
     /// State shared across restarts.
     pub shared: Arc<WriterShared>,
 }
@@ -171,7 +173,7 @@ impl WriterArgs {
     /// Puts every durable batch into `index` before acknowledging it: the
     /// store's read path sees a commit as soon as it is acknowledged, and
     /// the commit path has no hop to the index actor.
-    pub fn with_index(mut self, index: IndexSink) -> WriterArgs {
+    pub fn with_index(mut self, index: IndexWriter) -> WriterArgs {
         self.index = Some(index);
         self
     }
@@ -179,7 +181,7 @@ impl WriterArgs {
     /// Tells `follower` of every durable batch once it is acknowledged, in
     /// commit order (for work that must not delay commits, such as
     /// deciding when to take an automatic snapshot).
-    pub fn with_follower(mut self, follower: Recipient<Committed>) -> WriterArgs {
+    pub fn with_follower(mut self, follower: Recipient<DurableBatch>) -> WriterArgs {
         self.follower = Some(follower);
         self
     }
@@ -231,9 +233,9 @@ struct Chunk {
 
 enum Ack {
     Append(Option<ReplySender<Result<AppendOutcome, Error>>>, Appended),
-    /// An [`AppendLeading`] record; `None` once its caller leads the flush
-    /// (the leader takes its own outcome from [`FlushLead::run`]).
-    Leading(Option<ReplySender<Result<Led, Error>>>, Appended),
+    /// An [`AppendMayLead`] record; `None` once its caller leads the flush
+    /// (the leader takes its own outcome from [`BatchFlush::run`]).
+    Leading(Option<ReplySender<Result<DecidedOrLead, Error>>>, Appended),
     /// A leader that could not block in place waits here for a flush task.
     Direct(
         tokio::sync::oneshot::Sender<Result<AppendOutcome, Error>>,
@@ -271,7 +273,7 @@ impl Ack {
     fn succeed(self) {
         match self {
             Ack::Append(Some(s), a) => s.send(Ok(AppendOutcome::Appended(a))),
-            Ack::Leading(Some(s), a) => s.send(Ok(Led::Done(AppendOutcome::Appended(a)))),
+            Ack::Leading(Some(s), a) => s.send(Ok(DecidedOrLead::Done(AppendOutcome::Appended(a)))),
             Ack::Direct(s, a) => {
                 let _ = s.send(Ok(AppendOutcome::Appended(a)));
             }
@@ -286,7 +288,7 @@ impl Ack {
 struct Batch {
     chunks: Vec<Chunk>,
     acks: Vec<Ack>,
-    records: Vec<CommittedRecord>,
+    records: Vec<DurableRecord>,
     /// Where each record's patch ends (`touched_paths`, computed once when
     /// sequencing), for the index.
     ends: Vec<Vec<KPath>>,
@@ -301,9 +303,9 @@ impl Batch {
         self.chunks.is_empty() && self.acks.is_empty() && !self.sync && !self.close_active
     }
 
-    /// Takes the reply sender of the newest [`AppendLeading`] caller of the
+    /// Takes the reply sender of the newest [`AppendMayLead`] caller of the
     /// batch (the one most likely still running), to hand it the flush.
-    fn take_leader(&mut self) -> Option<(ReplySender<Result<Led, Error>>, Appended)> {
+    fn take_leader(&mut self) -> Option<(ReplySender<Result<DecidedOrLead, Error>>, Appended)> {
         self.acks.iter_mut().rev().find_map(|a| match a {
             Ack::Leading(s @ Some(_), appended) => s.take().map(|s| (s, *appended)),
             _ => None,
@@ -312,7 +314,7 @@ impl Batch {
 }
 
 /// A batch ready to be written, with everything its flush needs: run by a
-/// flush task ([`run_flush`]) or by a leading appender ([`FlushLead`]).
+/// flush task ([`run_flush`]) or by a leading appender ([`BatchFlush`]).
 struct FlushJob {
     args: WriterArgs,
     io: Io,
@@ -479,7 +481,7 @@ struct Flushed {
     io: Option<Io>,
     result: Result<(), FlushFailure>,
     acks: Vec<Ack>,
-    records: Vec<CommittedRecord>,
+    records: Vec<DurableRecord>,
     /// Written but not synced (buffered mode).
     needs_sync_later: bool,
 }

@@ -44,7 +44,7 @@ pub(super) async fn restart_recovery(args: &WriterArgs) -> Result<Init, Error> {
         tokio::task::spawn_blocking(move || recovery::recover_after(&dir, &options, &*fs, acked))
             .await
             .map_err(|e| failed_err(&format!("recovery task failed: {e}")))??;
-    let unseen: Vec<CommittedRecord> = recovered
+    let unseen: Vec<DurableRecord> = recovered
         .records
         .iter()
         .filter(|r| r.commit > acked)
@@ -62,14 +62,14 @@ pub(super) async fn restart_recovery(args: &WriterArgs) -> Result<Init, Error> {
                 .map_err(|e| failed_err(&format!("cannot index a durable batch: {e}")))?;
         }
         if let Some(obs) = &args.observer {
-            obs.ask(Committed {
+            obs.ask(DurableBatch {
                 records: unseen.clone(),
             })
             .await
             .map_err(|e| failed_err(&format!("commit observer failed: {e:?}")))?;
         }
         if let Some(f) = &args.follower {
-            let _ = f.tell(Committed { records: unseen }).await;
+            let _ = f.tell(DurableBatch { records: unseen }).await;
         }
     }
     args.shared

@@ -47,7 +47,7 @@ pub(super) const CONFLICT_PRUNE_MIN: usize = 1 << 16;
 
 pub(super) enum Sequenced {
     Now(Result<AppendOutcome, Error>),
-    Pending(Appended, CommittedRecord, Vec<KPath>),
+    Pending(Appended, DurableRecord, Vec<KPath>),
 }
 
 impl LogWriter {
@@ -140,7 +140,7 @@ impl LogWriter {
         seg.len += frame_len as u64;
         seg.last = commit;
         let appended = Appended { commit, location };
-        let record = CommittedRecord {
+        let record = DurableRecord {
             commit,
             location,
             entry: Arc::new(entry),
@@ -168,7 +168,7 @@ impl LogWriter {
     pub(super) fn enqueue(
         &mut self,
         ack: Ack,
-        record: CommittedRecord,
+        record: DurableRecord,
         ends: Vec<KPath>,
         me: &ActorRef<LogWriter>,
     ) {

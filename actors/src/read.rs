@@ -43,11 +43,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use kameo::actor::ActorRef;
 use logd_core::index::ReadPlan;
 use logd_core::read::{self, ReadError};
-use logd_core::wal::{self, Entry, Location};
+use logd_core::wal::{Entry, Location};
 use logd_core::{KPath, Node, Value};
 use tracing::instrument;
 
-use crate::disk::layout;
 use crate::error::{Error, from_send};
 pub use crate::index::cache::RecordCache;
 use crate::index::catalog::Catalog;
@@ -353,28 +352,10 @@ impl Reader {
         if let Some(e) = self.records.get(commit) {
             return Ok(PatchRef(e));
         }
-        let file = self.file(loc.segment).map_err(FetchError)?;
-        let entry = wal::read_at(&file, loc).map_err(|e| {
-            FetchError(Error::corrupt(
-                layout::segment_path(&self.dir, loc.segment),
-                e.offset,
-                e.to_string(),
-            ))
-        })?;
-        if entry.commit != commit {
-            return Err(FetchError(Error::corrupt(
-                layout::segment_path(&self.dir, loc.segment),
-                loc.offset,
-                format!("expected commit {commit}, found {}", entry.commit),
-            )));
-        }
+        let entry = self.catalog.read_record(commit, loc).map_err(FetchError)?;
         let entry = Arc::new(entry);
         self.records.insert(commit, entry.clone(), loc.len as usize);
         Ok(PatchRef(entry))
-    }
-
-    fn file(&self, segment: u64) -> Result<Arc<std::fs::File>, Error> {
-        self.catalog.segment(segment)
     }
 
     /// The log record of `commit` (from the cache or the segment file);

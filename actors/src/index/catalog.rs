@@ -26,6 +26,7 @@ use logd_core::wal::{self, Location};
 
 use crate::disk::fileops::FileOps;
 use crate::disk::layout::segment_path;
+use crate::disk::record::read_record;
 use crate::error::Error;
 use crate::open::recovery::Recovered;
 
@@ -292,10 +293,11 @@ impl Catalog {
         self.lock().segments.remove(&first);
     }
 
-    /// Reads and checks the record at `loc`.
-    pub fn read_record(&self, loc: Location) -> Result<wal::Entry, Error> {
+    /// Reads and checks the record of `commit` at `loc` ([`read_record`]),
+    /// through the cache of open segment files.
+    pub fn read_record(&self, commit: u64, loc: Location) -> Result<wal::Entry, Error> {
         let f = self.segment(loc.segment)?;
-        read_record_in(&self.dir, &f, loc)
+        read_record(&self.dir, &f, commit, loc)
     }
 
     /// Pins what `plan` needs: the snapshot at `plan.base` (when > 0) and
@@ -323,11 +325,6 @@ impl Catalog {
             segments,
         })
     }
-}
-
-fn read_record_in(dir: &Path, f: &File, loc: Location) -> Result<wal::Entry, Error> {
-    wal::read_at(f, loc)
-        .map_err(|e| Error::corrupt(segment_path(dir, loc.segment), e.offset, e.kind.to_string()))
 }
 
 /// Opens the snapshot at `path` and checks it is at `commit`; with `full`,
@@ -386,7 +383,7 @@ impl PinnedPlan {
                 .map_err(|e| Error::from_snapshot(&s.path, &e))?,
             None => None,
         };
-        let fetch = |_commit: u64, loc: Location| -> Result<Node, Error> {
+        let fetch = |commit: u64, loc: Location| -> Result<Node, Error> {
             let f = self
                 .segments
                 .iter()
@@ -399,7 +396,7 @@ impl PinnedPlan {
                         "segment not pinned",
                     )
                 })?;
-            Ok(read_record_in(&self.dir, f, loc)?.patch)
+            Ok(read_record(&self.dir, f, commit, loc)?.patch)
         };
         execute(&self.plan, base, fetch).map_err(|e| match e {
             ReadError::Fetch { source, .. } => source,

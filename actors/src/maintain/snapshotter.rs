@@ -378,15 +378,8 @@ fn build(
         let cached = args.records.as_ref().and_then(|c| c.get(commit));
         let entry = match cached {
             Some(e) => e,
-            None => Arc::new(args.catalog.read_record(loc)?),
+            None => Arc::new(args.catalog.read_record(commit, loc)?),
         };
-        if entry.commit != commit {
-            return Err(Error::corrupt(
-                crate::disk::layout::segment_path(&args.dir, loc.segment),
-                loc.offset,
-                format!("record holds commit {}, expected {commit}", entry.commit),
-            ));
-        }
         patches.push(entry);
     }
     if expect != upto + 1 {

@@ -1,8 +1,10 @@
-//! The supervisor: spawns the engine's actors and restarts them on failure.
+//! The supervisor of the log writer: spawns it and restarts it after a panic.
 //!
-//! This module owns [`Supervisor`] (a kameo supervisor whose children are
-//! restarted one-for-one on abnormal exit) and [`start`], the one way to
-//! bring up the durable write path over a locked, recovered directory. A
+//! This module owns [`Supervisor`] (a kameo actor whose one child, the
+//! [`LogWriter`], is restarted on abnormal exit) and [`start`], the one way
+//! to bring up the durable write path over a locked, recovered directory.
+//! The other actors (index, snapshotter, trigger, compactor) are spawned by
+//! the store (`logd::Storage::open_with`) and are not supervised here. A
 //! restarted [`LogWriter`] rebuilds its state from the files on disk; callers
 //! whose requests were in flight get an error, never a hang. It never does
 //! I/O itself and never holds engine state.

@@ -9,8 +9,14 @@
 //! replays, all held by `Arc`, so a reader in flight finishes correctly even
 //! if compaction unlinks those files meanwhile (an open fd survives unlink).
 //!
-//! It never writes or deletes files (the snapshotter and the compactor do,
-//! through `FileOps`) and never decides what to keep.
+//! It writes no snapshot and deletes none that holds data (the snapshotter
+//! and the compactor do, through `FileOps`), and never decides what to keep.
+//! At open it does touch `snap/`, through `FileOps`: it creates the
+//! directory when missing, removes unfinished `*.snap.tmp` files and
+//! snapshots that fail their check (with a warning), and fsyncs the files it
+//! keeps and the directory. It also holds the store's one cache of open
+//! segment files ([`Catalog::segment`]), which compaction prunes
+//! ([`Catalog::forget_segment`]).
 
 use std::collections::BTreeMap;
 use std::fs::File;

@@ -1,5 +1,7 @@
-//! The index actor: owns the [`PathIndex`] (and, later, the snapshot
-//! catalogue) and answers lookups.
+//! The path index: the [`SharedIndex`] readers plan over, the
+//! [`IndexWriter`] the log writer puts durable batches in with, and the
+//! [`IndexActor`], which answers lookups and read plans (with the
+//! [`Catalog`], pinned to their files) and applies [`ForgetBefore`].
 //!
 //! The log writer puts every durable batch into the index through an
 //! [`IndexWriter`] *before* it acknowledges the batch, so a read issued after
@@ -25,7 +27,7 @@
 //! to it as their commit observer, uses the same code) and this actor's
 //! [`ForgetBefore`] (the write methods are private to this module). Touched
 //! paths are computed outside the write lock. Readers
-//! ([`crate::reader::Reader`], a transaction's `seq` check) plan directly in
+//! ([`crate::read::Reader`], a transaction's `seq` check) plan directly in
 //! their own task under a short read lock, without a mailbox round trip: a
 //! read never blocks commits for longer than one lookup, and a commit never
 //! waits behind record I/O or a fold. Because the log writer acknowledges a

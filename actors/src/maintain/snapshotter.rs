@@ -32,7 +32,7 @@
 //! commits, already decoded), else from the log.
 //!
 //! After each snapshot it also advances the index checkpoint
-//! ([`crate::checkpoint::CheckpointWriter`], handed over with
+//! ([`crate::open::checkpoint::CheckpointWriter`], handed over with
 //! [`UseCheckpoints`]) to the snapshot's commit, on the writer's
 //! low-priority worker after the reply ([`CheckpointWriter::submit`]), from the records
 //! the snapshot replayed (plus, when the
@@ -520,7 +520,7 @@ impl Message<AutoSnapshot> for Snapshotter {
 /// docs): watches every durable batch and posts an [`AutoSnapshot`] when
 /// one is due. Spawn with `SnapshotTrigger::spawn`, hand
 /// `recipient::<DurableBatch>()` to the log writer
-/// ([`crate::log_writer::WriterArgs::with_follower`]), then send it
+/// ([`crate::commit::log_writer::WriterArgs::with_follower`]), then send it
 /// [`TriggerWiring`] once the writer runs.
 #[derive(Debug)]
 pub struct SnapshotTrigger {

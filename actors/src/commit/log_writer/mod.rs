@@ -21,6 +21,18 @@
 //! task does it (see `run_flush`). Either way the writer gets the file back
 //! ([`FlushDone`]) before it starts the next flush, so flushes stay serial.
 //!
+//! # Files
+//!
+//! - this file: the actor, its state and the types its flushes share;
+//! - `sequence`: conflict checks, commit numbers, the pending batch, and the
+//!   messages that add to it or wait for it;
+//! - `flush`: one batch's write, fsync, index insertion and
+//!   acknowledgements, and what the writer does when a flush is done;
+//! - `lead`: who runs a flush (a flush task, or an appender handed the
+//!   batch), and [`Appender`];
+//! - `restart`: the starting point from a recovery, and a restarted
+//!   incarnation's rescan.
+//!
 //! # Flush invariants
 //!
 //! 1. **Only one flush owns the file.** The open segment file (`Io`) is

@@ -20,6 +20,34 @@ pub fn segment_path(dir: &Path, first: u64) -> PathBuf {
     wal_dir(dir).join(wal::segment_file_name(first))
 }
 
+/// What `wal/` holds (see [`list_wal`]).
+#[derive(Debug, Default)]
+pub(crate) struct WalListing {
+    /// The segments, by first commit, ascending.
+    pub(crate) segments: Vec<u64>,
+    /// Temp files of segments never renamed into place (`*.seg.tmp`).
+    pub(crate) unfinished: Vec<PathBuf>,
+}
+
+/// The one listing of `<dir>/wal/`: the segment files by first commit, and
+/// the unfinished ones. Other names are ignored.
+pub(crate) fn list_wal(dir: &Path) -> Result<WalListing, Error> {
+    let wdir = wal_dir(dir);
+    let mut out = WalListing::default();
+    for ent in std::fs::read_dir(&wdir).map_err(|e| Error::io("read dir", &wdir, &e))? {
+        let ent = ent.map_err(|e| Error::io("read dir", &wdir, &e))?;
+        let name = ent.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(first) = wal::parse_segment_file_name(name) {
+            out.segments.push(first);
+        } else if name.ends_with(".seg.tmp") {
+            out.unfinished.push(wdir.join(name));
+        }
+    }
+    out.segments.sort_unstable();
+    Ok(out)
+}
+
 /// Whether `dir` holds a store: its `meta` or its `wal/` exists.
 pub fn holds_store(dir: &Path) -> bool {
     dir.join("meta").exists() || wal_dir(dir).exists()

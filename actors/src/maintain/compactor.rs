@@ -34,11 +34,10 @@ use kameo::Actor;
 use kameo::actor::ActorRef;
 use kameo::message::{Context, Message};
 use logd_core::retention::{CompactionPlan, Retention, plan_compaction};
-use logd_core::wal;
 use tracing::{info, instrument, warn};
 
 use crate::disk::fileops::FileOps;
-use crate::disk::layout::{segment_path, wal_dir};
+use crate::disk::layout::{list_wal, segment_path, wal_dir};
 use crate::error::Error;
 use crate::index::catalog::{Catalog, parse_snapshot_file_name, snap_dir, snapshot_path};
 use crate::index::{ForgetBefore, IndexActor, LastCommit};
@@ -125,19 +124,7 @@ impl Message<CompactAt> for Compactor {
 /// The segments in `wal/` as `(first, last)`, oldest first: each sealed
 /// one ends where the next begins; the last (active) one ends at `last`.
 fn list_segments(dir: &std::path::Path, last: u64) -> Result<Vec<(u64, u64)>, Error> {
-    let wdir = wal_dir(dir);
-    let mut firsts = Vec::new();
-    for ent in std::fs::read_dir(&wdir).map_err(|e| Error::io("read dir", &wdir, &e))? {
-        let ent = ent.map_err(|e| Error::io("read dir", &wdir, &e))?;
-        if let Some(first) = ent
-            .file_name()
-            .to_str()
-            .and_then(wal::parse_segment_file_name)
-        {
-            firsts.push(first);
-        }
-    }
-    firsts.sort_unstable();
+    let firsts = list_wal(dir)?.segments;
     let mut out = Vec::with_capacity(firsts.len());
     for (i, &first) in firsts.iter().enumerate() {
         let end = match firsts.get(i + 1) {

@@ -37,7 +37,7 @@
 //! (a bug, never a torn write) is found when the record is read, not at open.
 //!
 //! It never writes the log or snapshots, and never decides what a store
-//! holds: [`crate::recovery`] scans the log, and the checkpoint only saves
+//! holds: [`crate::open::recovery`] scans the log, and the checkpoint only saves
 //! decoding records that scan has checked.
 
 use std::fs::{self, File};
@@ -49,7 +49,7 @@ use logd_core::index::checkpoint as ckpt;
 use logd_core::wal::{self, Location};
 
 use crate::disk::fileops::{FileOps, read_file};
-use crate::disk::layout::{create_new_file, segment_path, wal_dir};
+use crate::disk::layout::{create_new_file, list_wal, segment_path};
 use crate::disk::record::DurableRecord;
 use crate::error::Error;
 use crate::open::recovery::{Recovered, recover_after};
@@ -624,19 +624,7 @@ impl CheckpointWriter {
 
     /// The first commit of the oldest segment in `wal/`.
     fn first_segment(&self) -> Result<Option<u64>, Error> {
-        let wdir = wal_dir(&self.dir);
-        let mut first = None;
-        for ent in fs::read_dir(&wdir).map_err(|e| Error::io("read dir", &wdir, &e))? {
-            let ent = ent.map_err(|e| Error::io("read dir", &wdir, &e))?;
-            if let Some(c) = ent
-                .file_name()
-                .to_str()
-                .and_then(wal::parse_segment_file_name)
-            {
-                first = Some(first.map_or(c, |f: u64| f.min(c)));
-            }
-        }
-        Ok(first)
+        Ok(list_wal(&self.dir)?.segments.first().copied())
     }
 
     /// Makes commit `commit` durable (syncs its segment), then writes

@@ -8,7 +8,7 @@
 //! the last segment, refuses corruption anywhere else (naming file and
 //! offset), and returns every good record so the index can be rebuilt from
 //! the same scan ([`recover_after`] checks every CRC but decodes only the
-//! records after a given commit: [`crate::checkpoint`] uses it). It never
+//! records after a given commit: [`crate::open::checkpoint`] uses it). It never
 //! appends records (the log writer does) and never skips a bad record
 //! silently.
 
@@ -20,7 +20,7 @@ use logd_core::wal::{self, HEADER_LEN, Location, TailStatus, WalErrorKind};
 
 use crate::disk::fileops::{FileOps, read_file};
 pub use crate::disk::layout::{create_file_atomic, holds_store, segment_path, wal_dir};
-pub(crate) use crate::disk::layout::{create_new_file, ensure_subdir, sync_file};
+pub(crate) use crate::disk::layout::{create_new_file, ensure_subdir, list_wal, sync_file};
 pub use crate::disk::lock::DirLock;
 pub use crate::disk::record::DurableRecord;
 use crate::error::Error;
@@ -101,7 +101,7 @@ pub fn recover(dir: &Path, options: &Options, fs_ops: &dyn FileOps) -> Result<Re
 
 /// [`recover`], except that the records of commits up to `decoded_after`
 /// get their frames checked (length, CRC) but are not decoded: they are
-/// listed in [`Recovered::skipped`]. [`crate::checkpoint::open_index`] passes the commit of a
+/// listed in [`Recovered::skipped`]. [`crate::open::checkpoint::open_index`] passes the commit of a
 /// checkpoint.
 pub fn recover_after(
     dir: &Path,
@@ -133,21 +133,13 @@ pub fn recover_after(
         ));
     }
 
-    let mut names = Vec::new();
-    for ent in std::fs::read_dir(&wdir).map_err(|e| Error::io("read dir", &wdir, &e))? {
-        let ent = ent.map_err(|e| Error::io("read dir", &wdir, &e))?;
-        let name = ent.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(first) = wal::parse_segment_file_name(name) {
-            names.push(first);
-        } else if name.ends_with(".seg.tmp") {
-            // A segment that was never renamed into place: never acknowledged.
-            let p = wdir.join(name);
-            tracing::warn!(file = %p.display(), "removing unfinished segment");
-            fs_ops.remove(&p).map_err(|e| Error::io("remove", &p, &e))?;
-        }
+    let listing = list_wal(dir)?;
+    for p in &listing.unfinished {
+        // A segment that was never renamed into place: never acknowledged.
+        tracing::warn!(file = %p.display(), "removing unfinished segment");
+        fs_ops.remove(p).map_err(|e| Error::io("remove", p, &e))?;
     }
-    names.sort_unstable();
+    let names = listing.segments;
 
     let mut out = Recovered {
         records: Vec::new(),

@@ -7,9 +7,8 @@
 
 use std::time::Instant;
 
-use logd::actors::log_writer::{Append, AppendOutcome};
+use logd::actors::{Append, AppendOutcome, EntryMeta};
 use logd::{Node, Options, Storage};
-use logd_core::wal::EntryMeta;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

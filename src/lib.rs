@@ -99,15 +99,21 @@ pub use logd_core::text;
 pub use storage::{Actors, CommitInfo, Patcher, Storage, Tx, ValueError};
 pub use watch::{Change, Watch, WatchEvent, WatchFrom, WatchOptions};
 
-/// The engine's internals, for tools and load tests that drive the actors'
-/// mailboxes directly (see [`Storage::actors`]).
+/// The engine's actors and the messages a tool or a load test sends them
+/// directly (see [`Storage::actors`]), and what [`Storage::open_with`]
+/// takes and returns. A curated set: the rest of `logd-actors` is internal.
 pub mod actors {
-    pub use logd_actors::compactor;
-    pub use logd_actors::index;
-    pub use logd_actors::log_writer;
-    pub use logd_actors::snapshotter;
-    pub use logd_actors::transaction;
-    pub use logd_actors::watch;
+    pub use logd_actors::commit::log_writer::{
+        Append, AppendOutcome, Appended, Flush, LogWriter, Seal,
+    };
+    pub use logd_actors::index::{Affecting, IndexActor, LastCommit, PlanRead, Stats};
+    pub use logd_actors::maintain::compactor::{Compact, CompactAt, Compactor};
+    pub use logd_actors::maintain::snapshotter::{Snapshotter, SwitchAndSnapshot, TakeSnapshot};
+    pub use logd_actors::open::recovery::Recovered;
+    pub use logd_actors::supervisor::Supervisor;
+    pub use logd_actors::watch::{HubStats, WatchHub};
+    pub use logd_actors::{FileOps, RealFs};
+    pub use logd_core::wal::EntryMeta;
 }
 
 /// The README's code blocks, compiled and run as doctests.

@@ -22,7 +22,7 @@ use logd_actors::compactor::{Compact, CompactionReport, Compactor, CompactorArgs
 use logd_actors::engine::{Engine, TxIds};
 use logd_actors::fileops::{FileOps, RealFs};
 use logd_actors::index::IndexActor;
-use logd_actors::log_writer::{Appender, Committed, LogWriter, WriterArgs};
+use logd_actors::log_writer::{Appender, DurableBatch, LogWriter, WriterArgs};
 use logd_actors::reader::{Reader, RecordCache};
 use logd_actors::recovery::{DirLock, Recovered, remove_leftovers};
 use logd_actors::snapshotter::{
@@ -159,13 +159,22 @@ impl Storage {
             .snapshot_every
             .map(|_| SnapshotTrigger::prepare_with_mailbox(kameo::mailbox::unbounded()));
         let trigger = trigger_actor.as_ref().map(|t| t.actor_ref().clone());
-        let (recovered, path_index, catalog, skipped, options, fs, fresh_checkpoint) = {
+        let (
+            recovered,
+            checkpoint_status,
+            path_index,
+            catalog,
+            skipped,
+            options,
+            fs,
+            fresh_checkpoint,
+        ) = {
             let dir = dir.clone();
             tokio::task::spawn_blocking(move || {
-                let (mut recovered, index) = open_index(&dir, &options, &*fs)?;
+                let (mut recovered, index, status) = open_index(&dir, &options, &*fs)?;
                 // A long decode, or a damaged checkpoint: save what open
                 // built for the next one.
-                let ignored = matches!(recovered.checkpoint, CheckpointStatus::Ignored { .. });
+                let ignored = matches!(status, CheckpointStatus::Ignored { .. });
                 let fresh = if recovered.records.len() as u64 >= CHECKPOINT_MIN_RECORDS
                     || (ignored && recovered.last_commit > 0)
                 {
@@ -182,7 +191,9 @@ impl Storage {
                 // A snapshot covers any gap in the log (or open failed just
                 // above): what lies below it is left over.
                 remove_leftovers(&*fs, &dir, &mut recovered)?;
-                Ok::<_, Error>((recovered, index, catalog, skipped, options, fs, fresh))
+                Ok::<_, Error>((
+                    recovered, status, index, catalog, skipped, options, fs, fresh,
+                ))
             })
             .await
             .map_err(|e| Error::WriterFailed {
@@ -200,14 +211,14 @@ impl Storage {
         let mut args = WriterArgs::new(dir.clone(), options.clone(), fs.clone(), None, &recovered)
             .with_index(index_state.sink());
         if let Some(t) = &trigger {
-            args = args.with_follower(t.clone().recipient::<Committed>());
+            args = args.with_follower(t.clone().recipient::<DurableBatch>());
         }
         // Watches follow the durable batches from the last recovered commit.
         let watch_hub = WatchHub::spawn_with_mailbox(
             WatchHub::new(recovered.last_commit),
             kameo::mailbox::unbounded(),
         );
-        args = args.with_feed(watch_hub.clone().recipient::<Committed>());
+        args = args.with_feed(watch_hub.clone().recipient::<DurableBatch>());
         index_actor.spawn(index_state);
         let tx_ids = TxIds::open_deferred(
             dir.clone(),
@@ -227,7 +238,8 @@ impl Storage {
             index: index.clone(),
             records: Some(records.clone()),
         });
-        let checkpoints = open_checkpoints(&dir, &fs, &options, &recovered, fresh_checkpoint);
+        let checkpoints =
+            open_checkpoints(&dir, &fs, &options, &checkpoint_status, fresh_checkpoint);
         snapshotter
             .tell(UseCheckpoints(checkpoints.for_background()))
             .await
@@ -297,7 +309,7 @@ impl Storage {
                 truncated: recovered.truncated.clone(),
                 checkpoints,
                 records: records_cache,
-                checkpoint_status: recovered.checkpoint.clone(),
+                checkpoint_status,
                 watch_hub,
             }),
         };
@@ -624,10 +636,10 @@ fn open_checkpoints(
     dir: &Path,
     fs: &Arc<dyn FileOps>,
     options: &Options,
-    recovered: &Recovered,
+    status: &CheckpointStatus,
     fresh: Option<EncodedCheckpoint>,
 ) -> CheckpointWriter {
-    let on_disk = match recovered.checkpoint {
+    let on_disk = match *status {
         CheckpointStatus::Used { commit } => Some(commit),
         _ => None,
     };

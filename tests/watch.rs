@@ -429,7 +429,7 @@ async fn a_paused_consumer_under_64_writers_loses_nothing() {
     let lags = s
         .actors()
         .watch
-        .ask(logd::actors::watch::HubStats)
+        .ask(logd::actors::HubStats)
         .await
         .unwrap()
         .lags;
@@ -543,7 +543,7 @@ async fn close_ends_every_watch_and_drop_unsubscribes() {
     let (_dir, s) = common::open_temp(common::buffered()).await;
     common::commit(&s, "a", Node::int(1)).await;
     let hub = s.actors().watch;
-    let stats = || async { hub.ask(logd::actors::watch::HubStats).await.unwrap() };
+    let stats = || async { hub.ask(logd::actors::HubStats).await.unwrap() };
     let dropped = s.watch("a", WatchOptions::default()).await.unwrap();
     let mut closed = s.watch("b", WatchOptions::default()).await.unwrap();
     assert_eq!(stats().await.watchers, 2);

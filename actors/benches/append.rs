@@ -1,6 +1,6 @@
 //! Append throughput of the log writer: 1 and 64 concurrent appenders, in
 //! both durability modes, through the store's commit path (`Appender`:
-//! `AppendLeading`, the caller running its batch's flush when handed it). Prints appends/s. `LOGD_BENCH_SECS` sets the run
+//! `AppendMayLead`, the caller running its batch's flush when handed it). Prints appends/s. `LOGD_BENCH_SECS` sets the run
 //! time per case (default 2); `LOGD_BENCH_DIR` the parent directory of the
 //! temporary stores (default: the system temp dir).
 
@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use kameo::Actor;
 use kameo::actor::{ActorRef, Spawn};
 use kameo::message::{Context, Message};
-use logd_actors::log_writer::Committed;
+use logd_actors::log_writer::DurableBatch;
 use std::time::{Duration, Instant};
 
 use logd_actors::RealFs;
@@ -35,9 +35,9 @@ impl Actor for Counter {
     }
 }
 
-impl Message<Committed> for Counter {
+impl Message<DurableBatch> for Counter {
     type Reply = ();
-    async fn handle(&mut self, _: Committed, _: &mut Context<Self, ()>) {
+    async fn handle(&mut self, _: DurableBatch, _: &mut Context<Self, ()>) {
         self.batches.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -84,7 +84,7 @@ async fn case(durability: Durability, appenders: u64, secs: f64) -> (f64, f64) {
         &recovered,
     )
     .with_index(index.sink())
-    .with_follower(counter.recipient::<Committed>());
+    .with_follower(counter.recipient::<DurableBatch>());
     let started = start(args).await.expect("start");
     let appender = Appender::new(started.writer.clone(), Options::default().commit_spin);
     let deadline = Instant::now() + Duration::from_secs_f64(secs);

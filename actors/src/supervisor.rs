@@ -1,8 +1,10 @@
-//! The supervisor: spawns the engine's actors and restarts them on failure.
+//! The supervisor of the log writer: spawns it and restarts it after a panic.
 //!
-//! This module owns [`Supervisor`] (a kameo supervisor whose children are
-//! restarted one-for-one on abnormal exit) and [`start`], the one way to
-//! bring up the durable write path over a locked, recovered directory. A
+//! This module owns [`Supervisor`] (a kameo actor whose one child, the
+//! [`LogWriter`], is restarted on abnormal exit) and [`start`], the one way
+//! to bring up the durable write path over a locked, recovered directory.
+//! The other actors (index, snapshotter, trigger, compactor) are spawned by
+//! the store (`logd::Storage::open_with`) and are not supervised here. A
 //! restarted [`LogWriter`] rebuilds its state from the files on disk; callers
 //! whose requests were in flight get an error, never a hang. It never does
 //! I/O itself and never holds engine state.
@@ -17,8 +19,8 @@ use kameo::mailbox;
 use kameo::message::{Context, Message};
 use kameo::supervision::RestartPolicy;
 
+use crate::commit::log_writer::{LogWriter, WriterArgs};
 use crate::error::Error;
-use crate::log_writer::{LogWriter, WriterArgs};
 
 /// Mailbox capacity of the log writer.
 pub const WRITER_MAILBOX: usize = 4096;
@@ -102,7 +104,7 @@ pub async fn start(args: WriterArgs) -> Result<Started, Error> {
 impl Started {
     /// Makes everything durable and stops the writer, then the supervisor.
     pub async fn stop(&self) -> Result<(), Error> {
-        let flushed = self.writer.ask(crate::log_writer::Flush).await;
+        let flushed = self.writer.ask(crate::commit::log_writer::Flush).await;
         let _ = self.writer.stop_gracefully().await;
         self.writer.wait_for_shutdown().await;
         let _ = self.supervisor.stop_gracefully().await;

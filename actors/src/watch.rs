@@ -88,11 +88,11 @@ use logd_core::wal::Entry;
 use tokio::sync::Notify;
 use tracing::{debug, instrument, warn};
 
+use crate::commit::transaction::TxId;
+use crate::disk::record::DurableBatch;
 use crate::error::{Error, from_send};
 use crate::index::{Affecting, IndexActor};
-use crate::log_writer::Committed;
-use crate::reader::Reader;
-use crate::transaction::TxId;
+use crate::read::Reader;
 
 /// The default number of events a watcher's buffer holds.
 pub const DEFAULT_BUFFER: usize = 1024;
@@ -401,7 +401,7 @@ struct Watcher {
 /// The watch hub: matches each durable batch to the watchers it affects
 /// and queues it into their slots. Spawn it with
 /// `WatchHub::spawn_with_mailbox(WatchHub::new(last_commit), kameo::mailbox::unbounded())`
-/// and hand `recipient::<Committed>()` to the log writer
+/// and hand `recipient::<DurableBatch>()` to the log writer
 /// (`WriterArgs::with_feed`).
 #[derive(Debug)]
 pub struct WatchHub {
@@ -451,11 +451,11 @@ impl WatchHub {
     }
 }
 
-impl Message<Committed> for WatchHub {
+impl Message<DurableBatch> for WatchHub {
     type Reply = ();
 
     #[instrument(name = "watch.feed", level = "trace", skip_all, fields(records = msg.records.len()))]
-    async fn handle(&mut self, msg: Committed, _: &mut Context<Self, Self::Reply>) {
+    async fn handle(&mut self, msg: DurableBatch, _: &mut Context<Self, Self::Reply>) {
         let (Some(first), Some(last)) = (msg.records.first(), msg.records.last()) else {
             return;
         };

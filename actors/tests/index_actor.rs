@@ -394,12 +394,12 @@ async fn shared_plans_see_every_acknowledged_commit() {
 /// again is skipped, a gap is refused.
 #[tokio::test]
 async fn the_sink_skips_what_it_holds_and_refuses_gaps() {
-    use logd_actors::log_writer::CommittedRecord;
+    use logd_actors::log_writer::DurableRecord;
     use logd_actors::reader::RecordCache;
     use logd_core::wal::{Entry, EntryMeta};
 
     let store = history(8, 3, None, true);
-    let rec = |c: u64| CommittedRecord {
+    let rec = |c: u64| DurableRecord {
         commit: c,
         location: loc(c),
         entry: Arc::new(Entry {

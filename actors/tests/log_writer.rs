@@ -14,8 +14,8 @@ use kameo::message::{Context, Message};
 use logd_actors::error::{Error, from_send};
 use logd_actors::fileops::{FileOps, RealFs};
 use logd_actors::log_writer::{
-    Append, AppendLeading, AppendOutcome, Appended, Appender, Committed, Flush, Led, LogWriter,
-    Seal, WaitAcked, WriterArgs,
+    Append, AppendMayLead, AppendOutcome, Appended, Appender, DecidedOrLead, DurableBatch, Flush,
+    LogWriter, Seal, WaitAcked, WriterArgs,
 };
 use logd_actors::options::{Durability, Options};
 use logd_actors::recovery::{DirLock, Recovered, recover};
@@ -71,9 +71,9 @@ impl Actor for Observer {
     }
 }
 
-impl Message<Committed> for Observer {
+impl Message<DurableBatch> for Observer {
     type Reply = ();
-    async fn handle(&mut self, msg: Committed, _: &mut Context<Self, ()>) {
+    async fn handle(&mut self, msg: DurableBatch, _: &mut Context<Self, ()>) {
         let mut g = self.seen.lock().unwrap();
         g.extend(msg.records.iter().map(|r| r.commit));
     }
@@ -135,7 +135,7 @@ async fn append_ok(w: &ActorRef<LogWriter>, msg: Append) -> Appended {
     }
 }
 
-/// A writer that indexes through an `IndexSink` and tells a follower that
+/// A writer that indexes through an `IndexWriter` and tells a follower that
 /// records what it sees, as the store wires it.
 struct Indexed {
     lock: DirLock,
@@ -163,7 +163,7 @@ async fn open_indexed(dir: &Path) -> Indexed {
         &recovered,
     )
     .with_index(index_state.sink())
-    .with_follower(follower.recipient::<Committed>());
+    .with_follower(follower.recipient::<DurableBatch>());
     let index = IndexActor::spawn(index_state);
     let started = start(args).await.unwrap();
     Indexed {
@@ -206,7 +206,7 @@ async fn concurrent_appenders_get_gap_free_ordered_commits() {
         dir.path(),
         Options::default(),
         Arc::new(RealFs),
-        Some(obs.clone().reply_recipient::<Committed>()),
+        Some(obs.clone().reply_recipient::<DurableBatch>()),
     )
     .await
     .unwrap();
@@ -621,7 +621,7 @@ async fn writer_is_restarted_after_a_panic() {
         dir.path(),
         Options::default(),
         fs.clone(),
-        Some(obs.reply_recipient::<Committed>()),
+        Some(obs.reply_recipient::<DurableBatch>()),
     )
     .await
     .unwrap();
@@ -810,7 +810,7 @@ async fn lead_ok(a: &Appender, msg: Append) -> Appended {
     }
 }
 
-/// A lone `AppendLeading` caller is handed its own flush; running it makes
+/// A lone `AppendMayLead` caller is handed its own flush; running it makes
 /// the record durable. A lead dropped unrun is flushed by a task instead:
 /// the record is acknowledged, and the writer takes further appends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -818,7 +818,7 @@ async fn a_lone_leading_append_flushes_itself_and_a_dropped_lead_is_not_lost() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
     let w = store.started.writer.clone();
-    let Led::Lead(lead) = w.ask(AppendLeading(append_msg("a", 1))).await.unwrap() else {
+    let DecidedOrLead::Lead(lead) = w.ask(AppendMayLead(append_msg("a", 1))).await.unwrap() else {
         panic!("a lone caller is handed the flush");
     };
     assert_eq!(store.started.last_acked.load(Ordering::SeqCst), 0);
@@ -829,7 +829,7 @@ async fn a_lone_leading_append_flushes_itself_and_a_dropped_lead_is_not_lost() {
     ));
     assert_eq!(store.started.last_acked.load(Ordering::SeqCst), 1);
 
-    let Led::Lead(lead) = w.ask(AppendLeading(append_msg("a", 2))).await.unwrap() else {
+    let DecidedOrLead::Lead(lead) = w.ask(AppendMayLead(append_msg("a", 2))).await.unwrap() else {
         panic!("a lone caller is handed the flush");
     };
     drop(lead);
@@ -850,7 +850,7 @@ async fn a_lone_leading_append_flushes_itself_and_a_dropped_lead_is_not_lost() {
     // A caller that gives up right after sending (the lead is then
     // dropped with the unread reply) strands nothing either.
     {
-        let ask = std::future::IntoFuture::into_future(w.ask(AppendLeading(append_msg("a", 4))));
+        let ask = std::future::IntoFuture::into_future(w.ask(AppendMayLead(append_msg("a", 4))));
         let mut ask = std::pin::pin!(ask);
         let _ = std::future::poll_fn(|cx| std::task::Poll::Ready(ask.as_mut().poll(cx))).await;
     }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use super::Ctx;
 use super::out::{CliError, Code};
 
-use logd::actors::snapshotter::SwitchAndSnapshot;
+use logd::actors::SwitchAndSnapshot;
 use logd::{Cutoff, Durability, Node, Options, Outcome, Patch, PatchMeta, Retention, Storage};
 
 /// Options of `logd stress`.

@@ -15,7 +15,7 @@ use logd_actors::compactor::{Compactor, CompactorArgs};
 use logd_actors::error::Error;
 use logd_actors::fileops::{FileOps, RealFs};
 use logd_actors::index::{IndexActor, IndexCommit, PlanRead};
-use logd_actors::log_writer::{Append, AppendOutcome, Committed, Seal, WriterArgs};
+use logd_actors::log_writer::{Append, AppendOutcome, DurableBatch, Seal, WriterArgs};
 use logd_actors::options::{Options, Retention};
 use logd_actors::recovery::{DirLock, SegmentInfo, recover};
 use logd_actors::snapshotter::{
@@ -34,9 +34,9 @@ pub struct Bridge {
     index: ActorRef<IndexActor>,
 }
 
-impl Message<Committed> for Bridge {
+impl Message<DurableBatch> for Bridge {
     type Reply = ();
-    async fn handle(&mut self, msg: Committed, _: &mut Context<Self, ()>) {
+    async fn handle(&mut self, msg: DurableBatch, _: &mut Context<Self, ()>) {
         let records = msg
             .records
             .iter()
@@ -90,7 +90,7 @@ pub async fn open_with(
         dir.to_path_buf(),
         options.clone(),
         fs.clone(),
-        Some(bridge.reply_recipient::<Committed>()),
+        Some(bridge.reply_recipient::<DurableBatch>()),
         &recovered,
     );
     let started = start(args).await?;

@@ -8,139 +8,23 @@
 //! the last segment, refuses corruption anywhere else (naming file and
 //! offset), and returns every good record so the index can be rebuilt from
 //! the same scan ([`recover_after`] checks every CRC but decodes only the
-//! records after a given commit: [`crate::checkpoint`] uses it). It never
+//! records after a given commit: [`crate::open::checkpoint`] uses it). It never
 //! appends records (the log writer does) and never skips a bad record
 //! silently.
 
-use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use logd_core::meta::{self, Meta};
 use logd_core::wal::{self, HEADER_LEN, Location, TailStatus, WalErrorKind};
 
-use crate::checkpoint::CheckpointStatus;
+use crate::disk::fileops::{FileOps, read_file};
+pub use crate::disk::layout::{create_file_atomic, holds_store, segment_path, wal_dir};
+pub(crate) use crate::disk::layout::{create_new_file, ensure_subdir, list_wal, sync_file};
+pub use crate::disk::lock::DirLock;
+pub use crate::disk::record::DurableRecord;
 use crate::error::Error;
-use crate::fileops::{FileOps, RealFs, read_file};
-use crate::log_writer::CommittedRecord;
 use crate::options::Options;
-
-/// The directory holding the log segments, inside a store directory.
-pub fn wal_dir(dir: &Path) -> PathBuf {
-    dir.join("wal")
-}
-
-/// The path of the segment whose first commit is `first`.
-pub fn segment_path(dir: &Path, first: u64) -> PathBuf {
-    wal_dir(dir).join(wal::segment_file_name(first))
-}
-
-/// Whether `dir` holds a store: its `meta` or its `wal/` exists.
-pub fn holds_store(dir: &Path) -> bool {
-    dir.join("meta").exists() || wal_dir(dir).exists()
-}
-
-/// An exclusive advisory lock on `<dir>/LOCK`, released when dropped.
-#[derive(Debug)]
-pub struct DirLock {
-    file: File,
-    dir: PathBuf,
-}
-
-impl DirLock {
-    /// [`DirLock::acquire_with`] on the real file system.
-    pub fn acquire(dir: &Path, options: &Options) -> Result<DirLock, Error> {
-        DirLock::acquire_with(dir, options, &RealFs)
-    }
-
-    /// Locks the store at `dir`. A second lock on the same directory (any
-    /// process, or another `DirLock` in this one) fails with
-    /// [`Error::Locked`], naming the holder's pid when it wrote one.
-    ///
-    /// A directory without `meta` or `wal/` holds no store: with
-    /// [`Options::create`] it is created (each missing directory with
-    /// exactly `0o777 & !umask`, its parent fsynced so the new entry is
-    /// durable), otherwise the open fails with [`Error::NoStore`] and
-    /// nothing is written.
-    pub fn acquire_with(
-        dir: &Path,
-        options: &Options,
-        fs_ops: &dyn FileOps,
-    ) -> Result<DirLock, Error> {
-        if !holds_store(dir) && !options.create {
-            return Err(Error::NoStore {
-                dir: dir.to_path_buf(),
-            });
-        }
-        ensure_dir(fs_ops, dir, options.umask)?;
-        let path = dir.join("LOCK");
-        let existed = path.exists();
-        let mode = 0o666 & !options.umask;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(|e| Error::io("open", &path, &e))?;
-        if !existed {
-            file.set_permissions(std::fs::Permissions::from_mode(mode))
-                .map_err(|e| Error::io("chmod", &path, &e))?;
-        }
-        // SAFETY: flock on a file descriptor we own; no memory is shared.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error();
-            return if err.kind() == std::io::ErrorKind::WouldBlock {
-                let holder = read_file(&path)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .and_then(|t| t.trim().parse().ok());
-                Err(Error::Locked {
-                    dir: dir.to_path_buf(),
-                    holder,
-                })
-            } else {
-                Err(Error::io("lock", &path, &err))
-            };
-        }
-        // Who holds it, for the error a second opener gets (advisory only:
-        // not synced, never read for anything else).
-        let pid = format!("{}\n", std::process::id());
-        if file
-            .set_len(0)
-            .and_then(|()| {
-                use std::os::unix::fs::FileExt;
-                file.write_all_at(pid.as_bytes(), 0)
-            })
-            .is_err()
-        {
-            tracing::debug!(file = %path.display(), "cannot record the pid in LOCK");
-        }
-        Ok(DirLock {
-            file,
-            dir: dir.to_path_buf(),
-        })
-    }
-
-    /// The locked directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-}
-
-impl Drop for DirLock {
-    fn drop(&mut self) {
-        // SAFETY: unlocking our own descriptor; closing it would unlock anyway.
-        unsafe {
-            libc::flock(self.file.as_raw_fd(), libc::LOCK_UN);
-        }
-    }
-}
 
 /// A log segment on disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -170,16 +54,13 @@ pub struct SegmentInfo {
 pub struct Recovered {
     /// Every good record after `decoded_after`, in commit order (every good
     /// record for [`recover`]).
-    pub records: Vec<CommittedRecord>,
+    pub records: Vec<DurableRecord>,
     /// Records up to this commit were checked (length and CRC) but not
     /// decoded: they are in `skipped`, not in `records` (0 for [`recover`]).
     pub decoded_after: u64,
     /// The commit and location of every good record up to `decoded_after`,
     /// in commit order.
     pub skipped: Vec<(u64, Location)>,
-    /// What became of the index checkpoint ([`crate::checkpoint::open_index`]; `Absent` for
-    /// [`recover`]).
-    pub checkpoint: CheckpointStatus,
     /// The segments, oldest first.
     pub segments: Vec<SegmentInfo>,
     /// The last durable commit (0 for an empty store).
@@ -196,116 +77,6 @@ pub struct Recovered {
     pub leftovers: Vec<PathBuf>,
     /// The largest transaction id in the leftovers (ids are never reused).
     max_tx_id_below_gap: u64,
-}
-
-/// Makes sure the directory `dir` exists, creating each missing directory
-/// on the way with exactly `0o777 & !umask` and fsyncing its parent, so a
-/// power cut cannot lose the new entry (and with it everything under it).
-/// A link where a directory of the store should be is [`Error::Symlink`]
-/// (the store directory itself, which the user names, may be a link).
-/// Returns whether anything was created.
-pub(crate) fn ensure_dir(fs_ops: &dyn FileOps, dir: &Path, umask: u32) -> Result<bool, Error> {
-    // The missing directories, innermost first.
-    let mut missing = Vec::new();
-    let mut at = dir;
-    loop {
-        match std::fs::metadata(at) {
-            Ok(m) if m.is_dir() => break,
-            Ok(_) => {
-                return Err(Error::Io {
-                    op: "create dir",
-                    path: at.to_path_buf(),
-                    kind: std::io::ErrorKind::AlreadyExists,
-                    message: "exists and is not a directory".into(),
-                });
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if std::fs::symlink_metadata(at).is_ok() {
-                    // A dangling link: never create its target.
-                    return Err(Error::Symlink {
-                        path: at.to_path_buf(),
-                    });
-                }
-                missing.push(at);
-                match at.parent() {
-                    Some(p) if !p.as_os_str().is_empty() => at = p,
-                    _ => break,
-                }
-            }
-            Err(e) => return Err(Error::io("stat", at, &e)),
-        }
-    }
-    let created = !missing.is_empty();
-    for d in missing.into_iter().rev() {
-        fs_ops
-            .create_dir(d, 0o777 & !umask)
-            .map_err(|e| Error::io("create dir", d, &e))?;
-        let parent = match d.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        fs_ops
-            .sync_dir(parent)
-            .map_err(|e| Error::io("sync dir", parent, &e))?;
-    }
-    Ok(created)
-}
-
-/// A subdirectory of the store (`wal/`, `snap/`, `ckpt/`): like
-/// [`ensure_dir`], but a link is always refused.
-pub(crate) fn ensure_subdir(fs_ops: &dyn FileOps, dir: &Path, umask: u32) -> Result<bool, Error> {
-    if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err(Error::Symlink {
-            path: dir.to_path_buf(),
-        });
-    }
-    ensure_dir(fs_ops, dir, umask)
-}
-
-/// Writes `<dir>/<name>` atomically (temp name, fsync, rename, directory
-/// fsync). A new file gets exactly `0o666 & !umask`; a rewrite keeps the
-/// mode the file has.
-pub(crate) fn create_new_file(
-    fs_ops: &dyn FileOps,
-    dir: &Path,
-    name: &str,
-    bytes: &[u8],
-    umask: u32,
-) -> Result<File, Error> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let dst = dir.join(name);
-    let mode = match std::fs::symlink_metadata(&dst) {
-        Ok(m) if m.file_type().is_symlink() => return Err(Error::Symlink { path: dst }),
-        Ok(m) => m.permissions().mode() & 0o7777,
-        Err(_) => 0o666 & !umask,
-    };
-    let f = fs_ops
-        .create(&tmp, mode)
-        .map_err(|e| Error::io("create", &tmp, &e))?;
-    fs_ops
-        .write_at(&f, bytes, 0)
-        .map_err(|e| Error::io("write", &tmp, &e))?;
-    fs_ops.sync(&f).map_err(|e| Error::io("sync", &tmp, &e))?;
-    fs_ops
-        .rename(&tmp, &dst)
-        .map_err(|e| Error::io("rename", &tmp, &e))?;
-    fs_ops
-        .sync_dir(dir)
-        .map_err(|e| Error::io("sync dir", dir, &e))?;
-    Ok(f)
-}
-
-/// Creates a new file atomically: writes `bytes` to `<dir>/<name>.tmp`,
-/// fsyncs it, renames it to `<dir>/<name>` and fsyncs the directory. Returns
-/// the open file (positioned nowhere; use positional writes).
-pub fn create_file_atomic(
-    fs_ops: &dyn FileOps,
-    dir: &Path,
-    name: &str,
-    bytes: &[u8],
-    umask: u32,
-) -> Result<File, Error> {
-    create_new_file(fs_ops, dir, name, bytes, umask)
 }
 
 /// Writes `<dir>/meta` atomically.
@@ -330,7 +101,7 @@ pub fn recover(dir: &Path, options: &Options, fs_ops: &dyn FileOps) -> Result<Re
 
 /// [`recover`], except that the records of commits up to `decoded_after`
 /// get their frames checked (length, CRC) but are not decoded: they are
-/// listed in [`Recovered::skipped`]. [`crate::checkpoint::open_index`] passes the commit of a
+/// listed in [`Recovered::skipped`]. [`crate::open::checkpoint::open_index`] passes the commit of a
 /// checkpoint.
 pub fn recover_after(
     dir: &Path,
@@ -362,27 +133,18 @@ pub fn recover_after(
         ));
     }
 
-    let mut names = Vec::new();
-    for ent in std::fs::read_dir(&wdir).map_err(|e| Error::io("read dir", &wdir, &e))? {
-        let ent = ent.map_err(|e| Error::io("read dir", &wdir, &e))?;
-        let name = ent.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(first) = wal::parse_segment_file_name(name) {
-            names.push(first);
-        } else if name.ends_with(".seg.tmp") {
-            // A segment that was never renamed into place: never acknowledged.
-            let p = wdir.join(name);
-            tracing::warn!(file = %p.display(), "removing unfinished segment");
-            fs_ops.remove(&p).map_err(|e| Error::io("remove", &p, &e))?;
-        }
+    let listing = list_wal(dir)?;
+    for p in &listing.unfinished {
+        // A segment that was never renamed into place: never acknowledged.
+        tracing::warn!(file = %p.display(), "removing unfinished segment");
+        fs_ops.remove(p).map_err(|e| Error::io("remove", p, &e))?;
     }
-    names.sort_unstable();
+    let names = listing.segments;
 
     let mut out = Recovered {
         records: Vec::new(),
         decoded_after,
         skipped: Vec::new(),
-        checkpoint: CheckpointStatus::Absent,
         segments: Vec::new(),
         last_commit: 0,
         truncated: None,
@@ -460,7 +222,7 @@ pub fn recover_after(
             }
             expect += 1;
             out.max_tx_id = out.max_tx_id.max(r.entry.tx_id);
-            out.records.push(CommittedRecord {
+            out.records.push(DurableRecord {
                 commit: r.entry.commit,
                 location: r.location,
                 entry: Arc::new(r.entry),
@@ -524,12 +286,6 @@ pub fn recover_after(
         .map_err(|e| Error::io("sync dir", dir, &e))?;
     out.max_tx_id = out.max_tx_id.max(out.max_tx_id_below_gap);
     Ok(out)
-}
-
-/// Fsyncs one of the store's files (never through a link).
-pub(crate) fn sync_file(fs_ops: &dyn FileOps, path: &Path) -> Result<(), Error> {
-    let f = fs_ops.open(path).map_err(|e| Error::io("open", path, &e))?;
-    fs_ops.sync(&f).map_err(|e| Error::io("sync", path, &e))
 }
 
 /// Removes the segments [`recover`] found below a gap in the log

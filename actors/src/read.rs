@@ -37,32 +37,33 @@
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use kameo::actor::ActorRef;
 use logd_core::index::ReadPlan;
 use logd_core::read::{self, ReadError};
-use logd_core::wal::{self, Entry, Location};
+use logd_core::wal::{Entry, Location};
 use logd_core::{KPath, Node, Value};
 use tracing::instrument;
 
-use crate::catalog::Catalog;
 use crate::error::{Error, from_send};
+pub use crate::index::cache::RecordCache;
+use crate::index::catalog::Catalog;
 use crate::index::{Affecting, IndexActor, PlanFrom, SharedIndex};
-use crate::recovery;
 
 /// Plans that replay more records than this go through the materialized state.
 pub const MATERIALIZE_THRESHOLD: usize = 64;
 
-/// The materialized state keeps a checkpoint every this many commits.
-pub const CHECKPOINT_EVERY: u64 = 512;
+/// The materialized state keeps an older folded root (a *kept root*, not
+/// the index checkpoint) every this many commits, for reads in the past.
+pub const KEEP_ROOT_EVERY: u64 = 512;
 
-/// At most this many checkpoints are kept (older ones are thinned out).
-pub const MAX_CHECKPOINTS: usize = 16;
+/// At most this many kept roots (older ones are thinned out).
+pub const MAX_KEPT_ROOTS: usize = 16;
 
-/// Checkpoints of a document larger than this (estimated bytes) are not kept.
-pub const MAX_CHECKPOINT_BYTES: usize = 32 << 20;
+/// Roots of a document larger than this (estimated bytes) are not kept.
+pub const MAX_KEPT_ROOT_BYTES: usize = 32 << 20;
 
 /// A record as the fold sees it: a shared entry that borrows as its patch.
 #[derive(Clone, Debug)]
@@ -71,64 +72,6 @@ pub struct PatchRef(pub Arc<Entry>);
 impl Borrow<Node> for PatchRef {
     fn borrow(&self) -> &Node {
         &self.0.patch
-    }
-}
-
-/// Recent durable records by commit, bounded by their encoded size.
-#[derive(Debug)]
-pub struct RecordCache {
-    inner: Mutex<CacheInner>,
-    budget: usize,
-}
-
-#[derive(Debug, Default)]
-struct CacheInner {
-    records: BTreeMap<u64, (Arc<Entry>, usize)>,
-    bytes: usize,
-}
-
-impl RecordCache {
-    /// A cache holding at most about `budget` bytes of encoded records.
-    pub fn new(budget: usize) -> RecordCache {
-        RecordCache {
-            inner: Mutex::new(CacheInner::default()),
-            budget,
-        }
-    }
-
-    /// Adds a record; the oldest records go when over budget.
-    pub fn insert(&self, commit: u64, entry: Arc<Entry>, bytes: usize) {
-        let Ok(mut g) = self.inner.lock() else {
-            return;
-        };
-        if let Some((_, old)) = g.records.insert(commit, (entry, bytes)) {
-            g.bytes -= old;
-        }
-        g.bytes += bytes;
-        while g.bytes > self.budget {
-            let Some((_, (_, b))) = g.records.pop_first() else {
-                break;
-            };
-            g.bytes -= b;
-        }
-    }
-
-    /// The record of `commit`, if cached.
-    pub fn get(&self, commit: u64) -> Option<Arc<Entry>> {
-        self.inner
-            .lock()
-            .ok()
-            .and_then(|g| g.records.get(&commit).map(|(e, _)| e.clone()))
-    }
-
-    /// Drops every record before `commit` (compaction).
-    pub fn forget_before(&self, commit: u64) {
-        if let Ok(mut g) = self.inner.lock() {
-            let keep = g.records.split_off(&commit);
-            let dropped: usize = g.records.values().map(|(_, b)| *b).sum();
-            g.records = keep;
-            g.bytes -= dropped;
-        }
     }
 }
 
@@ -372,7 +315,7 @@ impl Reader {
                 while end < plan.records.len() {
                     let c = plan.records[end].0;
                     end += 1;
-                    if c % CHECKPOINT_EVERY == 0 {
+                    if c % KEEP_ROOT_EVERY == 0 {
                         break;
                     }
                 }
@@ -389,7 +332,7 @@ impl Reader {
                     }
                 };
                 at = chunk.records.last().map_or(at, |r| r.0);
-                if at % CHECKPOINT_EVERY == 0 && !m.checkpoints.contains_key(&at) {
+                if at % KEEP_ROOT_EVERY == 0 && !m.checkpoints.contains_key(&at) {
                     keep_checkpoint(&mut m.checkpoints, at, &root);
                 }
                 start = end;
@@ -414,28 +357,10 @@ impl Reader {
         if let Some(e) = self.records.get(commit) {
             return Ok(PatchRef(e));
         }
-        let file = self.file(loc.segment).map_err(FetchError)?;
-        let entry = wal::read_at(&file, loc).map_err(|e| {
-            FetchError(Error::corrupt(
-                recovery::segment_path(&self.dir, loc.segment),
-                e.offset,
-                e.to_string(),
-            ))
-        })?;
-        if entry.commit != commit {
-            return Err(FetchError(Error::corrupt(
-                recovery::segment_path(&self.dir, loc.segment),
-                loc.offset,
-                format!("expected commit {commit}, found {}", entry.commit),
-            )));
-        }
+        let entry = self.catalog.read_record(commit, loc).map_err(FetchError)?;
         let entry = Arc::new(entry);
         self.records.insert(commit, entry.clone(), loc.len as usize);
         Ok(PatchRef(entry))
-    }
-
-    fn file(&self, segment: u64) -> Result<Arc<std::fs::File>, Error> {
-        self.catalog.segment(segment)
     }
 
     /// The log record of `commit` (from the cache or the segment file);
@@ -479,11 +404,11 @@ fn keep_checkpoint(
     at: u64,
     root: &Option<Node>,
 ) {
-    if root.as_ref().map_or(0, estimate_bytes) > MAX_CHECKPOINT_BYTES {
+    if root.as_ref().map_or(0, estimate_bytes) > MAX_KEPT_ROOT_BYTES {
         return;
     }
     checkpoints.insert(at, Arc::new(root.clone()));
-    if checkpoints.len() > MAX_CHECKPOINTS {
+    if checkpoints.len() > MAX_KEPT_ROOTS {
         let keys: Vec<u64> = checkpoints.keys().copied().collect();
         for (i, k) in keys.iter().enumerate() {
             if i % 2 == 1 && i + 1 < keys.len() {
@@ -512,7 +437,7 @@ fn estimate_bytes(root: &Node) -> usize {
             }
             _ => {}
         }
-        if total > MAX_CHECKPOINT_BYTES {
+        if total > MAX_KEPT_ROOT_BYTES {
             break;
         }
     }
@@ -522,7 +447,7 @@ fn estimate_bytes(root: &Node) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log_writer::{Committed, CommittedRecord};
+    use crate::disk::record::{DurableBatch, DurableRecord};
     use kameo::actor::Spawn;
     use logd_core::index::PathIndex;
     use logd_core::patch;
@@ -553,8 +478,8 @@ mod tests {
         Node::object([("users", Node::object([(format!("u{}", c % 20), body)]))])
     }
 
-    fn record(c: u64) -> CommittedRecord {
-        CommittedRecord {
+    fn record(c: u64) -> DurableRecord {
+        DurableRecord {
             commit: c,
             location: Location {
                 segment: 1,
@@ -603,7 +528,7 @@ mod tests {
             tokio::spawn(async move {
                 for c in 1..=N {
                     index
-                        .ask(Committed {
+                        .ask(DurableBatch {
                             records: vec![record(c)],
                         })
                         .await

@@ -34,14 +34,13 @@ use kameo::Actor;
 use kameo::actor::ActorRef;
 use kameo::message::{Context, Message};
 use logd_core::retention::{CompactionPlan, Retention, plan_compaction};
-use logd_core::wal;
 use tracing::{info, instrument, warn};
 
-use crate::catalog::{Catalog, parse_snapshot_file_name, snap_dir, snapshot_path};
+use crate::disk::fileops::FileOps;
+use crate::disk::layout::{list_wal, segment_path, wal_dir};
 use crate::error::Error;
-use crate::fileops::FileOps;
+use crate::index::catalog::{Catalog, parse_snapshot_file_name, snap_dir, snapshot_path};
 use crate::index::{ForgetBefore, IndexActor, LastCommit};
-use crate::recovery::{segment_path, wal_dir};
 
 /// What the compactor is started with.
 #[derive(Clone, Debug)]
@@ -78,17 +77,6 @@ impl Compactor {
     }
 }
 
-/// Compact now (the policy's age cutoff measured from the system clock).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Compact;
-
-/// Compact as if the time were `now` (tests; tools).
-#[derive(Clone, Copy, Debug)]
-pub struct CompactAt {
-    /// The time the age cutoff is measured from.
-    pub now: SystemTime,
-}
-
 /// What a compaction removed.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct CompactionReport {
@@ -102,12 +90,23 @@ pub struct CompactionReport {
     pub bytes_freed: u64,
 }
 
+/// Compact now (the policy's age cutoff measured from the system clock).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Compact;
+
 impl Message<Compact> for Compactor {
     type Reply = Result<CompactionReport, Error>;
 
     async fn handle(&mut self, _: Compact, _ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
         self.compact(SystemTime::now()).await
     }
+}
+
+/// Compact as if the time were `now` (tests; tools).
+#[derive(Clone, Copy, Debug)]
+pub struct CompactAt {
+    /// The time the age cutoff is measured from.
+    pub now: SystemTime,
 }
 
 impl Message<CompactAt> for Compactor {
@@ -125,19 +124,7 @@ impl Message<CompactAt> for Compactor {
 /// The segments in `wal/` as `(first, last)`, oldest first: each sealed
 /// one ends where the next begins; the last (active) one ends at `last`.
 fn list_segments(dir: &std::path::Path, last: u64) -> Result<Vec<(u64, u64)>, Error> {
-    let wdir = wal_dir(dir);
-    let mut firsts = Vec::new();
-    for ent in std::fs::read_dir(&wdir).map_err(|e| Error::io("read dir", &wdir, &e))? {
-        let ent = ent.map_err(|e| Error::io("read dir", &wdir, &e))?;
-        if let Some(first) = ent
-            .file_name()
-            .to_str()
-            .and_then(wal::parse_segment_file_name)
-        {
-            firsts.push(first);
-        }
-    }
-    firsts.sort_unstable();
+    let firsts = list_wal(dir)?.segments;
     let mut out = Vec::with_capacity(firsts.len());
     for (i, &first) in firsts.iter().enumerate() {
         let end = match firsts.get(i + 1) {

@@ -32,7 +32,7 @@
 //! commits, already decoded), else from the log.
 //!
 //! After each snapshot it also advances the index checkpoint
-//! ([`crate::checkpoint::CheckpointWriter`], handed over with
+//! ([`crate::open::checkpoint::CheckpointWriter`], handed over with
 //! [`UseCheckpoints`]) to the snapshot's commit, on the writer's
 //! low-priority worker after the reply ([`CheckpointWriter::submit`]), from the records
 //! the snapshot replayed (plus, when the
@@ -59,16 +59,17 @@ use logd_core::snapshot::{SnapshotReader, SnapshotWriter, rewrite};
 use logd_core::wal::Entry;
 use tracing::{info, instrument, warn};
 
-use crate::catalog::{Catalog, SnapshotEntry, open_snapshot, snap_dir, snapshot_file_name};
-use crate::checkpoint::{CheckpointWriter, read_records};
-use crate::compactor::{Compact, Compactor};
+use crate::commit::log_writer::{LogWriter, Seal};
+use crate::disk::fileops::FileOps;
+use crate::disk::record::DurableBatch;
+use crate::disk::record::DurableRecord;
 use crate::error::Error;
-use crate::fileops::FileOps;
+use crate::index::cache::RecordCache;
+use crate::index::catalog::{Catalog, SnapshotEntry, open_snapshot, snap_dir, snapshot_file_name};
 use crate::index::{IndexActor, LastCommit, Records};
-use crate::log_writer::CommittedRecord;
-use crate::log_writer::{Committed, LogWriter, Seal};
+use crate::maintain::compactor::{Compact, Compactor};
+use crate::open::checkpoint::{CheckpointWriter, read_records};
 use crate::options::SnapshotEvery;
-use crate::reader::RecordCache;
 
 /// What the snapshotter is started with.
 #[derive(Clone, Debug)]
@@ -114,7 +115,7 @@ impl Actor for Snapshotter {
 
     async fn on_start(args: SnapshotterArgs, _: ActorRef<Self>) -> Result<Self, Error> {
         let sdir = snap_dir(&args.dir);
-        crate::recovery::ensure_subdir(&*args.fs, &sdir, args.umask)?;
+        crate::disk::layout::ensure_subdir(&*args.fs, &sdir, args.umask)?;
         Ok(Snapshotter {
             args,
             checkpoints: None,
@@ -234,7 +235,7 @@ impl Snapshotter {
             .await
             .map_err(|e| match e {
                 kameo::error::SendError::HandlerError(e) => Error::Snapshot {
-                    file: crate::catalog::snapshot_path(&self.args.dir, msg.upto),
+                    file: crate::index::catalog::snapshot_path(&self.args.dir, msg.upto),
                     reason: format!("cannot list the commits to replay: {e}"),
                 },
                 _ => Error::Closed,
@@ -247,7 +248,7 @@ impl Snapshotter {
         })
         .await
         .map_err(|e| Error::Snapshot {
-            file: crate::catalog::snapshot_path(&self.args.dir, msg.upto),
+            file: crate::index::catalog::snapshot_path(&self.args.dir, msg.upto),
             reason: format!("snapshot task failed: {e}"),
         })??;
         let info = SnapshotInfo {
@@ -318,7 +319,7 @@ impl Snapshotter {
             all.extend(
                 replayed
                     .into_iter()
-                    .map(|((commit, location), entry)| CommittedRecord {
+                    .map(|((commit, location), entry)| DurableRecord {
                         commit,
                         location,
                         entry,
@@ -377,15 +378,8 @@ fn build(
         let cached = args.records.as_ref().and_then(|c| c.get(commit));
         let entry = match cached {
             Some(e) => e,
-            None => Arc::new(args.catalog.read_record(loc)?),
+            None => Arc::new(args.catalog.read_record(commit, loc)?),
         };
-        if entry.commit != commit {
-            return Err(Error::corrupt(
-                crate::recovery::segment_path(&args.dir, loc.segment),
-                loc.offset,
-                format!("record holds commit {}, expected {commit}", entry.commit),
-            ));
-        }
         patches.push(entry);
     }
     if expect != upto + 1 {
@@ -483,7 +477,7 @@ impl Message<AutoSnapshot> for Snapshotter {
 
     async fn handle(&mut self, msg: AutoSnapshot, _ctx: &mut Context<Self, ()>) {
         if let Some(w) = &msg.flush
-            && let Err(e) = w.ask(crate::log_writer::Flush).await
+            && let Err(e) = w.ask(crate::commit::log_writer::Flush).await
         {
             match crate::error::from_send(e) {
                 // The store is closing: nothing to snapshot any more.
@@ -525,8 +519,8 @@ impl Message<AutoSnapshot> for Snapshotter {
 /// The log writer's follower when [`SnapshotEvery`] is set (see the module
 /// docs): watches every durable batch and posts an [`AutoSnapshot`] when
 /// one is due. Spawn with `SnapshotTrigger::spawn`, hand
-/// `recipient::<Committed>()` to the log writer
-/// ([`crate::log_writer::WriterArgs::with_follower`]), then send it
+/// `recipient::<DurableBatch>()` to the log writer
+/// ([`crate::commit::log_writer::WriterArgs::with_follower`]), then send it
 /// [`TriggerWiring`] once the writer runs.
 #[derive(Debug)]
 pub struct SnapshotTrigger {
@@ -676,10 +670,10 @@ impl Message<Recheck> for SnapshotTrigger {
 /// Notes the batch's commits and segments (the log writer tells it of each
 /// durable batch after acknowledging it), then checks whether an automatic
 /// snapshot is due.
-impl Message<Committed> for SnapshotTrigger {
+impl Message<DurableBatch> for SnapshotTrigger {
     type Reply = ();
 
-    async fn handle(&mut self, msg: Committed, _ctx: &mut Context<Self, ()>) {
+    async fn handle(&mut self, msg: DurableBatch, _ctx: &mut Context<Self, ()>) {
         for rec in &msg.records {
             let (commit, segment) = (rec.commit, rec.location.segment);
             match self.last {

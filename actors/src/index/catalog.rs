@@ -4,13 +4,19 @@
 //! This module owns [`Catalog`] (a cheap-to-clone shared handle), the
 //! snapshot file names (`<dir>/snap/<commit>.snap`, 20 zero-padded digits),
 //! [`Catalog::open`] (list, verify, skip corrupt snapshots with a warning),
-//! the *horizon* (the oldest commit still readable), and [`BasePlan`]: a read
+//! the *horizon* (the oldest commit still readable), and [`PinnedPlan`]: a read
 //! plan together with the snapshot it starts from and the segment files it
 //! replays, all held by `Arc`, so a reader in flight finishes correctly even
 //! if compaction unlinks those files meanwhile (an open fd survives unlink).
 //!
-//! It never writes or deletes files (the snapshotter and the compactor do,
-//! through `FileOps`) and never decides what to keep.
+//! It writes no snapshot and deletes none that holds data (the snapshotter
+//! and the compactor do, through `FileOps`), and never decides what to keep.
+//! At open it does touch `snap/`, through `FileOps`: it creates the
+//! directory when missing, removes unfinished `*.snap.tmp` files and
+//! snapshots that fail their check (with a warning), and fsyncs the files it
+//! keeps and the directory. It also holds the store's one cache of open
+//! segment files ([`Catalog::segment`]), which compaction prunes
+//! ([`Catalog::forget_segment`]).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -24,9 +30,11 @@ use logd_core::read::{ReadError, execute};
 use logd_core::snapshot::SnapshotReader;
 use logd_core::wal::{self, Location};
 
+use crate::disk::fileops::FileOps;
+use crate::disk::layout::segment_path;
+use crate::disk::record::read_record;
 use crate::error::Error;
-use crate::fileops::FileOps;
-use crate::recovery::{Recovered, segment_path};
+use crate::open::recovery::Recovered;
 
 /// The directory holding the snapshots, inside a store directory.
 pub fn snap_dir(dir: &Path) -> PathBuf {
@@ -112,7 +120,7 @@ impl Catalog {
         umask: u32,
     ) -> Result<(Catalog, Vec<Skipped>), Error> {
         let sdir = snap_dir(dir);
-        crate::recovery::ensure_subdir(fs, &sdir, umask)?;
+        crate::disk::layout::ensure_subdir(fs, &sdir, umask)?;
         let mut commits = Vec::new();
         for ent in std::fs::read_dir(&sdir).map_err(|e| Error::io("read dir", &sdir, &e))? {
             let ent = ent.map_err(|e| Error::io("read dir", &sdir, &e))?;
@@ -185,7 +193,7 @@ impl Catalog {
                     error,
                 });
             } else {
-                crate::recovery::sync_file(fs, &entry.path)?;
+                crate::disk::layout::sync_file(fs, &entry.path)?;
             }
         }
         let sdir = snap_dir(dir);
@@ -291,15 +299,16 @@ impl Catalog {
         self.lock().segments.remove(&first);
     }
 
-    /// Reads and checks the record at `loc`.
-    pub fn read_record(&self, loc: Location) -> Result<wal::Entry, Error> {
+    /// Reads and checks the record of `commit` at `loc` ([`read_record`]),
+    /// through the cache of open segment files.
+    pub fn read_record(&self, commit: u64, loc: Location) -> Result<wal::Entry, Error> {
         let f = self.segment(loc.segment)?;
-        read_record_in(&self.dir, &f, loc)
+        read_record(&self.dir, &f, commit, loc)
     }
 
     /// Pins what `plan` needs: the snapshot at `plan.base` (when > 0) and
     /// the segment files of its records.
-    pub fn pin(&self, plan: ReadPlan) -> Result<BasePlan, Error> {
+    pub fn pin(&self, plan: ReadPlan) -> Result<PinnedPlan, Error> {
         let base = if plan.base > 0 {
             let e = self.lock().snapshots.get(&plan.base).cloned();
             Some(e.ok_or(Error::Compacted {
@@ -315,18 +324,13 @@ impl Catalog {
                 segments.push((loc.segment, self.segment(loc.segment)?));
             }
         }
-        Ok(BasePlan {
+        Ok(PinnedPlan {
             dir: self.dir.clone(),
             plan,
             base,
             segments,
         })
     }
-}
-
-fn read_record_in(dir: &Path, f: &File, loc: Location) -> Result<wal::Entry, Error> {
-    wal::read_at(f, loc)
-        .map_err(|e| Error::corrupt(segment_path(dir, loc.segment), e.offset, e.kind.to_string()))
 }
 
 /// Opens the snapshot at `path` and checks it is at `commit`; with `full`,
@@ -360,11 +364,11 @@ pub fn open_snapshot(path: &Path, commit: u64, full: bool) -> Result<SnapshotEnt
     })
 }
 
-/// A read plan with what it needs pinned: the base snapshot (`None`: the
+/// A read plan with its files pinned open: the base snapshot (`None`: the
 /// empty document) and the segment files of its records. Run
-/// [`BasePlan::execute`] on a blocking thread.
+/// [`PinnedPlan::execute`] on a blocking thread.
 #[derive(Clone, Debug)]
-pub struct BasePlan {
+pub struct PinnedPlan {
     dir: PathBuf,
     /// The plan (base = the snapshot's commit, or 0).
     pub plan: ReadPlan,
@@ -373,7 +377,7 @@ pub struct BasePlan {
     segments: Vec<(u64, Arc<File>)>,
 }
 
-impl BasePlan {
+impl PinnedPlan {
     /// Reads the node at the plan's path as of its commit: the node at the
     /// read root from the base snapshot (only the blocks holding it), then
     /// the plan's records replayed on it.
@@ -385,7 +389,7 @@ impl BasePlan {
                 .map_err(|e| Error::from_snapshot(&s.path, &e))?,
             None => None,
         };
-        let fetch = |_commit: u64, loc: Location| -> Result<Node, Error> {
+        let fetch = |commit: u64, loc: Location| -> Result<Node, Error> {
             let f = self
                 .segments
                 .iter()
@@ -398,7 +402,7 @@ impl BasePlan {
                         "segment not pinned",
                     )
                 })?;
-            Ok(read_record_in(&self.dir, f, loc)?.patch)
+            Ok(read_record(&self.dir, f, commit, loc)?.patch)
         };
         execute(&self.plan, base, fetch).map_err(|e| match e {
             ReadError::Fetch { source, .. } => source,

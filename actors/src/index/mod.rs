@@ -1,8 +1,10 @@
-//! The index actor: owns the [`PathIndex`] (and, later, the snapshot
-//! catalogue) and answers lookups.
+//! The path index: the [`SharedIndex`] readers plan over, the
+//! [`IndexWriter`] the log writer puts durable batches in with, and the
+//! [`IndexActor`], which answers lookups and read plans (with the
+//! [`Catalog`], pinned to their files) and applies [`ForgetBefore`].
 //!
 //! The log writer puts every durable batch into the index through an
-//! [`IndexSink`] *before* it acknowledges the batch, so a read issued after
+//! [`IndexWriter`] *before* it acknowledges the batch, so a read issued after
 //! an acknowledgement is planned over an index that already holds the
 //! commit. Readers plan over the [`SharedIndex`] (or send [`Plan`] and get
 //! back a [`ReadPlan`]: the read root and the `(commit, location)` records
@@ -14,18 +16,18 @@
 //! With a [`Catalog`] ([`IndexActor::with_catalog`]) it also answers
 //! [`PlanRead`]: the plan starts from the newest snapshot at or before the
 //! commit, and the reply pins that snapshot and the segment files to replay
-//! ([`BasePlan`]). Because [`ForgetBefore`] is handled by this same actor,
+//! ([`PinnedPlan`]). Because [`ForgetBefore`] is handled by this same actor,
 //! a plan is always made over files the compactor has not yet deleted.
 //!
 //! # The read-shared index
 //!
 //! The [`PathIndex`] lives in a [`SharedIndex`] (`Arc<RwLock<PathIndex>>`).
-//! Its writers are the [`IndexSink`] (the log writer's flush, once per
-//! durable batch; the actor's own [`Committed`] handler, for writers wired
+//! Its writers are the [`IndexWriter`] (the log writer's flush, once per
+//! durable batch; the actor's own [`DurableBatch`] handler, for writers wired
 //! to it as their commit observer, uses the same code) and this actor's
 //! [`ForgetBefore`] (the write methods are private to this module). Touched
 //! paths are computed outside the write lock. Readers
-//! ([`crate::reader::Reader`], a transaction's `seq` check) plan directly in
+//! ([`crate::read::Reader`], a transaction's `seq` check) plan directly in
 //! their own task under a short read lock, without a mailbox round trip: a
 //! read never blocks commits for longer than one lookup, and a commit never
 //! waits behind record I/O or a fold. Because the log writer acknowledges a
@@ -35,6 +37,9 @@
 //! This actor never writes files and never applies patches; it only opens a
 //! segment file read-only the first time a plan needs it (cached in the
 //! catalogue).
+
+pub mod cache;
+pub mod catalog;
 
 use std::convert::Infallible;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -47,13 +52,13 @@ use logd_core::node::Node;
 use logd_core::wal::Location;
 use tracing::{debug, error, instrument};
 
-use crate::log_writer::{Committed, CommittedRecord};
-use crate::reader::RecordCache;
+use crate::disk::record::{DurableBatch, DurableRecord};
+use crate::index::cache::RecordCache;
 
-use crate::catalog::{BasePlan, Catalog};
 use crate::error::Error;
+use crate::index::catalog::{Catalog, PinnedPlan};
 
-/// The path index, shared between its writers (an [`IndexSink`], the
+/// The path index, shared between its writers (an [`IndexWriter`], the
 /// [`IndexActor`]) and readers, which plan under a short read lock. Cheap to
 /// clone.
 #[derive(Clone, Debug, Default)]
@@ -144,25 +149,25 @@ fn complete(index: &PathIndex, from: u64, to: u64) -> Result<(), Error> {
 }
 
 /// Puts durable batches into a [`SharedIndex`] (and a [`RecordCache`], for
-/// readers). The log writer holds one and calls [`IndexSink::absorb`] right
+/// readers). The log writer holds one and calls [`IndexWriter::absorb`] right
 /// after a batch's fsync, on the thread that did the I/O, before it
 /// acknowledges any record of the batch: read-after-ack holds without a
 /// message round trip to the [`IndexActor`]. Get it with
 /// [`IndexActor::sink`] before spawning the actor. Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct IndexSink {
+pub struct IndexWriter {
     index: SharedIndex,
     records: Option<Arc<RecordCache>>,
 }
 
-impl IndexSink {
+impl IndexWriter {
     /// Indexes the records of `batch` (in commit order) that the index does
     /// not hold yet; records it already holds are skipped, so a batch shown
     /// twice (after a writer restart) is harmless. The patches are walked
     /// before the write lock is taken: readers wait for the inserts only.
     /// A record that does not continue the index is an error, and nothing
     /// from it on is inserted.
-    pub fn absorb(&self, batch: &[CommittedRecord]) -> Result<(), IndexError> {
+    pub fn absorb(&self, batch: &[DurableRecord]) -> Result<(), IndexError> {
         let next = self.index.read_own().next_commit();
         let touched: Vec<Vec<KPath>> = batch
             .iter()
@@ -177,13 +182,13 @@ impl IndexSink {
         self.absorb_ends(batch, touched)
     }
 
-    /// [`IndexSink::absorb`] with the records' end paths already known
+    /// [`IndexWriter::absorb`] with the records' end paths already known
     /// (`ends[i]` is [`touched_paths`] of `batch[i]`'s patch; the log writer
     /// computes them once, when it sequences the record). Lists that do not
     /// pair up with the records are ignored and the paths computed again.
     pub fn absorb_ends(
         &self,
-        batch: &[CommittedRecord],
+        batch: &[DurableRecord],
         ends: Vec<Vec<KPath>>,
     ) -> Result<(), IndexError> {
         if ends.len() != batch.len() {
@@ -235,7 +240,7 @@ impl IndexActor {
     }
 
     /// An actor over an existing index that also puts every record it is
-    /// told about (through [`Committed`]) into `records`, for readers.
+    /// told about (through [`DurableBatch`]) into `records`, for readers.
     pub fn with_cache(index: PathIndex, records: Arc<RecordCache>) -> IndexActor {
         IndexActor {
             index: SharedIndex::new(index),
@@ -255,7 +260,7 @@ impl IndexActor {
     }
 
     /// The same actor, also keeping every record it is told about (through
-    /// [`Committed`]) in `records`, for readers.
+    /// [`DurableBatch`]) in `records`, for readers.
     pub fn with_records(mut self, records: Arc<RecordCache>) -> IndexActor {
         self.records = Some(records);
         self
@@ -267,38 +272,15 @@ impl IndexActor {
         self.index.clone()
     }
 
-    /// An [`IndexSink`] into this actor's index and record cache, for the
+    /// An [`IndexWriter`] into this actor's index and record cache, for the
     /// log writer (take it before spawning the actor, after
     /// [`IndexActor::with_records`]).
-    pub fn sink(&self) -> IndexSink {
-        IndexSink {
+    pub fn sink(&self) -> IndexWriter {
+        IndexWriter {
             index: self.index.clone(),
             records: self.records.clone(),
         }
     }
-}
-
-/// Plan a read of `path` as of `commit` from the newest snapshot at or
-/// before it (the empty document when there is none or the actor has no
-/// catalogue). Replies with the plan and what it pins, or
-/// [`Error::FutureCommit`] / [`Error::Compacted`].
-#[derive(Clone, Debug)]
-pub struct PlanRead {
-    /// The path to read.
-    pub path: KPath,
-    /// The commit to read as of.
-    pub commit: u64,
-}
-
-/// The commits in `(from, to]` with their record locations, ascending
-/// (e.g. what the snapshotter replays on top of the snapshot at `from`).
-/// Fails with [`IndexError::Compacted`] when some were forgotten.
-#[derive(Clone, Copy, Debug)]
-pub struct Records {
-    /// Exclusive lower bound.
-    pub from: u64,
-    /// Inclusive upper bound.
-    pub to: u64,
 }
 
 /// Index a batch of durable commits: `(commit, location, merged root patch)`,
@@ -311,54 +293,6 @@ pub struct Records {
 pub struct IndexCommit {
     /// The records of the batch.
     pub records: Vec<(u64, Location, Arc<Node>)>,
-}
-
-/// Plan a read of `path` as of `commit` (replayed from the empty document
-/// until snapshots exist). Replies with the plan, or
-/// [`IndexError::FutureCommit`] / [`IndexError::Compacted`].
-#[derive(Clone, Debug)]
-pub struct Plan {
-    /// The path to read.
-    pub path: KPath,
-    /// The commit to read as of.
-    pub commit: u64,
-}
-
-/// The commits in `(from, to]` that can change the node at `path`
-/// ([`PathIndex::affecting`]), ascending; e.g. for a transaction's `seq`
-/// check.
-#[derive(Clone, Debug)]
-pub struct Affecting {
-    /// The path.
-    pub path: KPath,
-    /// Exclusive lower bound.
-    pub from: u64,
-    /// Inclusive upper bound.
-    pub to: u64,
-}
-
-/// The newest indexed commit (`None` before the first), also when
-/// compaction made the index forget it: the store's last commit, which
-/// snapshots and compaction plan with.
-#[derive(Clone, Copy, Debug)]
-pub struct LastCommit;
-
-/// Where the record of `commit` lives (`None` when not held).
-#[derive(Clone, Copy, Debug)]
-pub struct LocationOf {
-    /// The commit.
-    pub commit: u64,
-}
-
-/// Approximate memory statistics of the index.
-#[derive(Clone, Copy, Debug)]
-pub struct Stats;
-
-/// Forget every commit before `commit` (after a snapshot covers them).
-#[derive(Clone, Copy, Debug)]
-pub struct ForgetBefore {
-    /// The first commit to keep.
-    pub commit: u64,
 }
 
 impl Message<IndexCommit> for IndexActor {
@@ -427,15 +361,26 @@ impl Message<PlanFrom> for IndexActor {
 /// restarted writer shows its unacknowledged tail again) are skipped; a gap
 /// is logged and leaves the index unchanged, so later reads fail loudly
 /// instead of answering from an index that misses commits.
-impl Message<Committed> for IndexActor {
+impl Message<DurableBatch> for IndexActor {
     type Reply = ();
 
     #[instrument(name = "index.committed", level = "debug", skip_all, fields(records = msg.records.len()))]
-    async fn handle(&mut self, msg: Committed, _ctx: &mut Context<Self, ()>) {
+    async fn handle(&mut self, msg: DurableBatch, _ctx: &mut Context<Self, ()>) {
         if let Err(e) = self.sink().absorb(&msg.records) {
             error!(error = %e, "cannot index a durable batch");
         }
     }
+}
+
+/// Plan a read of `path` as of `commit` (replayed from the empty document
+/// until snapshots exist). Replies with the plan, or
+/// [`IndexError::FutureCommit`] / [`IndexError::Compacted`].
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The path to read.
+    pub path: KPath,
+    /// The commit to read as of.
+    pub commit: u64,
 }
 
 impl Message<Plan> for IndexActor {
@@ -447,6 +392,19 @@ impl Message<Plan> for IndexActor {
         debug!(root = %plan.root, records = plan.records.len(), "planned");
         Ok(plan)
     }
+}
+
+/// The commits in `(from, to]` that can change the node at `path`
+/// ([`PathIndex::affecting`]), ascending; e.g. for a transaction's `seq`
+/// check.
+#[derive(Clone, Debug)]
+pub struct Affecting {
+    /// The path.
+    pub path: KPath,
+    /// Exclusive lower bound.
+    pub from: u64,
+    /// Inclusive upper bound.
+    pub to: u64,
 }
 
 impl Message<Affecting> for IndexActor {
@@ -462,6 +420,12 @@ impl Message<Affecting> for IndexActor {
     }
 }
 
+/// The newest indexed commit (`None` before the first), also when
+/// compaction made the index forget it: the store's last commit, which
+/// snapshots and compaction plan with.
+#[derive(Clone, Copy, Debug)]
+pub struct LastCommit;
+
 impl Message<LastCommit> for IndexActor {
     type Reply = Option<u64>;
 
@@ -472,6 +436,13 @@ impl Message<LastCommit> for IndexActor {
     ) -> Self::Reply {
         self.index.read_own().newest_commit()
     }
+}
+
+/// Where the record of `commit` lives (`None` when not held).
+#[derive(Clone, Copy, Debug)]
+pub struct LocationOf {
+    /// The commit.
+    pub commit: u64,
 }
 
 impl Message<LocationOf> for IndexActor {
@@ -486,6 +457,10 @@ impl Message<LocationOf> for IndexActor {
     }
 }
 
+/// Approximate memory statistics of the index.
+#[derive(Clone, Copy, Debug)]
+pub struct Stats;
+
 impl Message<Stats> for IndexActor {
     // `IndexStats` is not a kameo `Reply` itself; this cannot fail.
     type Reply = Result<IndexStats, Infallible>;
@@ -493,6 +468,13 @@ impl Message<Stats> for IndexActor {
     async fn handle(&mut self, _msg: Stats, _ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
         Ok(self.index.read_own().stats())
     }
+}
+
+/// Forget every commit before `commit` (after a snapshot covers them).
+#[derive(Clone, Copy, Debug)]
+pub struct ForgetBefore {
+    /// The first commit to keep.
+    pub commit: u64,
 }
 
 impl Message<ForgetBefore> for IndexActor {
@@ -510,8 +492,20 @@ impl Message<ForgetBefore> for IndexActor {
     }
 }
 
+/// Plan a read of `path` as of `commit` from the newest snapshot at or
+/// before it (the empty document when there is none or the actor has no
+/// catalogue). Replies with the plan and what it pins, or
+/// [`Error::FutureCommit`] / [`Error::Compacted`].
+#[derive(Clone, Debug)]
+pub struct PlanRead {
+    /// The path to read.
+    pub path: KPath,
+    /// The commit to read as of.
+    pub commit: u64,
+}
+
 impl Message<PlanRead> for IndexActor {
-    type Reply = Result<BasePlan, Error>;
+    type Reply = Result<PinnedPlan, Error>;
 
     #[instrument(name = "index.plan_read", skip_all, fields(path = %msg.path, commit = msg.commit))]
     async fn handle(
@@ -557,6 +551,17 @@ impl Message<PlanRead> for IndexActor {
             }),
         }
     }
+}
+
+/// The commits in `(from, to]` with their record locations, ascending
+/// (e.g. what the snapshotter replays on top of the snapshot at `from`).
+/// Fails with [`IndexError::Compacted`] when some were forgotten.
+#[derive(Clone, Copy, Debug)]
+pub struct Records {
+    /// Exclusive lower bound.
+    pub from: u64,
+    /// Inclusive upper bound.
+    pub to: u64,
 }
 
 impl Message<Records> for IndexActor {

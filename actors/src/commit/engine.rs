@@ -18,13 +18,13 @@ use logd_core::meta::Meta;
 use logd_core::wal::{EntryMeta, ParticipantRecord};
 use logd_core::{KPath, Node};
 
+use crate::commit::log_writer::{Append, AppendOutcome, Appender, LogWriter, WaitAcked};
+use crate::commit::transaction::{AppendAnswer, AppendRequest, TxBackend, TxId};
+use crate::disk::fileops::FileOps;
 use crate::error::{Error, from_send};
-use crate::fileops::FileOps;
 use crate::index::IndexActor;
-use crate::log_writer::{Append, AppendOutcome, Appender, LogWriter, WaitAcked};
-use crate::reader::Reader;
-use crate::recovery;
-use crate::transaction::{AppendAnswer, AppendRequest, TxBackend, TxId};
+use crate::open::recovery;
+use crate::read::Reader;
 
 /// The store's actors, seen by a transaction.
 #[derive(Debug)]

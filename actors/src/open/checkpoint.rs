@@ -37,7 +37,7 @@
 //! (a bug, never a torn write) is found when the record is read, not at open.
 //!
 //! It never writes the log or snapshots, and never decides what a store
-//! holds: [`crate::recovery`] scans the log, and the checkpoint only saves
+//! holds: [`crate::open::recovery`] scans the log, and the checkpoint only saves
 //! decoding records that scan has checked.
 
 use std::fs::{self, File};
@@ -48,11 +48,12 @@ use logd_core::index::PathIndex;
 use logd_core::index::checkpoint as ckpt;
 use logd_core::wal::{self, Location};
 
+use crate::disk::fileops::{FileOps, read_file};
+use crate::disk::layout::{create_new_file, list_wal, segment_path};
+use crate::disk::record::DurableRecord;
 use crate::error::Error;
-use crate::fileops::{FileOps, read_file};
-use crate::log_writer::CommittedRecord;
+use crate::open::recovery::{Recovered, recover_after};
 use crate::options::Options;
-use crate::recovery::{Recovered, create_new_file, recover_after, segment_path, wal_dir};
 
 /// The index checkpoint's file name, in [`checkpoint_dir`].
 pub const CHECKPOINT_FILE: &str = "index.ckpt";
@@ -104,16 +105,16 @@ pub fn read_checkpoint(dir: &Path) -> Result<Option<ckpt::Checkpoint>, Error> {
         .map_err(|e| Error::corrupt(&path, e.offset, e.kind.to_string()))
 }
 
-/// Recovers the log (as [`crate::recovery::recover`]) and builds the path index, from the
+/// Recovers the log (as [`crate::open::recovery::recover`]) and builds the path index, from the
 /// index checkpoint when it is usable (see the module docs), else from
-/// every record. [`Recovered::checkpoint`] says which; with a checkpoint,
+/// every record. The returned [`CheckpointStatus`] says which; with a checkpoint,
 /// [`Recovered::records`] holds only the records after it, and
 /// [`Recovered::max_tx_id`] includes the checkpoint's.
 pub fn open_index(
     dir: &Path,
     options: &Options,
     fs_ops: &dyn FileOps,
-) -> Result<(Recovered, PathIndex), Error> {
+) -> Result<(Recovered, PathIndex, CheckpointStatus), Error> {
     let path = checkpoint_path(dir);
     let tmp = checkpoint_dir(dir).join(format!("{CHECKPOINT_FILE}.tmp"));
     if tmp.exists() {
@@ -146,7 +147,7 @@ pub fn open_index(
     if let Some(c) = loaded {
         match usable(dir, &c, &rec).and_then(|first| {
             // Written by a process that may have died before its sync.
-            crate::recovery::sync_file(fs_ops, &path)
+            crate::disk::layout::sync_file(fs_ops, &path)
                 .and_then(|()| {
                     let cdir = checkpoint_dir(dir);
                     fs_ops
@@ -210,8 +211,7 @@ pub fn open_index(
     if rec.last_commit > 0 {
         index.start_at(rec.last_commit + 1);
     }
-    rec.checkpoint = status;
-    Ok((rec, index))
+    Ok((rec, index, status))
 }
 
 /// The first commit the retained log holds (`last_commit + 1` when it
@@ -273,7 +273,7 @@ fn usable(dir: &Path, c: &ckpt::Checkpoint, rec: &Recovered) -> Result<u64, Stri
 pub fn frame_crc(dir: &Path, loc: Location) -> Result<u32, Error> {
     use std::os::unix::fs::FileExt;
     let path = segment_path(dir, loc.segment);
-    let f = crate::fileops::open_read(&path).map_err(|e| Error::io("open", &path, &e))?;
+    let f = crate::disk::fileops::open_read(&path).map_err(|e| Error::io("open", &path, &e))?;
     let mut h = [0u8; wal::FRAME_HEADER_LEN];
     f.read_exact_at(&mut h, loc.offset)
         .map_err(|e| Error::io("read", &path, &e))?;
@@ -302,12 +302,12 @@ pub fn read_records(
     dir: &Path,
     locs: &[(u64, Location)],
     cached: &dyn Fn(u64) -> Option<Arc<wal::Entry>>,
-) -> Result<Vec<CommittedRecord>, Error> {
+) -> Result<Vec<DurableRecord>, Error> {
     let mut out = Vec::with_capacity(locs.len());
     let mut current: Option<(u64, Vec<u8>)> = None;
     for &(commit, loc) in locs {
         if let Some(entry) = cached(commit) {
-            out.push(CommittedRecord {
+            out.push(DurableRecord {
                 commit,
                 location: loc,
                 entry,
@@ -337,7 +337,7 @@ pub fn read_records(
                 format!("record holds commit {}, expected {commit}", entry.commit),
             ));
         }
-        out.push(CommittedRecord {
+        out.push(DurableRecord {
             commit,
             location: loc,
             entry: Arc::new(entry),
@@ -556,14 +556,14 @@ impl CheckpointWriter {
     /// the log no longer holds, and writes the result. Does nothing (and
     /// says so at debug level) when the records do not continue it.
     /// Returns the new checkpoint's commit.
-    pub fn advance(&self, records: &[CommittedRecord]) -> Result<Option<u64>, Error> {
+    pub fn advance(&self, records: &[DurableRecord]) -> Result<Option<u64>, Error> {
         let _job = self.job();
         if self.stopped() {
             return Ok(None);
         }
         // Only jobs change the checkpoint, and this one holds `_job`.
         let k = self.commit();
-        let fresh: Vec<&CommittedRecord> = records.iter().filter(|r| r.commit > k).collect();
+        let fresh: Vec<&DurableRecord> = records.iter().filter(|r| r.commit > k).collect();
         let Some(first) = fresh.first() else {
             return Ok(None);
         };
@@ -624,19 +624,7 @@ impl CheckpointWriter {
 
     /// The first commit of the oldest segment in `wal/`.
     fn first_segment(&self) -> Result<Option<u64>, Error> {
-        let wdir = wal_dir(&self.dir);
-        let mut first = None;
-        for ent in fs::read_dir(&wdir).map_err(|e| Error::io("read dir", &wdir, &e))? {
-            let ent = ent.map_err(|e| Error::io("read dir", &wdir, &e))?;
-            if let Some(c) = ent
-                .file_name()
-                .to_str()
-                .and_then(wal::parse_segment_file_name)
-            {
-                first = Some(first.map_or(c, |f: u64| f.min(c)));
-            }
-        }
-        Ok(first)
+        Ok(list_wal(&self.dir)?.segments.first().copied())
     }
 
     /// Makes commit `commit` durable (syncs its segment), then writes
@@ -661,7 +649,7 @@ impl CheckpointWriter {
             }
         }
         let cdir = checkpoint_dir(&self.dir);
-        crate::recovery::ensure_subdir(&*self.fs, &cdir, self.umask)?;
+        crate::disk::layout::ensure_subdir(&*self.fs, &cdir, self.umask)?;
         create_new_file(&*self.fs, &cdir, CHECKPOINT_FILE, bytes, self.umask)?;
         st.commit = commit;
         self.commit

@@ -1,10 +1,11 @@
-//! The file-system operations the log writer performs, behind a trait.
+//! The file-system operations the store performs, behind a trait.
 //!
 //! This module owns [`FileOps`] and its real implementation [`RealFs`], so
 //! tests can inject failures (a failing fsync, a short write, a panic) into
-//! the durable write path. Every write-side effect of the log writer and of
-//! recovery (create, open, write, sync, rename, sync_dir, truncate, remove)
-//! goes through it; plain reads do not (they use [`open_read`] and
+//! every write path. Every write-side effect (create, open, write, sync,
+//! rename, sync_dir, truncate, remove, create_dir) of the log writer,
+//! recovery and the lock, the snapshotter, the catalogue, the index
+//! checkpoint and the compactor goes through it; plain reads do not (they use [`open_read`] and
 //! [`read_file`]). It never retries or hides errors.
 //!
 //! # Links and modes

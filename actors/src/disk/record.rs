@@ -1,6 +1,6 @@
 //! The durable record as the layers above the disk pass it around: one
 //! record with its commit and location, and a batch of them; and
-//! [`read_record`], the one reader of a single record from a segment file.
+//! `read_record`, the one reader of a single record from a segment file.
 
 use std::fs::File;
 use std::path::Path;

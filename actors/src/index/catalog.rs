@@ -299,7 +299,7 @@ impl Catalog {
         self.lock().segments.remove(&first);
     }
 
-    /// Reads and checks the record of `commit` at `loc` ([`read_record`]),
+    /// Reads and checks the record of `commit` at `loc` (`read_record`),
     /// through the cache of open segment files.
     pub fn read_record(&self, commit: u64, loc: Location) -> Result<wal::Entry, Error> {
         let f = self.segment(loc.segment)?;

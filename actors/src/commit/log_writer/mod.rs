@@ -21,7 +21,7 @@
 //! in `block_in_place` and acknowledges the others; a lone committer then
 //! pays for no extra task and no wake-up after its write. Otherwise a flush
 //! task does it (see `run_flush`). Either way the writer gets the file back
-//! ([`FlushDone`]) before it starts the next flush, so flushes stay serial.
+//! (`FlushDone`) before it starts the next flush, so flushes stay serial.
 //!
 //! # Files
 //!
@@ -39,7 +39,7 @@
 //!
 //! 1. **Only one flush owns the file.** The open segment file (`Io`) is
 //!    either in the writer or in the one running flush: `maybe_flush` takes
-//!    it, the flush gives it back with [`FlushDone`], and no flush starts
+//!    it, the flush gives it back with `FlushDone`, and no flush starts
 //!    while it is out. Asserted where it comes back (`flush_done`).
 //! 2. **The I/O gate is held until every ack is sent.** A flush task or a
 //!    leader holds `WriterShared::gate` from before its write until its
@@ -49,7 +49,7 @@
 //! 3. **A batch of an older generation is refused.** Each incarnation of
 //!    the writer bumps `WriterShared::generation`; `flush_blocking` refuses,
 //!    under the gate, a batch an older incarnation sequenced (the files
-//!    were rescanned since), and the writer ignores a [`FlushDone`], `Kick`
+//!    were rescanned since), and the writer ignores a `FlushDone`, `Kick`
 //!    or `SyncTick` of an older one. Asserted in `flush_blocking` (the
 //!    check runs under the gate).
 //! 4. **`last_acked` moves before any ack.** `Flushed::settle` raises

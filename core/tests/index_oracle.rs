@@ -438,6 +438,25 @@ proptest! {
     }
 }
 
+/// `apply_in_place` on `cur` agrees with `patch::apply`: the same document,
+/// or both fail. The new document when both succeed.
+fn in_place_agrees(cur: Option<&Node>, p: &Node) -> Result<Option<Option<Node>>, TestCaseError> {
+    let want = patch::apply(cur, p);
+    let mut slot = cur.cloned();
+    let got = apply_in_place(&mut slot, p);
+    match want {
+        Ok(next) => {
+            prop_assert!(got.is_ok(), "in place failed: {:?}", got);
+            prop_assert_eq!(&slot, &next);
+            Ok(Some(next))
+        }
+        Err(_) => {
+            prop_assert!(got.is_err(), "in place accepted a failing patch");
+            Ok(None)
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases()))]
 
@@ -458,16 +477,8 @@ proptest! {
                     a.push((k, v.clone()));
                 }
             }
-            let want = patch::apply(cur.as_ref(), &p);
-            let mut slot = cur.clone();
-            let got = apply_in_place(&mut slot, &p);
-            match want {
-                Ok(next) => {
-                    prop_assert!(got.is_ok(), "in place failed: {:?}", got);
-                    prop_assert_eq!(&slot, &next);
-                    cur = next;
-                }
-                Err(_) => prop_assert!(got.is_err(), "in place accepted a failing patch"),
+            if let Some(next) = in_place_agrees(cur.as_ref(), &p)? {
+                cur = next;
             }
         }
     }
@@ -518,16 +529,7 @@ proptest! {
         }
         let cur = Some(Node::new(Value::Object(doc)));
         let p = Node::new(Value::Object(kv));
-        let want = patch::apply(cur.as_ref(), &p);
-        let mut slot = cur.clone();
-        let got = apply_in_place(&mut slot, &p);
-        match want {
-            Ok(next) => {
-                prop_assert!(got.is_ok(), "in place failed: {:?}", got);
-                prop_assert_eq!(&slot, &next);
-            }
-            Err(_) => prop_assert!(got.is_err(), "in place accepted a failing patch"),
-        }
+        in_place_agrees(cur.as_ref(), &p)?;
     }
 }
 

@@ -80,9 +80,11 @@
 
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod diff;
 pub mod inspect;
 pub mod json;
+pub mod server;
 mod storage;
 
 pub use logd_actors::checkpoint::CheckpointStatus;

@@ -134,7 +134,7 @@ fn options(ctx: &Ctx) -> Options {
     o
 }
 
-async fn open(ctx: &Ctx) -> Result<Storage, CliError> {
+pub(super) async fn open(ctx: &Ctx) -> Result<Storage, CliError> {
     let storage = Storage::open(&ctx.dir, options(ctx))
         .await
         .map_err(|e| CliError::store(&format!("cannot open store {}", ctx.dir.display()), e))?;

@@ -11,6 +11,7 @@ pub mod bench;
 mod commands;
 mod demo;
 pub mod out;
+mod serve;
 mod stress;
 mod util;
 
@@ -94,6 +95,10 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// A scripted tour in a fresh directory under --dir.
     Demo,
+    /// Serve the store over the logd session protocol (docs/PROTOCOL.md)
+    /// on a loopback TCP address and `<store>/logd.sock`, until SIGTERM or
+    /// SIGINT.
+    Serve(serve::ServeArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -110,7 +115,7 @@ impl Command {
     pub fn creates(&self) -> bool {
         matches!(
             self,
-            Command::Patch(_) | Command::Put(_) | Command::Import(_)
+            Command::Patch(_) | Command::Put(_) | Command::Import(_) | Command::Serve(_)
         )
     }
 
@@ -135,7 +140,8 @@ impl Command {
             | Command::Compact
             | Command::Stress(_)
             | Command::Bench(_)
-            | Command::Demo => false,
+            | Command::Demo
+            | Command::Serve(_) => false,
         }
     }
 }
@@ -207,6 +213,7 @@ pub fn main() -> ExitCode {
             Command::Stress(args) => stress::run(args, &ctx).await,
             Command::Bench(args) => legacy(bench::run(args, &cli.dir, cli.json).await),
             Command::Demo => legacy(demo::run(&cli.dir).await),
+            Command::Serve(args) => serve::run(args, &ctx).await,
             Command::Completions { shell } => completions(*shell),
             Command::Man => man(),
         }

@@ -195,7 +195,7 @@ pub(crate) fn sniff_id(text: &str) -> Option<String> {
             b'}' | b']' => depth = depth.saturating_sub(1),
             b'i' if depth == 1
                 && text[i..].starts_with("id")
-                && (i == 0 || !lexical::is_literal_char(char::from(bytes[i - 1]))) =>
+                && (i == 0 || matches!(bytes[i - 1], b'{' | b',' | b' ' | b'\t' | b'\n')) =>
             {
                 if let Some(v) = value_after_colon(text, i + 2) {
                     return Some(v);

@@ -151,10 +151,10 @@ impl Client {
             }
         };
         if let Err(e) = written {
-            if let Ok(mut p) = self.inner.pending.lock() {
-                if let Some(p) = p.as_mut() {
-                    p.remove(&id);
-                }
+            if let Ok(mut p) = self.inner.pending.lock()
+                && let Some(p) = p.as_mut()
+            {
+                p.remove(&id);
             }
             return Err(io(e));
         }

@@ -558,7 +558,7 @@ fn sort_like(pattern: &Node, mut node: Node) -> Node {
         return node;
     }
     if let (Value::Object(pkv), Value::Object(kv)) = (&pattern.value, &mut node.value) {
-        kv.sort_by(|a, b| key_text(&a.0).cmp(&key_text(&b.0)));
+        kv.sort_by_key(|a| key_text(&a.0));
         for (k, v) in kv.iter_mut() {
             if let Some(p) = pkv.iter().find(|(pk, _)| pk == k).map(|(_, p)| p) {
                 *v = sort_like(p, std::mem::replace(v, Node::null()));

@@ -183,10 +183,11 @@ pub(crate) fn sniff_id(text: &str) -> Option<String> {
         match bytes[i] {
             b'"' | b'\'' => {
                 let (s, next) = lexical::read_quoted(text, i).ok()?;
-                if depth == 1 && s == "id" {
-                    if let Some(v) = value_after_colon(text, next) {
-                        return Some(v);
-                    }
+                if depth == 1
+                    && s == "id"
+                    && let Some(v) = value_after_colon(text, next)
+                {
+                    return Some(v);
                 }
                 i = next;
                 continue;

@@ -369,6 +369,9 @@ async fn a_participant_disconnecting_or_timing_out_withdraws_its_patch() {
     .await;
     b.quiet(Duration::from_millis(100)).await;
     drop(b);
+    // Give the server a moment to see the end of B's input (a join that
+    // came first would complete the transaction, rightly: B had sent it).
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let r = tokio::time::timeout(WAIT, c.patch_tx(tx, "c", Node::int(2), None))
         .await
         .unwrap();
@@ -727,4 +730,51 @@ async fn the_serve_binary_starts_stops_on_sigterm_and_refuses_a_second_server() 
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("not a loopback address"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logd_session_scripted_mode_over_tcp_and_the_socket() {
+    let s = start(Config::default()).await;
+    let sock = s.server.unix_path().unwrap().to_string_lossy().into_owned();
+    for addr in [s.addr().to_string(), sock] {
+        let script = concat!(
+            "{id: p, patch: {path: a, data: {x: 1}}}\n",
+            "# a comment line\n",
+            "{id: m, match: {body: {path: a.x}}}\n",
+        );
+        let out = tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_logd"))
+                .args(["session", &addr])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(script.as_bytes())
+                .unwrap();
+            let child = Reap(child);
+            let mut child = child;
+            let status = wait_exit(&mut child.0);
+            let mut out = String::new();
+            std::io::Read::read_to_string(&mut child.0.stdout.take().unwrap(), &mut out).unwrap();
+            (status, out)
+        })
+        .await
+        .unwrap();
+        assert!(out.0.success(), "{out:?}");
+        let commit = s.storage.current_commit();
+        assert_eq!(
+            out.1,
+            format!(
+                "{{id: p result: {{patch: {{commit: {commit} data: {{x: 1}}}}}}}}\n\
+                 {{id: m result: {{match: {{body: 1 commit: {commit}}}}}}}\n"
+            )
+        );
+    }
+    s.stop().await;
 }

@@ -12,6 +12,7 @@ mod commands;
 mod demo;
 pub mod out;
 mod serve;
+mod session;
 mod stress;
 mod util;
 
@@ -99,6 +100,9 @@ pub enum Command {
     /// on a loopback TCP address and `<store>/logd.sock`, until SIGTERM or
     /// SIGINT.
     Serve(serve::ServeArgs),
+    /// Send requests (one per line) from stdin to a running `logd serve`
+    /// at ADDR (HOST:PORT or its Unix socket) and print its answers.
+    Session(session::SessionArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -131,6 +135,7 @@ impl Command {
             | Command::Check
             | Command::Stats
             | Command::Completions { .. }
+            | Command::Session(_)
             | Command::Man => true,
             Command::Patch(_)
             | Command::Put(_)
@@ -214,6 +219,7 @@ pub fn main() -> ExitCode {
             Command::Bench(args) => legacy(bench::run(args, &cli.dir, cli.json).await),
             Command::Demo => legacy(demo::run(&cli.dir).await),
             Command::Serve(args) => serve::run(args, &ctx).await,
+            Command::Session(args) => session::run(args).await,
             Command::Completions { shell } => completions(*shell),
             Command::Man => man(),
         }

@@ -81,9 +81,11 @@
 
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod diff;
 pub mod inspect;
 pub mod json;
+pub mod server;
 mod storage;
 pub mod watch;
 

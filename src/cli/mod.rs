@@ -12,6 +12,8 @@ mod bench_watch;
 mod commands;
 mod demo;
 pub mod out;
+mod serve;
+mod session;
 mod stress;
 mod util;
 mod watch;
@@ -101,6 +103,13 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// A scripted tour in a fresh directory under --dir.
     Demo,
+    /// Serve the store over the logd session protocol (docs/PROTOCOL.md)
+    /// on a loopback TCP address and `<store>/logd.sock`, until SIGTERM or
+    /// SIGINT.
+    Serve(serve::ServeArgs),
+    /// Send requests (one per line) from stdin to a running `logd serve`
+    /// at ADDR (HOST:PORT or its Unix socket) and print its answers.
+    Session(session::SessionArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -117,7 +126,7 @@ impl Command {
     pub fn creates(&self) -> bool {
         matches!(
             self,
-            Command::Patch(_) | Command::Put(_) | Command::Import(_)
+            Command::Patch(_) | Command::Put(_) | Command::Import(_) | Command::Serve(_)
         )
     }
 
@@ -134,6 +143,7 @@ impl Command {
             | Command::Check
             | Command::Stats
             | Command::Completions { .. }
+            | Command::Session(_)
             | Command::Man => true,
             Command::Patch(_)
             | Command::Put(_)
@@ -143,7 +153,8 @@ impl Command {
             | Command::Compact
             | Command::Stress(_)
             | Command::Bench(_)
-            | Command::Demo => false,
+            | Command::Demo
+            | Command::Serve(_) => false,
         }
     }
 }
@@ -216,6 +227,8 @@ pub fn main() -> ExitCode {
             Command::Stress(args) => stress::run(args, &ctx).await,
             Command::Bench(args) => legacy(bench::run(args, &cli.dir, cli.json).await),
             Command::Demo => legacy(demo::run(&cli.dir).await),
+            Command::Serve(args) => serve::run(args, &ctx).await,
+            Command::Session(args) => session::run(args).await,
             Command::Completions { shell } => completions(*shell),
             Command::Man => man(),
         }

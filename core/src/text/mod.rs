@@ -139,6 +139,13 @@ impl Node {
         print::wire(self, out);
     }
 
+    /// Appends the wire form with one space, no comma, between elements:
+    /// the form go-tony's encoder writes and the logd session protocol
+    /// uses (`{a: 1 b: [x y]}`). It reads back to the same node.
+    pub fn write_wire_spaced(&self, out: &mut String) {
+        print::wire_sep(self, out, " ");
+    }
+
     /// The block form for humans: nested objects and arrays on indented
     /// lines, scalars and empty containers inline, multi-line strings as `|`
     /// literals where that reads back exactly. Ends with a newline. Reads back

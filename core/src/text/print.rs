@@ -17,6 +17,11 @@ enum WireFrame<'a> {
 /// Appends the wire form of `node` to `out`. Iterative: nesting of any depth
 /// prints without recursion.
 pub(super) fn wire(node: &Node, out: &mut String) {
+    wire_sep(node, out, ", ");
+}
+
+/// [`wire`] with `sep` between elements (`" "` for the Go server's form).
+pub(super) fn wire_sep(node: &Node, out: &mut String, sep: &str) {
     let mut stack: Vec<WireFrame<'_>> = Vec::new();
     stack.extend(wire_open(node, out));
     while let Some(top) = stack.last_mut() {
@@ -24,7 +29,7 @@ pub(super) fn wire(node: &Node, out: &mut String) {
             WireFrame::Items(iter, first) => match iter.next() {
                 Some(item) => {
                     if !std::mem::replace(first, false) {
-                        out.push_str(", ");
+                        out.push_str(sep);
                     }
                     Some(item)
                 }
@@ -36,7 +41,7 @@ pub(super) fn wire(node: &Node, out: &mut String) {
             WireFrame::Entries(iter, first) => match iter.next() {
                 Some((k, v)) => {
                     if !std::mem::replace(first, false) {
-                        out.push_str(", ");
+                        out.push_str(sep);
                     }
                     write_key(out, k);
                     out.push_str(": ");

@@ -15,12 +15,12 @@
 //!
 //! - [`Server::start`] binds the listeners (TCP on a **loopback** address
 //!   only: there is no TLS or authentication yet, so a non-loopback address
-//!   is refused), spawns the [`Acceptor`] and one accept task per listener.
+//!   is refused), spawns the `Acceptor` and one accept task per listener.
 //!   The store must already be open: opening takes its lock, so a second
 //!   server on the same store fails there, naming the holder's pid.
 //! - Each accepted connection takes a permit of the connection limit (over
 //!   the limit it is answered `{error: {code: too_many_connections ...}}` and
-//!   closed) and becomes a [`session::Session`] actor linked to the
+//!   closed) and becomes a `session::Session` actor linked to the
 //!   acceptor: a session that panics is stopped and logged by the acceptor;
 //!   the server and the other sessions go on.
 //! - [`Server::shutdown`] stops accepting, ends every session's input (each
@@ -46,7 +46,7 @@
 //! waits in the background: later requests with an `id` are answered
 //! meanwhile (so responses may come out of order, by id), and a request
 //! without `id` is answered only after every earlier one (see
-//! [`session`]).
+//! `session`).
 
 pub(crate) mod session;
 mod txs;

@@ -778,3 +778,65 @@ async fn logd_session_scripted_mode_over_tcp_and_the_socket() {
     }
     s.stop().await;
 }
+
+/// `logd get` (and `ls`, `export`) beside a running `logd serve`: the store
+/// is locked, so the CLI reads the current state through the server's Unix
+/// socket; a read at a past commit still says the store is locked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_reads_go_through_the_socket_of_a_running_server() {
+    use std::io::BufRead;
+    let t = tempfile::tempdir().unwrap();
+    let mut child = Reap(logd_serve(t.path(), "127.0.0.1:0"));
+    let mut out = std::io::BufReader::new(child.0.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert!(first.starts_with("listening on "), "{first:?}");
+    let c = Client::connect_unix(t.path().join("logd.sock"))
+        .await
+        .unwrap();
+    c.patch("users.ada", "{name: Ada}".parse().unwrap())
+        .await
+        .unwrap();
+    let dir = t.path().to_path_buf();
+    let run = move |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_logd"))
+            .arg("--dir")
+            .arg(&dir)
+            .args(args)
+            .env_remove("LOGD_DIR")
+            .output()
+            .unwrap()
+    };
+    let got = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || {
+            (
+                run(&["get", "users.ada.name"]),
+                run(&["ls", "users"]),
+                run(&["get", "users.grace"]),
+                run(&["get", "--at", "1", "users.ada"]),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    let err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(got.0.status.code(), Some(0), "{}", err(&got.0));
+    assert_eq!(text(&got.0), "Ada\n");
+    assert_eq!(text(&got.1), "ada\n", "{}", err(&got.1));
+    assert_eq!(got.2.status.code(), Some(4), "absent: {}", err(&got.2));
+    assert_eq!(
+        got.3.status.code(),
+        Some(5),
+        "a past commit: {}",
+        err(&got.3)
+    );
+    assert!(err(&got.3).contains("locked"), "{}", err(&got.3));
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(wait_exit(&mut child.0).success());
+}

@@ -405,15 +405,53 @@ fn absent(path: &str, commit: Option<u64>) -> Result<Code, CliError> {
     Ok(Code::Absent)
 }
 
-/// Reads the node at `path` at `at` (default: current); also returns the commit.
-async fn read(ctx: &Ctx, path: &str, at: Option<u64>) -> Result<(Option<Node>, u64), CliError> {
-    let path = util::path("path", path).map_err(CliError::usage)?;
-    with_store(ctx, async |s: &Storage| {
+/// Reads the node at `path` at `at` (default: current); also returns the
+/// commit it was read at (unknown only for a node found absent through a
+/// server).
+///
+/// A store held by a running `logd serve` is read through the server's
+/// Unix socket (`<dir>/logd.sock`) instead: the current state only (the
+/// protocol's `match` has no commit to read at), so `--at` there is still
+/// `Locked`.
+async fn read(
+    ctx: &Ctx,
+    path: &str,
+    at: Option<u64>,
+) -> Result<(Option<Node>, Option<u64>), CliError> {
+    let kpath = util::path("path", path).map_err(CliError::usage)?;
+    let local = with_store(ctx, async |s: &Storage| {
         let commit = at.unwrap_or_else(|| s.current_commit());
-        let node = s.read_path_at(&path, commit).await?;
-        Ok((node, commit))
+        let node = s.read_path_at(&kpath, commit).await?;
+        Ok((node, Some(commit)))
     })
-    .await
+    .await;
+    match local {
+        Err(locked) if locked.code == Code::Locked && at.is_none() => {
+            read_through_server(ctx, path).await.ok_or(locked)?
+        }
+        other => other,
+    }
+}
+
+/// The current node at `path` from the `logd serve` holding the store, if
+/// one answers on its socket (`None`: no server there).
+async fn read_through_server(
+    ctx: &Ctx,
+    path: &str,
+) -> Option<Result<(Option<Node>, Option<u64>), CliError>> {
+    let client = logd::client::Client::connect_unix(ctx.dir.join(super::serve::SOCKET))
+        .await
+        .ok()?;
+    Some(match client.get(path).await {
+        Ok((node, commit)) => Ok((Some(node), Some(commit))),
+        Err(logd::client::ClientError::Server { code, .. }) if code == "not_found" => {
+            Ok((None, None))
+        }
+        Err(e) => Err(CliError::failure(format!(
+            "reading through the server on {}: {e}",
+            ctx.dir.join(super::serve::SOCKET).display()
+        ))),
+    })
 }
 
 fn format(ctx: &Ctx, block: bool) -> Format {
@@ -434,7 +472,7 @@ pub async fn get(args: &GetArgs, ctx: &Ctx) -> Result<Code, CliError> {
             out!("{}", util::show(&node, format(ctx, args.block))?)?;
             Ok(Code::Ok)
         }
-        None => absent(&args.path, Some(commit)),
+        None => absent(&args.path, commit),
     }
 }
 
@@ -442,7 +480,7 @@ pub async fn get(args: &GetArgs, ctx: &Ctx) -> Result<Code, CliError> {
 pub async fn ls(args: &GetArgs, ctx: &Ctx) -> Result<Code, CliError> {
     let (node, commit) = read(ctx, &args.path, args.at).await?;
     let Some(node) = node else {
-        return absent(&args.path, Some(commit));
+        return absent(&args.path, commit);
     };
     let keys: Vec<serde_json::Value> = match &node.value {
         Value::Object(kv) => kv
@@ -488,7 +526,7 @@ fn kind_name(k: Kind) -> String {
 pub async fn export(args: &ExportArgs, ctx: &Ctx) -> Result<Code, CliError> {
     let (node, commit) = read(ctx, &args.path, args.at).await?;
     let Some(node) = node else {
-        return absent(&args.path, Some(commit));
+        return absent(&args.path, commit);
     };
     let text = util::show(&node, format(ctx, args.block))?;
     match &args.output {

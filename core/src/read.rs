@@ -192,29 +192,46 @@ fn merge_in_place(slot: &mut Option<Node>, patch: &Node, depth: usize) -> Result
     let Value::Object(entries) = &mut node.value else {
         return Ok(());
     };
-    if kv.len() > WIDE_MERGE {
-        return merge_wide(entries, kv, depth);
-    }
-    for (k, pv) in kv {
-        match entries.iter().position(|(dk, _)| same_key(dk, k)) {
-            Some(i) => {
-                let mut child = Some(std::mem::replace(&mut entries[i].1, Node::null()));
-                merge_in_place(&mut child, pv, depth + 1)?;
-                match child {
-                    Some(c) => entries[i].1 = c,
-                    None => {
-                        entries.remove(i);
-                    }
-                }
-            }
-            None => {
-                let mut child = None;
-                merge_in_place(&mut child, pv, depth + 1)?;
-                if let Some(c) = child {
-                    entries.push((k.clone(), c));
-                }
-            }
+    // Wide patches find keys through a map built once (the first of equal
+    // keys, as the scan finds it); narrow ones scan.
+    let mut index = (kv.len() > WIDE_MERGE).then(|| {
+        let mut at = std::collections::HashMap::with_capacity(entries.len() + kv.len());
+        for (i, (k, _)) in entries.iter().enumerate() {
+            at.entry(k.clone()).or_insert(i);
         }
+        at
+    });
+    // Entries whose result is absent, dropped in one pass at the end so
+    // that positions (and the map) stay valid meanwhile: the patch repeats
+    // no key, so nothing looks a removed entry up again.
+    let mut removed = Vec::new();
+    for (k, pv) in kv {
+        let found = match &index {
+            Some(at) => at.get(k).copied(),
+            None => entries.iter().position(|(dk, _)| same_key(dk, k)),
+        };
+        let mut child = found.map(|i| std::mem::replace(&mut entries[i].1, Node::null()));
+        merge_in_place(&mut child, pv, depth + 1)?;
+        match (found, child) {
+            (Some(i), Some(c)) => entries[i].1 = c,
+            (Some(i), None) => removed.push(i),
+            (None, Some(c)) => {
+                if let Some(at) = &mut index {
+                    at.insert(k.clone(), entries.len());
+                }
+                entries.push((k.clone(), c));
+            }
+            (None, None) => {}
+        }
+    }
+    if !removed.is_empty() {
+        removed.sort_unstable();
+        let mut i = 0;
+        entries.retain(|_| {
+            let keep = removed.binary_search(&i).is_err();
+            i += 1;
+            keep
+        });
     }
     Ok(())
 }
@@ -224,53 +241,6 @@ fn merge_in_place(slot: &mut Option<Node>, patch: &Node, depth: usize) -> Result
 /// when the document starts empty and grows with the patch's new keys), the
 /// map a pass over each.
 const WIDE_MERGE: usize = 32;
-
-/// The same merge as the scan in [`merge_in_place`], for wide objects: keys
-/// are found through a map built once; removed entries are dropped in one
-/// pass at the end (the scan removes them at once: the patch repeats no key,
-/// so nothing looks a removed key up again and the results agree).
-fn merge_wide(
-    entries: &mut Vec<(Key, Node)>,
-    kv: &[(Key, Node)],
-    depth: usize,
-) -> Result<(), PatchError> {
-    // The first of equal keys, as the scan finds it.
-    let mut at = std::collections::HashMap::with_capacity(entries.len() + kv.len());
-    for (i, (k, _)) in entries.iter().enumerate() {
-        at.entry(k.clone()).or_insert(i);
-    }
-    let mut removed = vec![false; entries.len()];
-    for (k, pv) in kv {
-        match at.get(k) {
-            Some(&i) => {
-                let mut child = Some(std::mem::replace(&mut entries[i].1, Node::null()));
-                merge_in_place(&mut child, pv, depth + 1)?;
-                match child {
-                    Some(c) => entries[i].1 = c,
-                    None => removed[i] = true,
-                }
-            }
-            None => {
-                let mut child = None;
-                merge_in_place(&mut child, pv, depth + 1)?;
-                if let Some(c) = child {
-                    at.insert(k.clone(), entries.len());
-                    entries.push((k.clone(), c));
-                    removed.push(false);
-                }
-            }
-        }
-    }
-    if removed.iter().any(|&r| r) {
-        let mut i = 0;
-        entries.retain(|_| {
-            let keep = !removed[i];
-            i += 1;
-            keep
-        });
-    }
-    Ok(())
-}
 
 /// `a == b`, cheaper on the long scans of large objects (a replayed record
 /// looks its key up among every key of, say, 500 users): field names of

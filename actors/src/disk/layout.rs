@@ -117,9 +117,10 @@ pub(crate) fn ensure_subdir(fs_ops: &dyn FileOps, dir: &Path, umask: u32) -> Res
     ensure_dir(fs_ops, dir, umask)
 }
 
-/// Writes `<dir>/<name>` atomically (temp name, fsync, rename, directory
-/// fsync). A new file gets exactly `0o666 & !umask`; a rewrite keeps the
-/// mode the file has.
+/// Writes `<dir>/<name>` atomically (`bytes` to `<name>.tmp`, fsync,
+/// rename, directory fsync) and returns the open file (positioned nowhere;
+/// use positional writes). A new file gets exactly `0o666 & !umask`; a
+/// rewrite keeps the mode the file has.
 pub(crate) fn create_new_file(
     fs_ops: &dyn FileOps,
     dir: &Path,
@@ -148,19 +149,6 @@ pub(crate) fn create_new_file(
         .sync_dir(dir)
         .map_err(|e| Error::io("sync dir", dir, &e))?;
     Ok(f)
-}
-
-/// Creates a new file atomically: writes `bytes` to `<dir>/<name>.tmp`,
-/// fsyncs it, renames it to `<dir>/<name>` and fsyncs the directory. Returns
-/// the open file (positioned nowhere; use positional writes).
-pub fn create_file_atomic(
-    fs_ops: &dyn FileOps,
-    dir: &Path,
-    name: &str,
-    bytes: &[u8],
-    umask: u32,
-) -> Result<File, Error> {
-    create_new_file(fs_ops, dir, name, bytes, umask)
 }
 
 /// Fsyncs one of the store's files (never through a link).

@@ -19,8 +19,8 @@ use logd_core::meta::{self, Meta};
 use logd_core::wal::{self, HEADER_LEN, Location, TailStatus, WalErrorKind};
 
 use crate::disk::fileops::{FileOps, read_file};
-pub use crate::disk::layout::{create_file_atomic, holds_store, segment_path, wal_dir};
 pub(crate) use crate::disk::layout::{create_new_file, ensure_subdir, list_wal, sync_file};
+pub use crate::disk::layout::{holds_store, segment_path, wal_dir};
 pub use crate::disk::lock::DirLock;
 pub use crate::disk::record::DurableRecord;
 use crate::error::Error;

@@ -324,7 +324,7 @@ fn write_batch(
                 old.seal(fs, dir)?;
             }
             let wdir = layout::wal_dir(dir);
-            let file = layout::create_file_atomic(
+            let file = layout::create_new_file(
                 fs,
                 &wdir,
                 &wal::segment_file_name(ch.segment),

@@ -439,9 +439,8 @@ async fn read_through_server(
     ctx: &Ctx,
     path: &str,
 ) -> Option<Result<(Option<Node>, Option<u64>), CliError>> {
-    let client = logd::client::Client::connect_unix(ctx.dir.join(super::serve::SOCKET))
-        .await
-        .ok()?;
+    let socket = ctx.dir.join(super::serve::SOCKET);
+    let client = logd::client::Client::connect_unix(&socket).await.ok()?;
     Some(match client.get(path).await {
         Ok((node, commit)) => Ok((Some(node), Some(commit))),
         Err(logd::client::ClientError::Server { code, .. }) if code == "not_found" => {
@@ -449,7 +448,7 @@ async fn read_through_server(
         }
         Err(e) => Err(CliError::failure(format!(
             "reading through the server on {}: {e}",
-            ctx.dir.join(super::serve::SOCKET).display()
+            socket.display()
         ))),
     })
 }
